@@ -1,0 +1,1 @@
+//! criterion suites live in benches/; this crate has no library code.

@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Installs what building and testing confab needs on a fresh Debian/Ubuntu
+# machine, and nothing that is already there. Called by the Makefile.
+set -euo pipefail
+
+want_fuzz=0
+for arg in "$@"; do
+  case "$arg" in
+    --fuzz) want_fuzz=1 ;;
+  esac
+done
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then
+  SUDO="sudo"
+fi
+
+missing=()
+# RocksDB's bindings are generated with bindgen, which needs libclang; its
+# C++ is built with a C++ compiler.
+need_pkg() { dpkg -s "$1" >/dev/null 2>&1 || missing+=("$1"); }
+if command -v dpkg >/dev/null 2>&1; then
+  need_pkg libclang-dev
+  need_pkg clang
+  need_pkg g++
+  need_pkg make
+  need_pkg pkg-config
+  if [ ${#missing[@]} -gt 0 ]; then
+    echo "deps: installing ${missing[*]}"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+  fi
+fi
+
+if ! command -v cargo >/dev/null 2>&1; then
+  if [ -x "$HOME/.cargo/bin/cargo" ]; then
+    export PATH="$HOME/.cargo/bin:$PATH"
+  else
+    echo "deps: cargo not found; install Rust with rustup (https://rustup.rs) and retry" >&2
+    exit 1
+  fi
+fi
+
+if command -v rustup >/dev/null 2>&1; then
+  for comp in rustfmt clippy; do
+    if ! rustup component list --installed 2>/dev/null | grep -q "^$comp"; then
+      rustup component add "$comp"
+    fi
+  done
+fi
+
+if [ "$want_fuzz" = 1 ]; then
+  if command -v rustup >/dev/null 2>&1 && ! rustup toolchain list | grep -q '^nightly'; then
+    rustup toolchain install nightly --profile minimal
+  fi
+  if ! cargo fuzz --version >/dev/null 2>&1; then
+    cargo install cargo-fuzz --locked
+  fi
+fi
