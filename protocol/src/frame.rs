@@ -253,9 +253,9 @@ pub struct Sync {
 pub enum HistoryAnchor {
     /// The newest messages.
     Latest,
-    /// Messages with sequence lower than this, newest first.
+    /// The newest messages with a sequence lower than this.
     Before(u64),
-    /// Messages with sequence greater than this, oldest first.
+    /// The oldest messages with a sequence greater than this.
     After(u64),
 }
 
@@ -431,11 +431,11 @@ pub struct Message {
 pub struct SyncBatch {
     /// The `Sync`'s request id; 0 for the replay after `Hello`.
     pub request_id: u64,
-    /// Entries in inbox order.
-    pub messages: Vec<Message>,
     /// More entries follow (the server sends them in further batches for a
     /// replay; for a `Sync`, ask again after the last `inbox_seq`).
     pub has_more: bool,
+    /// Entries in inbox order.
+    pub messages: Vec<Message>,
 }
 
 /// A page of a channel's history (server → client).
@@ -446,10 +446,11 @@ pub struct HistoryBatch {
     pub request_id: u64,
     /// The channel.
     pub channel_id: u64,
-    /// Messages in the anchor's order (newest first for `before`/`latest`).
-    pub messages: Vec<Message>,
-    /// More messages lie beyond this page.
+    /// More messages lie beyond this page (older ones for `latest`/`before`,
+    /// newer ones for `after`).
     pub has_more: bool,
+    /// Messages in ascending sequence order, whatever the anchor.
+    pub messages: Vec<Message>,
 }
 
 /// One user's presence.

@@ -1,0 +1,201 @@
+//! The write half of [`RocksLog`]: turn a drained group of requests into one
+//! atomic RocksDB write batch (messages, inbox pointers, idempotency entries),
+//! assigning sequences under the stripe locks of [`super::counters`].
+
+use super::counters::{channel_stripe, user_stripe, ChannelCounter};
+use super::{cf, unsynced, RocksLog};
+use crate::codec::{self, IdempotencyRecord};
+use crate::error::StorageError;
+use crate::ids::{ChannelId, UserId};
+use crate::model::{AppendOutcome, AppendRequest};
+use rocksdb::{ColumnFamily, ReadOptions, Snapshot, WriteBatch};
+use std::borrow::Cow;
+use std::collections::HashMap;
+
+impl RocksLog {
+    pub(super) fn stage_batch(
+        &self,
+        batch: &[AppendRequest],
+    ) -> Result<Vec<AppendOutcome>, StorageError> {
+        self.check_poisoned()?;
+        for req in batch {
+            req.validate()?;
+        }
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        let messages_cf = self.cf(cf::MESSAGES)?;
+        let inbox_cf = self.cf(cf::INBOX)?;
+        let idem_cf = self.cf(cf::IDEMPOTENCY)?;
+
+        let recipients: Vec<Cow<'_, [UserId]>> =
+            batch.iter().map(AppendRequest::unique_recipients).collect();
+        // The sender's stripe is locked too: it serialises idempotency checks
+        // of one sender across shard writers.
+        let mut mask = 0u64;
+        for (req, users) in batch.iter().zip(&recipients) {
+            mask |= 1 << channel_stripe(req.channel);
+            mask |= 1 << user_stripe(req.sender);
+            for &user in users.iter() {
+                mask |= 1 << user_stripe(user);
+            }
+        }
+        let mut locked = self.counters.lock(mask)?;
+
+        let idem_keys: Vec<[u8; 24]> = batch
+            .iter()
+            .map(|r| codec::idempotency_key(r.sender, r.device, r.client_msg_id))
+            .collect();
+        let earlier: Vec<Option<IdempotencyRecord>> = self
+            .db
+            .batched_multi_get_cf_opt(idem_cf, &idem_keys, false, &ReadOptions::default())
+            .into_iter()
+            .map(|found| match found? {
+                Some(value) => IdempotencyRecord::decode(&value).map(Some),
+                None => Ok(None),
+            })
+            .collect::<Result<_, StorageError>>()?;
+
+        let now = self.config.clock.now_ms();
+        let window = self.config.idempotency_window_ms;
+        let text_bytes: usize = batch.iter().map(|r| r.text.len()).sum();
+        let mut wb = WriteBatch::with_capacity_bytes(text_bytes + batch.len() * 128);
+        let mut record = Vec::new();
+        let mut first_in_batch: HashMap<[u8; 24], usize> = HashMap::with_capacity(batch.len());
+        let mut outcomes: Vec<AppendOutcome> = Vec::with_capacity(batch.len());
+
+        for (i, req) in batch.iter().enumerate() {
+            if let Some(&first) = first_in_batch.get(&idem_keys[i]) {
+                let original = &outcomes[first];
+                outcomes.push(duplicate_of(IdempotencyRecord {
+                    channel: original.channel,
+                    seq: original.seq,
+                    timestamp_ms: original.timestamp_ms,
+                    sender_inbox_seq: original.sender_inbox_seq,
+                }));
+                continue;
+            }
+            if let Some(rec) = earlier[i].filter(|r| !r.expired(now, window)) {
+                outcomes.push(duplicate_of(rec));
+                continue;
+            }
+
+            let counter = locked.channel(req.channel, || self.load_channel(req.channel))?;
+            counter.seq += 1;
+            counter.timestamp_ms = counter.timestamp_ms.max(now);
+            let (seq, timestamp_ms) = (counter.seq, counter.timestamp_ms);
+
+            record.clear();
+            codec::encode_record(
+                &mut record,
+                req.sender,
+                req.device,
+                req.client_msg_id,
+                timestamp_ms,
+                &req.text,
+            );
+            wb.put_cf(messages_cf, codec::message_key(req.channel, seq), &record);
+
+            let pointer = codec::encode_pointer(req.channel, seq);
+            let mut inbox = Vec::with_capacity(recipients[i].len());
+            for &user in recipients[i].iter() {
+                let last = locked.inbox(user, || self.load_inbox(user))?;
+                *last += 1;
+                wb.put_cf(inbox_cf, codec::inbox_key(user, *last), pointer);
+                inbox.push((user, *last));
+            }
+            let sender_inbox_seq = crate::model::sender_seq(&inbox, req.sender);
+
+            let rec = IdempotencyRecord {
+                channel: req.channel,
+                seq,
+                timestamp_ms,
+                sender_inbox_seq,
+            };
+            wb.put_cf(idem_cf, idem_keys[i], rec.encode());
+            first_in_batch.insert(idem_keys[i], i);
+            outcomes.push(AppendOutcome {
+                channel: req.channel,
+                seq,
+                timestamp_ms,
+                inbox,
+                sender_inbox_seq,
+                duplicate: false,
+            });
+        }
+
+        if !wb.is_empty() {
+            // Counters were advanced above; if the batch did not land they are
+            // ahead of the disk and the next stage would leave a gap. RocksDB
+            // itself stops accepting writes after a failed WAL write, so the
+            // log refuses too until it is reopened and reloads from disk.
+            self.db.write_opt(wb, &unsynced()).map_err(|err| {
+                self.poison("group write", &err);
+                StorageError::from(err)
+            })?;
+        }
+        drop(locked);
+        Ok(outcomes)
+    }
+
+    /// Last sequence and timestamp of a channel, from the last key of its
+    /// prefix. Records the value as the channel's watermark before any write
+    /// of this log touches it (see `Watermarks::init`).
+    fn load_channel(&self, channel: ChannelId) -> Result<ChannelCounter, StorageError> {
+        let counter = match self.last_in_prefix(self.cf(cf::MESSAGES)?, channel.0, None)? {
+            Some((seq, value)) => ChannelCounter {
+                seq,
+                timestamp_ms: codec::record_timestamp(&value)?,
+            },
+            None => ChannelCounter::default(),
+        };
+        self.channel_marks.init(channel.0, counter.seq);
+        Ok(counter)
+    }
+
+    fn load_inbox(&self, user: UserId) -> Result<u64, StorageError> {
+        let last = self
+            .last_in_prefix(self.cf(cf::INBOX)?, user.0, None)?
+            .map_or(0, |(seq, _)| seq);
+        self.inbox_marks.init(user.0, last);
+        Ok(last)
+    }
+
+    /// The highest `(suffix, value)` under an 8-byte prefix: one
+    /// `seek_for_prev` to `prefix | u64::MAX`, never a scan.
+    pub(super) fn last_in_prefix(
+        &self,
+        handle: &ColumnFamily,
+        prefix: u64,
+        snapshot: Option<&Snapshot<'_>>,
+    ) -> Result<Option<(u64, Vec<u8>)>, StorageError> {
+        let mut opts = ReadOptions::default();
+        opts.set_prefix_same_as_start(true);
+        opts.set_iterate_lower_bound(codec::pair_key(prefix, 0).to_vec());
+        if let Some(snapshot) = snapshot {
+            opts.set_snapshot(snapshot);
+        }
+        let mut iter = self.db.raw_iterator_cf_opt(handle, opts);
+        iter.seek_for_prev(codec::pair_key(prefix, u64::MAX));
+        let found = match (iter.key(), iter.value()) {
+            (Some(key), Some(value)) if key.starts_with(&prefix.to_be_bytes()) => {
+                let (_, suffix) = codec::split_pair(key, "sequence key")?;
+                Some((suffix, value.to_vec()))
+            }
+            _ => None,
+        };
+        iter.status()?;
+        Ok(found)
+    }
+}
+
+fn duplicate_of(rec: IdempotencyRecord) -> AppendOutcome {
+    AppendOutcome {
+        channel: rec.channel,
+        seq: rec.seq,
+        timestamp_ms: rec.timestamp_ms,
+        inbox: Vec::new(),
+        sender_inbox_seq: rec.sender_inbox_seq,
+        duplicate: true,
+    }
+}

@@ -1,0 +1,123 @@
+//! A [`MessageLog`] wrapper that can hold the writer inside `stage` (to let
+//! requests pile up behind it deterministically), fail a stage, and records the
+//! size of every group it was given.
+
+use confab_storage::{
+    AppendOutcome, AppendRequest, ChannelId, Cursor, DeviceId, HistoryAnchor, InboxEntry,
+    MessageLog, Page, StorageError, StoredMessage, SyncPolicy, UserId,
+};
+use std::sync::{Condvar, Mutex};
+
+#[derive(Default)]
+struct State {
+    armed: bool,
+    entered: bool,
+    released: bool,
+    fail_next: bool,
+    sizes: Vec<usize>,
+}
+
+pub struct GatedLog<L> {
+    inner: L,
+    state: Mutex<State>,
+    changed: Condvar,
+}
+
+impl<L: MessageLog> GatedLog<L> {
+    pub fn new(inner: L) -> Self {
+        Self { inner, state: Mutex::default(), changed: Condvar::new() }
+    }
+
+    /// The next stage blocks until [`release`](Self::release).
+    pub fn arm(&self) {
+        let mut s = self.state.lock().unwrap();
+        s.armed = true;
+        s.entered = false;
+        s.released = false;
+    }
+
+    pub fn wait_entered(&self) {
+        let s = self.state.lock().unwrap();
+        let (s, timeout) = self
+            .changed
+            .wait_timeout_while(s, std::time::Duration::from_secs(20), |s| !s.entered)
+            .unwrap();
+        assert!(!timeout.timed_out() && s.entered, "writer never reached stage");
+    }
+
+    pub fn release(&self) {
+        self.state.lock().unwrap().released = true;
+        self.changed.notify_all();
+    }
+
+    pub fn fail_next_stage(&self) {
+        self.state.lock().unwrap().fail_next = true;
+    }
+
+    pub fn stage_sizes(&self) -> Vec<usize> {
+        self.state.lock().unwrap().sizes.clone()
+    }
+}
+
+impl<L: MessageLog> MessageLog for GatedLog<L> {
+    fn sync_policy(&self) -> SyncPolicy {
+        self.inner.sync_policy()
+    }
+
+    fn stage(&self, batch: &[AppendRequest]) -> Result<Vec<AppendOutcome>, StorageError> {
+        let mut s = self.state.lock().unwrap();
+        s.sizes.push(batch.len());
+        if std::mem::take(&mut s.fail_next) {
+            return Err(StorageError::Engine("injected failure".into()));
+        }
+        if s.armed {
+            s.armed = false;
+            s.entered = true;
+            self.changed.notify_all();
+            let _s = self.changed.wait_while(s, |s| !s.released).unwrap();
+        } else {
+            drop(s);
+        }
+        self.inner.stage(batch)
+    }
+
+    fn sync(&self) -> Result<(), StorageError> {
+        self.inner.sync()
+    }
+
+    fn publish(&self, outcomes: &[AppendOutcome]) {
+        self.inner.publish(outcomes)
+    }
+
+    fn channel_history(&self, channel: ChannelId, anchor: HistoryAnchor, limit: usize) -> Result<Page<StoredMessage>, StorageError> {
+        self.inner.channel_history(channel, anchor, limit)
+    }
+
+    fn inbox(&self, user: UserId, after: u64, limit: usize) -> Result<Page<InboxEntry>, StorageError> {
+        self.inner.inbox(user, after, limit)
+    }
+
+    fn last_channel_seq(&self, channel: ChannelId) -> Result<u64, StorageError> {
+        self.inner.last_channel_seq(channel)
+    }
+
+    fn last_inbox_seq(&self, user: UserId) -> Result<u64, StorageError> {
+        self.inner.last_inbox_seq(user)
+    }
+
+    fn set_cursor(&self, user: UserId, device: DeviceId, cursor: Cursor) -> Result<(), StorageError> {
+        self.inner.set_cursor(user, device, cursor)
+    }
+
+    fn cursor(&self, user: UserId, device: DeviceId) -> Result<Cursor, StorageError> {
+        self.inner.cursor(user, device)
+    }
+
+    fn set_last_seen(&self, user: UserId, at_ms: u64) -> Result<(), StorageError> {
+        self.inner.set_last_seen(user, at_ms)
+    }
+
+    fn last_seen(&self, user: UserId) -> Result<Option<u64>, StorageError> {
+        self.inner.last_seen(user)
+    }
+}
