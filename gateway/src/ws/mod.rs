@@ -1,0 +1,54 @@
+//! The gateway's WebSocket layer (RFC 6455), sans-IO: it turns bytes the
+//! gateway has read into handshake decisions and events, and events into
+//! bytes to write, and never touches a socket. The thread-per-core IO loops
+//! (io_uring or epoll) own the buffers and drive it.
+//!
+//! # How a connection uses it
+//!
+//! 1. Read until [`parse_upgrade`] returns an [`Upgrade`]; write its
+//!    `response` (or, on error, [`HandshakeError::response`] and close).
+//!    Keep the bytes after `consumed`: they may already be frames.
+//! 2. Read into a `BytesMut` and call [`Decoder::decode`] until it returns
+//!    `Ok(None)`; [`Decoder::pending_frame_len`] says how far to grow the
+//!    buffer for a large frame.
+//! 3. Answer [`Event::Ping`] with [`encode_pong`]; answer [`Event::Close`]
+//!    with a Close frame and close the socket.
+//! 4. On a [`WsError`], write [`encode_close`] with [`WsError::close_code`]
+//!    and [`WsError::close_reason`], then close. (Shut down the write side
+//!    and drain what the client still sends for a moment before dropping
+//!    the socket, or unread bytes make the kernel send a reset that can
+//!    destroy the Close frame before the client reads it.)
+//! 5. Send messages with [`write_header`] followed by the payload: a
+//!    fan-out payload is encoded once and only the header is per socket.
+//!
+//! # What it enforces
+//!
+//! Masked client frames, zero RSV bits (no extension is negotiated),
+//! known opcodes, unfragmented control frames of at most 125 bytes,
+//! continuation rules, shortest length encodings, a maximum message size
+//! checked from frame headers (before a payload is buffered, fragments
+//! added up), UTF-8 of text messages (checked fragment by fragment), and
+//! valid close codes and reasons. Each failure has its close code: 1002
+//! protocol error, 1007 invalid payload, 1009 message too big.
+//!
+//! # Subprotocols and close codes
+//!
+//! `confab.v1` selects the binary encoding and `confab.v1.json` the JSON
+//! one; a client that offers none gets binary (see [`handshake`]). Besides
+//! the standard close codes, confab closes with `4000 + n` for wire error
+//! number `n` (for example 4401 for `SLOW_CONSUMER`), see [`close`].
+
+pub mod close;
+pub mod codec;
+pub mod error;
+pub mod handshake;
+
+pub use codec::{
+    encode_binary, encode_close, encode_close_empty, encode_ping, encode_pong, encode_text,
+    header_len, unmask, write_frame_header, write_header, CloseFrame, Decoder, Event, OpCode,
+    MAX_CONTROL_PAYLOAD, MAX_HEADER_LEN,
+};
+pub use error::{HandshakeError, WsError};
+pub use handshake::{
+    accept_key, parse_upgrade, Encoding, Upgrade, SUBPROTOCOL_BINARY, SUBPROTOCOL_JSON,
+};
