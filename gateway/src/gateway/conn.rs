@@ -1,0 +1,873 @@
+//! A WebSocket connection's life: accept on whichever core the kernel
+//! picked (`SO_REUSEPORT`), handshake and `Hello` there, then hand the
+//! socket to the core that owns the user, where the session runs: replay
+//! from the device's cursor, live delivery, requests, heartbeats.
+
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{Buf, BytesMut};
+use confab_protocol::frame::{self, Frame, PresenceInfo};
+use confab_protocol::limits::{negotiate_version, validate_text};
+use confab_protocol::{DecodeError, ErrorCode};
+use confab_storage::{ChannelId, Cursor, DeviceId, UserId};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use super::bus::owner_core;
+use super::core::{encode, error_frame, Attach, ConnId, Core, CoreMsg, NoticeKind, TypingNotice};
+use super::net::Stream;
+use super::outbound::{CloseReason, OutFrame, Outbound, Priority};
+use super::{now_ms, stored_to_wire};
+use crate::ws::{self, close, Decoder, Encoding, Event, OpCode};
+
+/// An authenticated connection on its way to the core that owns its user.
+pub struct Handover {
+    /// The socket.
+    pub socket: std::net::TcpStream,
+    /// Bytes read but not yet decoded (a pipelining client's next frames).
+    pub buf: BytesMut,
+    /// The WebSocket decoder, with any fragment in progress.
+    pub decoder: Decoder,
+    /// Binary or JSON.
+    pub encoding: Encoding,
+    /// The authenticated user.
+    pub user: u64,
+    /// The device.
+    pub device: u64,
+    /// The device's inbox cursor from `Hello`.
+    pub cursor: u64,
+    /// The negotiated protocol version.
+    pub version: u16,
+}
+
+/// Accepts connections on this core's listener until shutdown.
+pub async fn accept_loop(core: Rc<Core>, listener: std::net::TcpListener) {
+    let listener = match tokio::net::TcpListener::from_std(listener) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(core = core.id, error = %e, "listener");
+            return;
+        }
+    };
+    let stop = core.shared.stop.clone();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    let _ = stream.set_nodelay(true);
+                    tokio::task::spawn_local(handshake(core.clone(), stream));
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            },
+            _ = stop.notified() => break,
+        }
+    }
+}
+
+/// Writes an `Error` and a close to a connection that never became a
+/// session.
+async fn refuse(
+    stream: &mut tokio::net::TcpStream,
+    encoding: Encoding,
+    code: ErrorCode,
+    why: &str,
+) {
+    let mut out = Vec::new();
+    wrap(
+        &mut out,
+        encoding,
+        &encode(encoding, &error_frame(code, why, None)),
+    );
+    wrap(
+        &mut out,
+        encoding,
+        &encode(
+            encoding,
+            &Frame::Close(frame::Close {
+                code: code.code(),
+                message: why.into(),
+            }),
+        ),
+    );
+    ws::encode_close(close::app_close_code(code.code()), why, &mut out);
+    let _ = stream.write_all(&out).await;
+    let _ = stream.shutdown().await;
+}
+
+fn wrap(out: &mut Vec<u8>, encoding: Encoding, frame: &[u8]) {
+    let op = match encoding {
+        Encoding::Binary => OpCode::Binary,
+        Encoding::Json => OpCode::Text,
+    };
+    ws::write_header(out, op, frame.len());
+    out.extend_from_slice(frame);
+}
+
+fn decode_frame(encoding: Encoding, event: &Event, max: usize) -> Result<Frame, DecodeError> {
+    match (encoding, event) {
+        (Encoding::Binary, Event::Binary(b)) => confab_protocol::binary::decode_exact(b, max),
+        (Encoding::Json, Event::Text(t)) => confab_protocol::json::decode(t, max),
+        (Encoding::Binary, _) => Err(DecodeError::Json(
+            "a text message on the binary subprotocol confab.v1".into(),
+        )),
+        _ => Err(DecodeError::Json(
+            "a binary message on the JSON subprotocol confab.v1.json".into(),
+        )),
+    }
+}
+
+async fn handshake(core: Rc<Core>, mut stream: tokio::net::TcpStream) {
+    let settings = &core.shared.settings;
+    let deadline = tokio::time::Instant::now() + settings.handshake_timeout;
+    let mut buf = BytesMut::with_capacity(1024);
+    let upgrade = loop {
+        match ws::parse_upgrade(&buf, &settings.ws_path, 8192) {
+            Ok(Some(u)) => break u,
+            Ok(None) => {}
+            Err(e) => {
+                let _ = stream.write_all(&e.response()).await;
+                return;
+            }
+        }
+        match tokio::time::timeout_at(deadline, stream.read_buf(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => {}
+            _ => return,
+        }
+    };
+    if stream.write_all(&upgrade.response).await.is_err() {
+        return;
+    }
+    buf.advance(upgrade.consumed);
+    let encoding = upgrade.encoding;
+    let max = settings.max_frame_bytes;
+    let mut decoder = Decoder::new(max + 64);
+    let hello = loop {
+        match decoder.decode(&mut buf) {
+            Ok(Some(Event::Ping(p))) => {
+                let mut out = Vec::new();
+                ws::encode_pong(&p, &mut out);
+                let _ = stream.write_all(&out).await;
+                continue;
+            }
+            Ok(Some(Event::Pong(_))) => continue,
+            Ok(Some(Event::Close(_))) => {
+                let mut out = Vec::new();
+                ws::encode_close(close::NORMAL, "", &mut out);
+                let _ = stream.write_all(&out).await;
+                return;
+            }
+            Ok(Some(ev)) => match decode_frame(encoding, &ev, max) {
+                Ok(Frame::Hello(h)) => break h,
+                Ok(_) => {
+                    return refuse(
+                        &mut stream,
+                        encoding,
+                        ErrorCode::UnexpectedFrame,
+                        "the first frame must be Hello",
+                    )
+                    .await
+                }
+                Err(e) => return refuse(&mut stream, encoding, e.code(), &e.to_string()).await,
+            },
+            Ok(None) => {}
+            Err(e) => {
+                let mut out = Vec::new();
+                ws::encode_close(e.close_code(), e.close_reason(), &mut out);
+                let _ = stream.write_all(&out).await;
+                return;
+            }
+        }
+        match tokio::time::timeout_at(deadline, stream.read_buf(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => {}
+            _ => return,
+        }
+    };
+    let version = match negotiate_version(hello.min_version, hello.max_version) {
+        Ok(v) => v,
+        Err(code) => {
+            return refuse(&mut stream, encoding, code, "no common protocol version").await
+        }
+    };
+    let user = match core.shared.auth.verify(&hello.token) {
+        Ok(u) => u,
+        Err(code) => {
+            core.shared.metrics[core.id].error(code);
+            return refuse(&mut stream, encoding, code, "authentication failed").await;
+        }
+    };
+    let socket = match stream.into_std() {
+        Ok(s) => s,
+        Err(_) => return,
+    };
+    let handover = Handover {
+        socket,
+        buf,
+        decoder,
+        encoding,
+        user,
+        device: hello.device_id,
+        cursor: hello.inbox_cursor,
+        version,
+    };
+    let owner = owner_core(user, core.shared.bus.cores());
+    if owner == core.id {
+        session(core, handover).await;
+    } else {
+        core.shared
+            .bus
+            .send(owner, CoreMsg::Adopt(Box::new(handover)));
+    }
+}
+
+/// Runs an authenticated session on the core that owns its user.
+pub async fn session(core: Rc<Core>, h: Handover) {
+    let Handover {
+        socket,
+        mut buf,
+        mut decoder,
+        encoding,
+        user,
+        device,
+        cursor,
+        version,
+    } = h;
+    let stream = match Stream::adopt(socket, core.shared.io) {
+        Ok(s) => Rc::new(s),
+        Err(e) => {
+            tracing::warn!(error = %e, "adopting a socket failed");
+            return;
+        }
+    };
+    let settings = core.shared.settings.clone();
+    let out = Outbound::new(settings.outbound_limit_bytes);
+    let (conn, mut attach) = core.attach(user, device, encoding, out.clone());
+    let session_id = ((core.id as u64) << 48) | conn;
+    let welcome = Frame::Welcome(frame::Welcome {
+        version,
+        user_id: user,
+        session_id,
+        heartbeat_interval_ms: settings.heartbeat_interval.as_millis() as u32,
+        limits: settings.limits(),
+    });
+    out.push(
+        OutFrame::Owned(encode(encoding, &welcome)),
+        Priority::Required,
+    );
+    let writer = tokio::task::spawn_local(write_loop(stream.clone(), out.clone(), encoding));
+
+    // Where the live stream stands for this user; replay up to it.
+    let target = loop {
+        match attach {
+            Attach::Ready(t) => break t,
+            Attach::Init => {
+                let log = core.shared.log.clone();
+                let last =
+                    tokio::task::spawn_blocking(move || log.last_inbox_seq(UserId(user))).await;
+                match last {
+                    Ok(Ok(last)) => {
+                        core.user_ready(user, last);
+                        break last;
+                    }
+                    _ => {
+                        out.close(CloseReason {
+                            code: ErrorCode::Unavailable.code(),
+                            message: "storage unavailable".into(),
+                        });
+                        break 0;
+                    }
+                }
+            }
+            Attach::Wait(notify) => {
+                let _ = tokio::time::timeout(Duration::from_millis(50), notify.notified()).await;
+                attach = core.attach_retry(user);
+            }
+        }
+    };
+    if !out.is_closing() {
+        // Friends' presence is pushed without asking: watch them before the
+        // replay ends, so a change right after it is not missed, and send
+        // their current state first.
+        if let Some(friends) = friends(&core, user).await {
+            core.watch(conn, &friends);
+            if !friends.is_empty() {
+                let entries = presence_of(&core, user, &friends).await;
+                let push = Frame::Presence(frame::Presence {
+                    request_id: 0,
+                    entries,
+                });
+                out.push(
+                    OutFrame::Owned(encode(encoding, &push)),
+                    Priority::Droppable,
+                );
+            }
+        }
+        replay(&core, &out, encoding, user, cursor.min(target), target).await;
+        core.go_live(conn, target);
+    }
+
+    let result = read_loop(
+        &core,
+        conn,
+        &stream,
+        &out,
+        &mut decoder,
+        &mut buf,
+        user,
+        device,
+        encoding,
+    )
+    .await;
+    // Whatever ended the session, the writer flushes and stops (a close
+    // requested earlier keeps its reason).
+    out.close(result.err().unwrap_or(CloseReason {
+        code: 0,
+        message: "closed".into(),
+    }));
+    let _ = writer.await;
+    if let Some((user, device, delivered)) = core.detach(conn) {
+        if delivered > 0 {
+            let log = core.shared.log.clone();
+            let _ = tokio::task::spawn_blocking(move || {
+                log.set_cursor(
+                    UserId(user),
+                    DeviceId(device),
+                    Cursor { delivered, read: 0 },
+                )
+            })
+            .await;
+        }
+    }
+}
+
+/// Sends the stored inbox entries in `(from, to]` as `SyncBatch`es with
+/// request id 0, the last one with `has_more` false.
+async fn replay(
+    core: &Rc<Core>,
+    out: &Rc<Outbound>,
+    encoding: Encoding,
+    user: u64,
+    from: u64,
+    to: u64,
+) {
+    let page_size = core.shared.settings.max_page as usize;
+    let mut after = from;
+    loop {
+        // Do not outrun the socket: a long replay waits for the queue.
+        while out.queued_bytes() > core.shared.settings.outbound_limit_bytes / 2
+            && !out.is_closing()
+        {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        if out.is_closing() {
+            return;
+        }
+        let (messages, done) = if after >= to {
+            (Vec::new(), true)
+        } else {
+            let log = core.shared.log.clone();
+            let page =
+                tokio::task::spawn_blocking(move || log.inbox(UserId(user), after, page_size))
+                    .await;
+            let Ok(Ok(page)) = page else {
+                out.close(CloseReason {
+                    code: ErrorCode::Unavailable.code(),
+                    message: "storage unavailable".into(),
+                });
+                return;
+            };
+            let messages: Vec<frame::Message> = page
+                .items
+                .into_iter()
+                .filter(|e| e.inbox_seq <= to)
+                .map(|e| stored_to_wire(e.inbox_seq, e.message))
+                .collect();
+            let last = messages.last().map_or(after, |m| m.inbox_seq);
+            let done = last >= to || messages.is_empty();
+            after = last;
+            (messages, done)
+        };
+        let batch = Frame::SyncBatch(frame::SyncBatch {
+            request_id: 0,
+            has_more: !done,
+            messages,
+        });
+        out.push(
+            OutFrame::Owned(encode(encoding, &batch)),
+            Priority::Required,
+        );
+        if done {
+            return;
+        }
+    }
+}
+
+async fn friends(core: &Rc<Core>, user: u64) -> Option<Rc<[u64]>> {
+    if let Some(f) = core.cached_friends(user) {
+        return Some(f);
+    }
+    let list = core.shared.directory.friends(user).await.ok()?;
+    Some(core.cache_friends(user, &list))
+}
+
+async fn members(core: &Rc<Core>, channel: u64) -> Result<Option<Rc<[u64]>>, ErrorCode> {
+    if let Some(m) = core.cached_members(channel) {
+        return Ok(Some(m));
+    }
+    match core.shared.directory.channel_members(channel).await {
+        Ok(Some(list)) => Ok(Some(core.cache_members(channel, &list))),
+        Ok(None) => Ok(None),
+        Err(_) => Err(ErrorCode::Unavailable),
+    }
+}
+
+/// The members of `channel` if `user` is one of them, else the error.
+async fn membership(core: &Rc<Core>, user: u64, channel: u64) -> Result<Rc<[u64]>, ErrorCode> {
+    match members(core, channel).await? {
+        Some(m) if m.contains(&user) => Ok(m),
+        _ => Err(ErrorCode::ForbiddenChannel),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn read_loop(
+    core: &Rc<Core>,
+    conn: ConnId,
+    stream: &Rc<Stream>,
+    out: &Rc<Outbound>,
+    decoder: &mut Decoder,
+    buf: &mut BytesMut,
+    user: u64,
+    device: u64,
+    encoding: Encoding,
+) -> Result<(), CloseReason> {
+    let settings = core.shared.settings.clone();
+    let silence_limit = settings.heartbeat_interval * 3;
+    let mut last_heard = Instant::now();
+    let mut closing_since: Option<Instant> = None;
+    let metrics = &core.shared.metrics[core.id];
+    loop {
+        loop {
+            let event = match decoder.decode(buf) {
+                Ok(Some(ev)) => ev,
+                Ok(None) => break,
+                Err(e) => {
+                    out.close(CloseReason {
+                        code: u16::MAX,
+                        message: String::new(),
+                    });
+                    raw_close(out, e.close_code(), e.close_reason());
+                    return Ok(());
+                }
+            };
+            last_heard = Instant::now();
+            match event {
+                Event::Ping(p) => raw_pong(out, &p),
+                Event::Pong(_) => {}
+                Event::Close(_) => {
+                    out.close(CloseReason {
+                        code: 0,
+                        message: "client closed".into(),
+                    });
+                    return Ok(());
+                }
+                ev => {
+                    metrics.frames_in.add(1);
+                    match decode_frame(encoding, &ev, settings.max_frame_bytes) {
+                        Ok(f) => handle_frame(core, conn, out, user, device, f).await?,
+                        Err(e) => {
+                            metrics.error(e.code());
+                            core.send_to(conn, &error_frame(e.code(), e.to_string(), None));
+                        }
+                    }
+                }
+            }
+        }
+        if out.is_closing() {
+            let since = *closing_since.get_or_insert_with(Instant::now);
+            if since.elapsed() > Duration::from_secs(2) {
+                return Ok(());
+            }
+        }
+        // Large messages grow the buffer; give the memory back once it is
+        // drained so idle connections stay small.
+        if buf.is_empty() && buf.capacity() > 64 * 1024 {
+            *buf = BytesMut::with_capacity(4096);
+        }
+        let want = decoder
+            .pending_frame_len()
+            .saturating_sub(buf.len())
+            .clamp(4096, 1 << 20);
+        match tokio::time::timeout(Duration::from_millis(500), stream.read(buf, want)).await {
+            Err(_) => {
+                if last_heard.elapsed() > silence_limit && !out.is_closing() {
+                    metrics.error(ErrorCode::HeartbeatTimeout);
+                    return Err(CloseReason {
+                        code: ErrorCode::HeartbeatTimeout.code(),
+                        message: "no heartbeat".into(),
+                    });
+                }
+            }
+            Ok(Ok(0)) | Ok(Err(_)) => return Ok(()),
+            Ok(Ok(_)) => {}
+        }
+    }
+}
+
+fn raw_pong(out: &Outbound, payload: &[u8]) {
+    let mut v = Vec::new();
+    ws::encode_pong(payload, &mut v);
+    out.push(OutFrame::Raw(v), Priority::Required);
+}
+
+fn raw_close(out: &Outbound, code: u16, reason: &str) {
+    let mut v = Vec::new();
+    ws::encode_close(code, reason, &mut v);
+    out.push_raw_close(v);
+}
+
+async fn handle_frame(
+    core: &Rc<Core>,
+    conn: ConnId,
+    out: &Rc<Outbound>,
+    user: u64,
+    device: u64,
+    f: Frame,
+) -> Result<(), CloseReason> {
+    let settings = &core.shared.settings;
+    let answer_err = |code: ErrorCode, msg: &str, f: &Frame| {
+        core.shared.metrics[core.id].error(code);
+        core.send_to(conn, &error_frame(code, msg, Some(f)));
+    };
+    match &f {
+        Frame::Send(s) => {
+            if let Err(code) = validate_text(&s.text, settings.max_text_chars) {
+                answer_err(code, "text is empty or too long", &f);
+                return Ok(());
+            }
+            if !core.take_send_token(user) {
+                answer_err(ErrorCode::RateLimited, "too many sends", &f);
+                return Ok(());
+            }
+            let channel = match s.target {
+                frame::Target::Channel(c) => c,
+                frame::Target::User(other) if other == user => {
+                    answer_err(ErrorCode::InvalidArgument, "cannot message yourself", &f);
+                    return Ok(());
+                }
+                frame::Target::User(other) => match core.cached_dm(user, other) {
+                    Some(c) => c,
+                    None => match core.shared.directory.dm_channel(user, other).await {
+                        Ok(Some(c)) => {
+                            core.cache_dm(user, other, c);
+                            c
+                        }
+                        Ok(None) => {
+                            answer_err(ErrorCode::NotFound, "no such user", &f);
+                            return Ok(());
+                        }
+                        Err(_) => {
+                            answer_err(ErrorCode::Unavailable, "directory unavailable", &f);
+                            return Ok(());
+                        }
+                    },
+                },
+            };
+            let members = match membership(core, user, channel).await {
+                Ok(m) => m,
+                Err(code) => {
+                    answer_err(code, "not a member of this channel", &f);
+                    return Ok(());
+                }
+            };
+            let Frame::Send(s) = f else { unreachable!() };
+            if let Err(code) = core.submit(
+                conn,
+                user,
+                device,
+                channel,
+                &members,
+                s.client_msg_id,
+                s.text,
+            ) {
+                core.shared.metrics[core.id].error(code);
+                core.send_to(
+                    conn,
+                    &Frame::Error(frame::Error {
+                        code,
+                        message: "storage is busy, retry".into(),
+                        frame_type: confab_protocol::FrameType::Send.as_u8(),
+                        request_id: 0,
+                    }),
+                );
+            }
+        }
+        Frame::Sync(s) => {
+            let log = core.shared.log.clone();
+            let (after, limit) = (
+                s.after,
+                (s.limit as usize).clamp(1, settings.max_page as usize),
+            );
+            match tokio::task::spawn_blocking(move || log.inbox(UserId(user), after, limit)).await {
+                Ok(Ok(page)) => core.send_to(
+                    conn,
+                    &Frame::SyncBatch(frame::SyncBatch {
+                        request_id: s.request_id,
+                        has_more: page.has_more,
+                        messages: page
+                            .items
+                            .into_iter()
+                            .map(|e| stored_to_wire(e.inbox_seq, e.message))
+                            .collect(),
+                    }),
+                ),
+                _ => answer_err(ErrorCode::Unavailable, "storage unavailable", &f),
+            }
+        }
+        Frame::History(h) => {
+            if let Err(code) = membership(core, user, h.channel_id).await {
+                answer_err(code, "not a member of this channel", &f);
+                return Ok(());
+            }
+            let anchor = match h.anchor {
+                frame::HistoryAnchor::Latest => confab_storage::HistoryAnchor::Latest,
+                frame::HistoryAnchor::Before(s) => confab_storage::HistoryAnchor::Before(s),
+                frame::HistoryAnchor::After(s) => confab_storage::HistoryAnchor::After(s),
+            };
+            let log = core.shared.log.clone();
+            let (channel, limit) = (
+                h.channel_id,
+                (h.limit as usize).clamp(1, settings.max_page as usize),
+            );
+            match tokio::task::spawn_blocking(move || {
+                log.channel_history(ChannelId(channel), anchor, limit)
+            })
+            .await
+            {
+                Ok(Ok(page)) => core.send_to(
+                    conn,
+                    &Frame::HistoryBatch(frame::HistoryBatch {
+                        request_id: h.request_id,
+                        channel_id: channel,
+                        has_more: page.has_more,
+                        messages: page
+                            .items
+                            .into_iter()
+                            .map(|m| stored_to_wire(0, m))
+                            .collect(),
+                    }),
+                ),
+                _ => answer_err(ErrorCode::Unavailable, "storage unavailable", &f),
+            }
+        }
+        Frame::Read(r) => match membership(core, user, r.channel_id).await {
+            Ok(members) => core.route_notice(Arc::new(TypingNotice {
+                channel: r.channel_id,
+                user,
+                members: members.iter().copied().collect(),
+                kind: NoticeKind::Receipt(r.seq),
+            })),
+            Err(code) => answer_err(code, "not a member of this channel", &f),
+        },
+        Frame::Typing(t) => match membership(core, user, t.channel_id).await {
+            Ok(members) => {
+                if core.take_typing_slot(user, t.channel_id) {
+                    core.route_notice(Arc::new(TypingNotice {
+                        channel: t.channel_id,
+                        user,
+                        members: members.iter().copied().collect(),
+                        kind: NoticeKind::Typing,
+                    }));
+                }
+            }
+            Err(code) => answer_err(code, "not a member of this channel", &f),
+        },
+        Frame::PresenceQuery(q) => {
+            if q.user_ids.len() > settings.max_presence_users as usize {
+                answer_err(ErrorCode::InvalidArgument, "too many users", &f);
+                return Ok(());
+            }
+            let entries = presence_of(core, user, &q.user_ids).await;
+            core.send_to(
+                conn,
+                &Frame::Presence(frame::Presence {
+                    request_id: q.request_id,
+                    entries,
+                }),
+            );
+        }
+        Frame::PresenceSubscribe(q) => {
+            if q.user_ids.len() > settings.max_presence_users as usize {
+                answer_err(ErrorCode::InvalidArgument, "too many users", &f);
+                return Ok(());
+            }
+            let entries = presence_of(core, user, &q.user_ids).await;
+            let visible: Vec<u64> = entries
+                .iter()
+                .filter(|e| e.online || e.last_seen_ms > 0 || e.user_id == user)
+                .map(|e| e.user_id)
+                .collect();
+            let allowed = visible_set(core, user).await;
+            let targets: Vec<u64> = q
+                .user_ids
+                .iter()
+                .copied()
+                .filter(|u| allowed.contains(u))
+                .collect();
+            core.watch(conn, &targets);
+            let _ = visible;
+            core.send_to(
+                conn,
+                &Frame::Presence(frame::Presence {
+                    request_id: q.request_id,
+                    entries,
+                }),
+            );
+        }
+        Frame::PresenceUnsubscribe(q) => {
+            for u in &q.user_ids {
+                core.unwatch(conn, *u);
+            }
+        }
+        Frame::Heartbeat(h) => core.send_to(
+            conn,
+            &Frame::HeartbeatAck(frame::HeartbeatAck {
+                nonce: h.nonce,
+                server_time_ms: now_ms(),
+            }),
+        ),
+        Frame::Close(_) => {
+            return Err(CloseReason {
+                code: 0,
+                message: "client closed".into(),
+            });
+        }
+        Frame::Hello(_) => answer_err(ErrorCode::UnexpectedFrame, "already in a session", &f),
+        other => answer_err(
+            ErrorCode::UnexpectedFrame,
+            "a server frame cannot be sent to the server",
+            other,
+        ),
+    }
+    let _ = out;
+    Ok(())
+}
+
+/// Who `user` may see the presence of: themself and their friends.
+async fn visible_set(core: &Rc<Core>, user: u64) -> Vec<u64> {
+    let mut v: Vec<u64> = friends(core, user)
+        .await
+        .map(|f| f.to_vec())
+        .unwrap_or_default();
+    v.push(user);
+    v
+}
+
+/// Presence of `users` as `user` may see it: users outside their circle
+/// read as offline and never seen.
+async fn presence_of(core: &Rc<Core>, user: u64, users: &[u64]) -> Vec<PresenceInfo> {
+    let allowed = visible_set(core, user).await;
+    let visible: Vec<u64> = users
+        .iter()
+        .copied()
+        .filter(|u| allowed.contains(u))
+        .collect();
+    let online = core.online(&visible).await;
+    let offline: Vec<u64> = visible
+        .iter()
+        .copied()
+        .filter(|u| !online.get(u).copied().unwrap_or(false))
+        .collect();
+    let log = core.shared.log.clone();
+    let seen: std::collections::HashMap<u64, u64> = tokio::task::spawn_blocking(move || {
+        offline
+            .into_iter()
+            .filter_map(|u| Some((u, log.last_seen(UserId(u)).ok()??)))
+            .collect()
+    })
+    .await
+    .unwrap_or_default();
+    users
+        .iter()
+        .map(|u| PresenceInfo {
+            user_id: *u,
+            online: online.get(u).copied().unwrap_or(false),
+            last_seen_ms: seen.get(u).copied().unwrap_or(0),
+        })
+        .collect()
+}
+
+/// Takes queued frames and writes them in one go, wrapped as WebSocket
+/// messages; on a close request writes our `Close` frame and the
+/// WebSocket close, then shuts the write side.
+async fn write_loop(stream: Rc<Stream>, out: Rc<Outbound>, encoding: Encoding) {
+    let mut frames = Vec::new();
+    let mut wire: Vec<u8> = Vec::with_capacity(4096);
+    loop {
+        let close = out.take(&mut frames);
+        if frames.is_empty() && close.is_none() {
+            out.wait().await;
+            continue;
+        }
+        wire.clear();
+        for f in frames.drain(..) {
+            match f {
+                OutFrame::Owned(v) => wrap(&mut wire, encoding, &v),
+                OutFrame::Shared { header, body } => {
+                    let op = match encoding {
+                        Encoding::Binary => OpCode::Binary,
+                        Encoding::Json => OpCode::Text,
+                    };
+                    ws::write_header(&mut wire, op, header.as_bytes().len() + body.len());
+                    wire.extend_from_slice(header.as_bytes());
+                    wire.extend_from_slice(&body);
+                }
+                OutFrame::Raw(v) => wire.extend_from_slice(&v),
+            }
+        }
+        if let Some(reason) = &close {
+            match out.take_raw_close() {
+                Some(raw) => wire.extend_from_slice(&raw),
+                None => {
+                    if reason.code != 0 {
+                        let code = ErrorCode::from_code(reason.code);
+                        wrap(
+                            &mut wire,
+                            encoding,
+                            &encode(encoding, &error_frame(code, reason.message.clone(), None)),
+                        );
+                    }
+                    wrap(
+                        &mut wire,
+                        encoding,
+                        &encode(
+                            encoding,
+                            &Frame::Close(frame::Close {
+                                code: reason.code,
+                                message: reason.message.clone(),
+                            }),
+                        ),
+                    );
+                    let ws_code = match reason.code {
+                        0 => close::NORMAL,
+                        c if c == ErrorCode::GoingAway.code() => close::GOING_AWAY,
+                        c => close::app_close_code(c),
+                    };
+                    ws::encode_close(ws_code, &reason.message, &mut wire);
+                }
+            }
+        }
+        let (res, back) = stream.write_all(std::mem::take(&mut wire)).await;
+        wire = back;
+        if wire.capacity() > 256 * 1024 {
+            wire = Vec::with_capacity(4096);
+        }
+        if res.is_err() || close.is_some() {
+            stream.shutdown_write();
+            return;
+        }
+    }
+}

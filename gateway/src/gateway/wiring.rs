@@ -1,0 +1,112 @@
+//! The gateway's view of the rest of the node: the relational [`Store`]
+//! as a [`Directory`], the API's [`TokenVerifier`] as an
+//! [`Authenticator`], and the directory event bus forwarded to every core
+//! as cache invalidations.
+//!
+//! Store queries run on the API's runtime (where sqlx's pool lives); a
+//! core awaits the answer without blocking its thread.
+
+use std::sync::Arc;
+
+use confab_protocol::ErrorCode;
+use tokio::runtime::Handle;
+use tokio::sync::broadcast::error::RecvError;
+
+use super::bus::Bus;
+use super::core::CoreMsg;
+use super::directory::{Authenticator, BoxFut, Directory, DirectoryError, Invalidation};
+use super::now_ms;
+use crate::auth::{AuthError, TokenVerifier};
+use crate::events::{DirectoryEvent, EventBus};
+use crate::store::{Store, StoreError};
+
+/// The relational store, answered on the API runtime.
+pub struct StoreDirectory {
+    store: Store,
+    runtime: Handle,
+}
+
+impl StoreDirectory {
+    /// Wraps `store`, whose pool lives on `runtime`.
+    pub fn new(store: Store, runtime: Handle) -> Self {
+        StoreDirectory { store, runtime }
+    }
+
+    fn run<T, F>(
+        &self,
+        f: impl FnOnce(Store) -> F + Send + 'static,
+    ) -> BoxFut<Result<T, DirectoryError>>
+    where
+        T: Send + 'static,
+        F: std::future::Future<Output = Result<T, DirectoryError>> + Send + 'static,
+    {
+        let task = self.runtime.spawn(f(self.store.clone()));
+        Box::pin(async move { task.await.map_err(|e| DirectoryError(e.to_string()))? })
+    }
+}
+
+fn err(e: StoreError) -> DirectoryError {
+    DirectoryError(e.to_string())
+}
+
+impl Directory for StoreDirectory {
+    fn channel_members(&self, channel: u64) -> BoxFut<Result<Option<Arc<[u64]>>, DirectoryError>> {
+        self.run(move |s| async move {
+            Ok(s.channel_members(channel)
+                .await
+                .map_err(err)?
+                .map(Arc::from))
+        })
+    }
+
+    fn dm_channel(&self, a: u64, b: u64) -> BoxFut<Result<Option<u64>, DirectoryError>> {
+        self.run(move |s| async move {
+            match s.dm_channel(a, b).await {
+                Ok(c) => Ok(Some(c)),
+                Err(StoreError::UnknownUser(_)) => Ok(None),
+                Err(e) => Err(err(e)),
+            }
+        })
+    }
+
+    fn friends(&self, user: u64) -> BoxFut<Result<Arc<[u64]>, DirectoryError>> {
+        self.run(move |s| async move { Ok(Arc::from(s.friends(user).await.map_err(err)?)) })
+    }
+}
+
+impl Authenticator for TokenVerifier {
+    fn verify(&self, token: &str) -> Result<u64, ErrorCode> {
+        match TokenVerifier::verify(self, token, now_ms() / 1000) {
+            Ok(claims) => Ok(claims.user_id),
+            Err(AuthError::Expired) => Err(ErrorCode::TokenExpired),
+            Err(AuthError::Revoked) => Err(ErrorCode::TokenRevoked),
+            Err(AuthError::Malformed | AuthError::BadSignature) => Err(ErrorCode::Unauthenticated),
+        }
+    }
+}
+
+/// Forwards directory events to every core as invalidations until the bus
+/// closes. Run it on the API runtime.
+pub async fn forward_events(events: EventBus, bus: Bus<CoreMsg>) {
+    let mut rx = events.subscribe();
+    let all = |inv: Invalidation| {
+        for core in 0..bus.cores() {
+            bus.send(core, CoreMsg::Invalidate(inv.clone()));
+        }
+    };
+    loop {
+        match rx.recv().await {
+            Ok(DirectoryEvent::MembershipChanged { channel_id, .. }) => {
+                all(Invalidation::Channel(channel_id))
+            }
+            Ok(DirectoryEvent::FriendshipChanged { a, b, .. }) => {
+                all(Invalidation::Friends(a));
+                all(Invalidation::Friends(b));
+            }
+            Ok(_) => {}
+            // Missed events: nothing cached can be trusted.
+            Err(RecvError::Lagged(_)) => all(Invalidation::All),
+            Err(RecvError::Closed) => return,
+        }
+    }
+}

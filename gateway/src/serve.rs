@@ -1,0 +1,156 @@
+//! `confab serve`: opens the data directory, starts the storage writers and
+//! the HTTP listeners, and shuts all of it down in order on SIGTERM/SIGINT
+//! (a second SIGINT exits at once).
+//!
+//! The roles that later issues add (the thread-per-core WebSocket/QUIC
+//! gateway, the API's endpoints, push) start here too, so that one command
+//! runs a whole node on embedded defaults.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::future::IntoFuture;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context;
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Router;
+use confab_storage::writer::{WriterConfig, WriterPool, WriterStats};
+use confab_storage::{LogConfig, RocksLog};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use crate::config::Config;
+use crate::metrics;
+
+/// What the HTTP handlers see of the node.
+struct Node {
+    started: Instant,
+    storage: Arc<WriterStats>,
+    ready: AtomicBool,
+}
+
+/// Runs the node until a shutdown signal.
+pub fn run(config: Config) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
+    let log_dir = config.data_dir.join("log");
+    let opened = Instant::now();
+    let log = RocksLog::open(
+        &log_dir,
+        LogConfig {
+            sync_policy: config.storage.sync,
+            ..LogConfig::default()
+        },
+    )
+    .with_context(|| format!("opening message log {}", log_dir.display()))?;
+    info!(path = %log_dir.display(), sync = %config.storage.sync,
+          elapsed_ms = opened.elapsed().as_millis() as u64, "message log open");
+    let (pool, _producers) = WriterPool::start(
+        Arc::new(log),
+        WriterConfig {
+            writers: config.storage.writers,
+            ..WriterConfig::default()
+        },
+        Vec::new(),
+    )
+    .context("starting storage writers")?;
+
+    let node = Arc::new(Node {
+        started: Instant::now(),
+        storage: pool.stats_handle(),
+        ready: AtomicBool::new(false),
+    });
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the HTTP runtime")?;
+    let result = runtime.block_on(serve_http(&config, node.clone()));
+    drop(runtime);
+
+    // Stop the writers last: everything accepted before the signal is
+    // committed (and fsynced under `sync = "batch"`) before we exit.
+    pool.shutdown();
+    info!("storage writers flushed; shutdown complete");
+    result
+}
+
+async fn serve_http(config: &Config, node: Arc<Node>) -> anyhow::Result<()> {
+    let api = TcpListener::bind(config.api.addr)
+        .await
+        .with_context(|| format!("binding api.addr {}", config.api.addr))?;
+    let metrics_listener = TcpListener::bind(config.metrics.addr)
+        .await
+        .with_context(|| format!("binding metrics.addr {}", config.metrics.addr))?;
+    info!(api = %api.local_addr()?, metrics = %metrics_listener.local_addr()?,
+          data_dir = %config.data_dir.display(), "confab serving");
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let api_app = Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .with_state(node.clone());
+    let metrics_app = Router::new()
+        .route("/metrics", get(render_metrics))
+        .with_state(node.clone());
+
+    let api_task = tokio::spawn(
+        axum::serve(api, api_app)
+            .with_graceful_shutdown(wait_for(stop_rx.clone()))
+            .into_future(),
+    );
+    let metrics_task = tokio::spawn(
+        axum::serve(metrics_listener, metrics_app)
+            .with_graceful_shutdown(wait_for(stop_rx))
+            .into_future(),
+    );
+    node.ready.store(true, Ordering::Release);
+
+    shutdown_signal().await?;
+    node.ready.store(false, Ordering::Release);
+    info!("shutdown requested: draining connections");
+    let _ = stop_tx.send(true);
+    // A second Ctrl-C while draining exits at once.
+    tokio::spawn(async {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            warn!("second interrupt: exiting now");
+            std::process::exit(130);
+        }
+    });
+    api_task.await??;
+    metrics_task.await??;
+    Ok(())
+}
+
+async fn wait_for(mut rx: watch::Receiver<bool>) {
+    let _ = rx.wait_for(|stop| *stop).await;
+}
+
+async fn shutdown_signal() -> anyhow::Result<()> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("installing the SIGTERM handler")?;
+    tokio::select! {
+        _ = term.recv() => info!("SIGTERM"),
+        r = tokio::signal::ctrl_c() => { r.context("installing the SIGINT handler")?; info!("SIGINT") }
+    }
+    Ok(())
+}
+
+async fn readyz(State(node): State<Arc<Node>>) -> impl IntoResponse {
+    if node.ready.load(Ordering::Acquire) {
+        (StatusCode::OK, "ready\n")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
+    }
+}
+
+async fn render_metrics(State(node): State<Arc<Node>>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        metrics::render(node.started, &node.storage),
+    )
+}

@@ -1,0 +1,687 @@
+//! End to end over real sockets: a real gateway (thread per core), real
+//! RocksDB log and storage writers, the real SQLite store and real tokens,
+//! driven by tokio-tungstenite, a WebSocket client we did not write. Every
+//! scenario runs on both IO backends (io_uring where the kernel allows it,
+//! and epoll).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use confab_gateway::auth::{TokenSigner, TokenVerifier};
+use confab_gateway::events::EventBus;
+use confab_gateway::gateway::wiring::{forward_events, StoreDirectory};
+use confab_gateway::gateway::{make_bus, Gateway, IoMode, Settings};
+use confab_gateway::store::Store;
+use confab_protocol::frame::{self, Frame, Target};
+use confab_protocol::{binary, ErrorCode};
+use confab_storage::writer::{WriterConfig, WriterPool};
+use confab_storage::{LogConfig, MessageLog, RocksLog};
+use futures_util::{SinkExt, StreamExt};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::Message as Ws;
+
+const KEY: &[u8] = b"an end-to-end test key of at least thirty-two bytes";
+
+/// The API side's runtime (where the store's pool lives), driven by its
+/// own thread as `confab serve` drives it.
+struct ApiRuntime {
+    handle: tokio::runtime::Handle,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl ApiRuntime {
+    fn start() -> ApiRuntime {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            tx.send(rt.handle().clone()).unwrap();
+            rt.block_on(async {
+                let _ = stopped.await;
+            });
+        });
+        ApiRuntime {
+            handle: rx.recv().unwrap(),
+            stop: Some(stop),
+            thread: Some(thread),
+        }
+    }
+
+    /// Runs `f` here while the API thread drives the runtime's timers and
+    /// IO (sqlx futures are not always `Send`, so they cannot be spawned).
+    fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
+        self.handle.block_on(f)
+    }
+
+    fn handle(&self) -> &tokio::runtime::Handle {
+        &self.handle
+    }
+
+    fn spawn<F: std::future::Future<Output = ()> + Send + 'static>(&self, f: F) {
+        self.handle.spawn(f);
+    }
+}
+
+impl Drop for ApiRuntime {
+    fn drop(&mut self) {
+        let _ = self.stop.take().map(|s| s.send(()));
+        let _ = self.thread.take().map(|t| t.join());
+    }
+}
+
+struct Node {
+    api: ApiRuntime,
+    store: Store,
+    signer: TokenSigner,
+    gateway: Option<Gateway>,
+    pool: Option<WriterPool<RocksLog>>,
+    url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Node {
+    fn start(io: IoMode, tweak: impl FnOnce(&mut Settings)) -> Node {
+        let dir = tempfile::tempdir().unwrap();
+        let api = ApiRuntime::start();
+        let events = EventBus::default();
+        let (path, ev) = (dir.path().to_owned(), events.clone());
+        let store = api
+            .block_on(async move { Store::open(&path, None, ev).await })
+            .unwrap();
+        let log = Arc::new(RocksLog::open(dir.path().join("log"), LogConfig::default()).unwrap());
+        let mut settings = Settings {
+            ws_addr: ([127, 0, 0, 1], 0).into(),
+            cores: 2,
+            io,
+            pin_cores: false,
+            presence_grace: Duration::from_millis(300),
+            ..Settings::default()
+        };
+        tweak(&mut settings);
+        let (bus, wakers) = make_bus(settings.cores);
+        let (pool, producers) =
+            WriterPool::start(log.clone(), WriterConfig::default(), wakers).unwrap();
+        let directory = Arc::new(StoreDirectory::new(store.clone(), api.handle().clone()));
+        let verifier = Arc::new(TokenVerifier::new(KEY));
+        let gateway = Gateway::start(
+            settings,
+            bus.clone(),
+            producers,
+            log as Arc<dyn MessageLog>,
+            directory,
+            verifier,
+        )
+        .unwrap();
+        api.spawn(forward_events(events, bus));
+        // The uring runs really run on io_uring wherever the kernel allows it.
+        if io == IoMode::Uring && confab_gateway::gateway::runtime::uring_available().is_ok() {
+            assert_eq!(gateway.io(), IoMode::Uring);
+        }
+        let url = format!("ws://{}/v1/ws", gateway.ws_addr);
+        Node {
+            api,
+            store,
+            signer: TokenSigner::new(KEY),
+            gateway: Some(gateway),
+            pool: Some(pool),
+            url,
+            _dir: dir,
+        }
+    }
+
+    fn user(&self, name: &str) -> u64 {
+        let (s, name) = (self.store.clone(), name.to_owned());
+        self.api
+            .block_on(async move { s.create_user(&name, &name, "not-a-real-hash").await })
+            .unwrap()
+            .id
+    }
+
+    fn token(&self, user: u64) -> String {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        self.signer.issue(user, user * 1000, now, 3600)
+    }
+
+    fn group(&self, owner: u64, members: &[u64]) -> u64 {
+        let (s, members) = (self.store.clone(), members.to_vec());
+        self.api
+            .block_on(async move { s.create_group(owner, "group", &members).await })
+            .unwrap()
+            .id
+    }
+
+    fn befriend(&self, a: u64, b: u64) {
+        let s = self.store.clone();
+        let accepted = self.api.block_on(async move {
+            s.request_friend(a, b).await.unwrap();
+            s.accept_friend(b, a).await.unwrap()
+        });
+        assert!(accepted);
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if let Some(g) = self.gateway.take() {
+            g.shutdown();
+        }
+        if let Some(p) = self.pool.take() {
+            p.shutdown();
+        }
+    }
+}
+
+struct Client {
+    ws: tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+    welcome: frame::Welcome,
+}
+
+async fn open(
+    url: &str,
+) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>> {
+    let mut req = url.into_client_request().unwrap();
+    req.headers_mut()
+        .insert("Sec-WebSocket-Protocol", "confab.v1".parse().unwrap());
+    let (ws, resp) = tokio_tungstenite::connect_async(req).await.unwrap();
+    assert_eq!(
+        resp.headers().get("Sec-WebSocket-Protocol").unwrap(),
+        "confab.v1"
+    );
+    ws
+}
+
+fn hello(token: &str, device: u64, cursor: u64) -> Frame {
+    Frame::Hello(frame::Hello {
+        min_version: confab_protocol::MIN_PROTOCOL_VERSION,
+        max_version: confab_protocol::PROTOCOL_VERSION,
+        token: token.into(),
+        device_id: device,
+        inbox_cursor: cursor,
+    })
+}
+
+impl Client {
+    async fn connect(node: &Node, user: u64, device: u64, cursor: u64) -> Client {
+        let mut ws = open(&node.url).await;
+        ws.send(Ws::Binary(
+            binary::encode_to_vec(&hello(&node.token(user), device, cursor)).into(),
+        ))
+        .await
+        .unwrap();
+        let mut c = Client {
+            ws,
+            welcome: placeholder_welcome(),
+        };
+        match c.recv().await {
+            Frame::Welcome(w) => c.welcome = w,
+            other => panic!("expected Welcome, got {other:?}"),
+        }
+        assert_eq!(c.welcome.user_id, user);
+        c
+    }
+
+    async fn send(&mut self, f: &Frame) {
+        self.ws
+            .send(Ws::Binary(binary::encode_to_vec(f).into()))
+            .await
+            .unwrap();
+    }
+
+    async fn next_raw(&mut self) -> Option<Ws> {
+        match tokio::time::timeout(Duration::from_secs(10), self.ws.next()).await {
+            Ok(Some(Ok(m))) => Some(m),
+            Ok(_) => None,
+            Err(_) => panic!("no frame within 10 s"),
+        }
+    }
+
+    async fn recv(&mut self) -> Frame {
+        loop {
+            match self.next_raw().await {
+                Some(Ws::Binary(b)) => return binary::decode_exact(&b, 1 << 21).unwrap(),
+                Some(Ws::Ping(_)) | Some(Ws::Pong(_)) => continue,
+                other => panic!("expected a binary frame, got {other:?}"),
+            }
+        }
+    }
+
+    /// Frames until `pred` matches, skipping presence and typing pushes.
+    async fn recv_where(&mut self, pred: impl Fn(&Frame) -> bool) -> Frame {
+        loop {
+            let f = self.recv().await;
+            if pred(&f) {
+                return f;
+            }
+            assert!(
+                matches!(
+                    f,
+                    Frame::Presence(_) | Frame::TypingEvent(_) | Frame::SyncBatch(_)
+                ),
+                "unexpected frame {f:?}"
+            );
+        }
+    }
+
+    /// The replay after Welcome: every SyncBatch with request id 0 up to
+    /// the one with has_more false.
+    async fn replay(&mut self) -> Vec<frame::Message> {
+        let mut all = Vec::new();
+        loop {
+            match self.recv().await {
+                Frame::SyncBatch(b) if b.request_id == 0 => {
+                    all.extend(b.messages);
+                    if !b.has_more {
+                        return all;
+                    }
+                }
+                Frame::Presence(_) => {}
+                other => panic!("expected the replay, got {other:?}"),
+            }
+        }
+    }
+
+    async fn post(&mut self, client_msg_id: u64, target: Target, text: &str) {
+        self.send(&Frame::Send(frame::Send {
+            client_msg_id,
+            target,
+            text: text.into(),
+        }))
+        .await;
+    }
+
+    async fn ack(&mut self) -> frame::SendAck {
+        match self
+            .recv_where(|f| matches!(f, Frame::SendAck(_) | Frame::Error(_)))
+            .await
+        {
+            Frame::SendAck(a) => a,
+            other => panic!("expected SendAck, got {other:?}"),
+        }
+    }
+
+    async fn message(&mut self) -> frame::Message {
+        match self
+            .recv_where(|f| matches!(f, Frame::Message(_) | Frame::Error(_)))
+            .await
+        {
+            Frame::Message(m) => m,
+            other => panic!("expected Message, got {other:?}"),
+        }
+    }
+
+    async fn error(&mut self) -> frame::Error {
+        match self.recv_where(|f| matches!(f, Frame::Error(_))).await {
+            Frame::Error(e) => e,
+            _ => unreachable!(),
+        }
+    }
+}
+
+fn placeholder_welcome() -> frame::Welcome {
+    frame::Welcome {
+        version: 0,
+        user_id: 0,
+        session_id: 0,
+        heartbeat_interval_ms: 0,
+        limits: frame::Limits {
+            max_frame_bytes: 0,
+            max_text_chars: 0,
+            max_group_members: 0,
+            max_page: 0,
+            max_presence_users: 0,
+            send_rate_per_s: 0,
+        },
+    }
+}
+
+fn both_backends(test: impl Fn(IoMode)) {
+    for io in [IoMode::Epoll, IoMode::Uring] {
+        test(io);
+    }
+}
+
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(f)
+}
+
+#[test]
+fn one_to_one_reaches_every_device_and_acks_the_sender() {
+    both_backends(|io| {
+        let node = Node::start(io, |_| {});
+        let (alice, bob) = (node.user("alice"), node.user("bob"));
+        block_on(async {
+            let mut a1 = Client::connect(&node, alice, 1, 0).await;
+            assert!(a1.replay().await.is_empty());
+            let mut a2 = Client::connect(&node, alice, 2, 0).await;
+            assert!(a2.replay().await.is_empty());
+            let mut b1 = Client::connect(&node, bob, 7, 0).await;
+            assert!(b1.replay().await.is_empty());
+
+            a1.post(1, Target::User(bob), "hello bob").await;
+            let ack = a1.ack().await;
+            assert_eq!(
+                (ack.client_msg_id, ack.seq, ack.inbox_seq, ack.duplicate),
+                (1, 1, 1, false)
+            );
+
+            let at_bob = b1.message().await;
+            assert_eq!(
+                (at_bob.text.as_str(), at_bob.sender_id, at_bob.seq),
+                ("hello bob", alice, 1)
+            );
+            assert_eq!(at_bob.channel_id, ack.channel_id);
+            assert_eq!(at_bob.inbox_seq, 1);
+            // The sender's other device gets the message itself.
+            let at_a2 = a2.message().await;
+            assert_eq!(
+                (at_a2.text.as_str(), at_a2.sender_device, at_a2.inbox_seq),
+                ("hello bob", 1, 1)
+            );
+
+            // Bob answers in the same channel by id.
+            b1.post(1, Target::Channel(ack.channel_id), "hi alice")
+                .await;
+            assert_eq!(b1.ack().await.seq, 2);
+            for c in [&mut a1, &mut a2] {
+                let m = c.message().await;
+                assert_eq!((m.text.as_str(), m.seq, m.inbox_seq), ("hi alice", 2, 2));
+            }
+        });
+    });
+}
+
+#[test]
+fn offline_device_gets_what_it_missed_then_live() {
+    both_backends(|io| {
+        let node = Node::start(io, |s| s.max_page = 3);
+        let (alice, bob) = (node.user("alice"), node.user("bob"));
+        block_on(async {
+            let mut a = Client::connect(&node, alice, 1, 0).await;
+            a.replay().await;
+            for i in 1..=7 {
+                a.post(i, Target::User(bob), &format!("m{i}")).await;
+                a.ack().await;
+            }
+            // Bob's device had seen the first two.
+            let mut b = Client::connect(&node, bob, 1, 2).await;
+            let missed = b.replay().await;
+            let seqs: Vec<u64> = missed.iter().map(|m| m.inbox_seq).collect();
+            assert_eq!(
+                seqs,
+                [3, 4, 5, 6, 7],
+                "pages of 3, in order, from the cursor"
+            );
+            assert_eq!(missed[0].text, "m3");
+            a.post(8, Target::User(bob), "live").await;
+            let m = b.message().await;
+            assert_eq!((m.inbox_seq, m.text.as_str()), (8, "live"));
+        });
+    });
+}
+
+#[test]
+fn reconnecting_mid_stream_loses_and_repeats_nothing() {
+    both_backends(|io| {
+        let node = Node::start(io, |s| s.send_burst = 1000);
+        let (alice, bob) = (node.user("alice"), node.user("bob"));
+        const N: u64 = 300;
+        block_on(async {
+            let mut a = Client::connect(&node, alice, 1, 0).await;
+            a.replay().await;
+            let sender = tokio::spawn(async move {
+                for i in 1..=N {
+                    a.post(i, Target::User(bob), &format!("m{i}")).await;
+                    if i % 10 == 0 {
+                        tokio::time::sleep(Duration::from_millis(2)).await;
+                    }
+                }
+                let mut acked = 0;
+                while acked < N {
+                    if let Frame::SendAck(_) = a.recv().await {
+                        acked += 1;
+                    }
+                }
+            });
+            let mut seen: Vec<u64> = Vec::new();
+            let mut cursor = 0;
+            while cursor < N {
+                let mut b = Client::connect(&node, bob, 1, cursor).await;
+                for m in b.replay().await {
+                    seen.push(m.inbox_seq);
+                    cursor = m.inbox_seq;
+                }
+                // Take a few live messages, then drop the connection.
+                for _ in 0..25 {
+                    if cursor >= N {
+                        break;
+                    }
+                    let m = b.message().await;
+                    seen.push(m.inbox_seq);
+                    cursor = m.inbox_seq;
+                }
+                drop(b);
+            }
+            sender.await.unwrap();
+            let expected: Vec<u64> = (1..=N).collect();
+            assert_eq!(seen, expected, "every inbox entry exactly once, in order");
+        });
+    });
+}
+
+#[test]
+fn a_retried_send_is_acked_again_and_delivered_once() {
+    both_backends(|io| {
+        let node = Node::start(io, |_| {});
+        let (alice, bob) = (node.user("alice"), node.user("bob"));
+        block_on(async {
+            let mut a = Client::connect(&node, alice, 1, 0).await;
+            a.replay().await;
+            let mut b = Client::connect(&node, bob, 1, 0).await;
+            b.replay().await;
+            a.post(42, Target::User(bob), "once").await;
+            let first = a.ack().await;
+            a.post(42, Target::User(bob), "once").await;
+            let retry = a.ack().await;
+            assert!(retry.duplicate);
+            assert_eq!(
+                (retry.seq, retry.inbox_seq, retry.channel_id),
+                (first.seq, first.inbox_seq, first.channel_id)
+            );
+            a.post(43, Target::User(bob), "twice").await;
+            a.ack().await;
+            assert_eq!(b.message().await.text, "once");
+            assert_eq!(
+                b.message().await.text,
+                "twice",
+                "the retry was not delivered again"
+            );
+        });
+    });
+}
+
+#[test]
+fn a_hundred_member_group_reaches_everyone() {
+    let node = Node::start(IoMode::Epoll, |_| {});
+    let users: Vec<u64> = (0..100).map(|i| node.user(&format!("member{i}"))).collect();
+    let group = node.group(users[0], &users[1..]);
+    block_on(async {
+        let mut clients = Vec::new();
+        for u in &users {
+            let mut c = Client::connect(&node, *u, 1, 0).await;
+            c.replay().await;
+            clients.push(c);
+        }
+        clients[0]
+            .post(1, Target::Channel(group), "all hands")
+            .await;
+        assert_eq!(clients[0].ack().await.seq, 1);
+        for c in clients.iter_mut().skip(1) {
+            let m = c.message().await;
+            assert_eq!((m.channel_id, m.text.as_str()), (group, "all hands"));
+        }
+    });
+}
+
+#[test]
+fn non_members_cannot_send_or_read_and_bad_input_is_answered() {
+    both_backends(|io| {
+        let node = Node::start(io, |_| {});
+        let (alice, bob, eve) = (node.user("alice"), node.user("bob"), node.user("eve"));
+        let group = node.group(alice, &[bob]);
+        block_on(async {
+            let mut e = Client::connect(&node, eve, 1, 0).await;
+            e.replay().await;
+            e.post(1, Target::Channel(group), "let me in").await;
+            assert_eq!(e.error().await.code, ErrorCode::ForbiddenChannel);
+            e.send(&Frame::History(frame::History {
+                request_id: 9,
+                channel_id: group,
+                anchor: frame::HistoryAnchor::Latest,
+                limit: 10,
+            }))
+            .await;
+            let err = e.error().await;
+            assert_eq!((err.code, err.request_id), (ErrorCode::ForbiddenChannel, 9));
+            // Too long: 100,001 characters.
+            e.post(2, Target::User(alice), &"x".repeat(100_001)).await;
+            assert_eq!(e.error().await.code, ErrorCode::TextTooLong);
+            e.post(3, Target::User(alice), "").await;
+            assert_eq!(e.error().await.code, ErrorCode::EmptyText);
+            // Garbage and an unknown frame type: errors, not disconnects.
+            e.ws.send(Ws::Binary(vec![0x03, 0x7f, 0x01, 0x02].into()))
+                .await
+                .unwrap();
+            assert_eq!(e.error().await.code, ErrorCode::UnknownFrameType);
+            e.ws.send(Ws::Binary(vec![0x05, 0x02, 0xff].into()))
+                .await
+                .unwrap();
+            assert_eq!(e.error().await.code, ErrorCode::BadFrame);
+            e.send(&Frame::Heartbeat(frame::Heartbeat { nonce: 77 }))
+                .await;
+            match e.recv().await {
+                Frame::HeartbeatAck(h) => assert_eq!(h.nonce, 77),
+                other => panic!("{other:?}"),
+            }
+            // The members are unaffected.
+            let mut a = Client::connect(&node, alice, 1, 0).await;
+            a.replay().await;
+            a.post(1, Target::Channel(group), "members only").await;
+            assert_eq!(a.ack().await.seq, 1);
+        });
+    });
+}
+
+#[test]
+fn a_bad_token_is_refused_with_a_typed_error() {
+    let node = Node::start(IoMode::Epoll, |_| {});
+    block_on(async {
+        let mut ws = open(&node.url).await;
+        ws.send(Ws::Binary(
+            binary::encode_to_vec(&hello("not.a.token", 1, 0)).into(),
+        ))
+        .await
+        .unwrap();
+        let mut c = Client {
+            ws,
+            welcome: placeholder_welcome(),
+        };
+        assert_eq!(c.error().await.code, ErrorCode::Unauthenticated);
+        match c.recv().await {
+            Frame::Close(close) => assert_eq!(close.code, ErrorCode::Unauthenticated.code()),
+            other => panic!("{other:?}"),
+        }
+        match c.next_raw().await {
+            Some(Ws::Close(Some(f))) => assert_eq!(u16::from(f.code), 4200),
+            other => panic!("expected a close frame, got {other:?}"),
+        }
+    });
+}
+
+#[test]
+fn presence_goes_to_friends_with_debounce_and_last_seen() {
+    both_backends(|io| {
+        let node = Node::start(io, |s| s.presence_grace = Duration::from_millis(500));
+        let (alice, bob) = (node.user("alice"), node.user("bob"));
+        node.befriend(alice, bob);
+        block_on(async {
+            let mut b = Client::connect(&node, bob, 1, 0).await;
+            b.replay().await;
+            let presence = |f: &Frame| matches!(f, Frame::Presence(p) if p.request_id == 0);
+            let online = |f: &Frame| matches!(f, Frame::Presence(p) if p.request_id == 0 && p.entries[0].online);
+            let a = Client::connect(&node, alice, 1, 0).await;
+            match b.recv_where(online).await {
+                Frame::Presence(p) => {
+                    assert_eq!((p.entries[0].user_id, p.entries[0].online), (alice, true))
+                }
+                _ => unreachable!(),
+            }
+            // A quick reconnect publishes nothing.
+            drop(a);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let mut a = Client::connect(&node, alice, 1, 0).await;
+            a.replay().await;
+            // A query sees her online.
+            b.send(&Frame::PresenceQuery(frame::PresenceQuery {
+                request_id: 5,
+                user_ids: vec![alice],
+            }))
+            .await;
+            match b
+                .recv_where(|f| matches!(f, Frame::Presence(p) if p.request_id == 5))
+                .await
+            {
+                Frame::Presence(p) => assert!(p.entries[0].online),
+                _ => unreachable!(),
+            }
+            let before = confab_gateway::gateway::now_ms();
+            drop(a);
+            match b.recv_where(presence).await {
+                Frame::Presence(p) => {
+                    let e = p.entries[0];
+                    assert_eq!(
+                        (e.user_id, e.online),
+                        (alice, false),
+                        "the reconnect did not publish"
+                    );
+                    assert!(
+                        e.last_seen_ms >= before,
+                        "last seen is stored on going offline"
+                    );
+                }
+                _ => unreachable!(),
+            }
+        });
+    });
+}
+
+#[test]
+fn a_silent_device_is_dropped_after_three_heartbeat_intervals() {
+    let node = Node::start(IoMode::Epoll, |s| {
+        s.heartbeat_interval = Duration::from_millis(200)
+    });
+    let alice = node.user("alice");
+    block_on(async {
+        let mut a = Client::connect(&node, alice, 1, 0).await;
+        assert_eq!(a.welcome.heartbeat_interval_ms, 200);
+        a.replay().await;
+        let started = std::time::Instant::now();
+        match a.recv_where(|f| matches!(f, Frame::Error(_))).await {
+            Frame::Error(e) => assert_eq!(e.code, ErrorCode::HeartbeatTimeout),
+            _ => unreachable!(),
+        }
+        assert!(started.elapsed() >= Duration::from_millis(550));
+    });
+}
