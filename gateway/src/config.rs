@@ -124,10 +124,7 @@ pub struct MetricsConfig {
 pub struct StorageConfig {
     /// `batch` (fsync once per group commit before acks), `interval:<ms>`
     /// or `none`.
-    #[serde(
-        serialize_with = "display_string",
-        deserialize_with = "from_string"
-    )]
+    #[serde(serialize_with = "display_string", deserialize_with = "from_string")]
     pub sync: SyncPolicy,
     /// Storage writer threads; channels are sharded across them.
     pub writers: usize,
@@ -208,16 +205,23 @@ where
 
 impl ApiConfig {
     fn validate(&self) -> Result<(), ConfigError> {
-        let invalid = |key: &'static str, message: String| Err(ConfigError::Invalid { key, message });
+        let invalid =
+            |key: &'static str, message: String| Err(ConfigError::Invalid { key, message });
         if let Some(url) = &self.database_url {
             let known = ["sqlite:", "postgres://", "postgresql://"];
             if !known.iter().any(|p| url.starts_with(p)) {
-                return invalid("api.database_url", "must start with sqlite:, postgres:// or postgresql://".into());
+                return invalid(
+                    "api.database_url",
+                    "must start with sqlite:, postgres:// or postgresql://".into(),
+                );
             }
         }
         if let Some(secret) = &self.token_secret {
             if secret.len() < 32 {
-                return invalid("api.token_secret", format!("{} bytes; at least 32 are needed", secret.len()));
+                return invalid(
+                    "api.token_secret",
+                    format!("{} bytes; at least 32 are needed", secret.len()),
+                );
             }
         }
         if !(1..=86_400).contains(&self.access_token_ttl_secs) {
@@ -269,7 +273,10 @@ impl ApiConfig {
         }
         if let Some(url) = &self.public_ws_url {
             if !(url.starts_with("ws://") || url.starts_with("wss://")) {
-                return invalid("api.public_ws_url", "must start with ws:// or wss://".into());
+                return invalid(
+                    "api.public_ws_url",
+                    "must start with ws:// or wss://".into(),
+                );
             }
         }
         Ok(())
@@ -294,9 +301,13 @@ impl Config {
         toml::from_str(text).map_err(|e| {
             // Newlines before the span, plus one: right also when the span
             // starts a line (`lines()` would not count that line yet).
-            let line = e
-                .span()
-                .map(|s| text.as_bytes()[..s.start.min(text.len())].iter().filter(|&&b| b == b'\n').count() + 1);
+            let line = e.span().map(|s| {
+                text.as_bytes()[..s.start.min(text.len())]
+                    .iter()
+                    .filter(|&&b| b == b'\n')
+                    .count()
+                    + 1
+            });
             let msg = e.message().replace('\n', " ");
             match line {
                 Some(l) => format!("line {l}: {msg}"),
@@ -385,7 +396,10 @@ mod tests {
             "[api]\ndatabase_url = \"postgres://u@localhost/confab\"\nlogin_burst = 3\n",
         )
         .unwrap();
-        assert_eq!(c.api.database_url.as_deref(), Some("postgres://u@localhost/confab"));
+        assert_eq!(
+            c.api.database_url.as_deref(),
+            Some("postgres://u@localhost/confab")
+        );
         assert_eq!(c.api.login_burst, 3);
         assert_eq!(c.api.access_token_ttl_secs, 900);
         c.validate().unwrap();
@@ -399,17 +413,29 @@ mod tests {
                 other => panic!("{key}: {other:?}"),
             }
         };
-        refused(|a| a.database_url = Some("mysql://x".into()), "api.database_url");
-        refused(|a| a.token_secret = Some("short".into()), "api.token_secret");
+        refused(
+            |a| a.database_url = Some("mysql://x".into()),
+            "api.database_url",
+        );
+        refused(
+            |a| a.token_secret = Some("short".into()),
+            "api.token_secret",
+        );
         refused(|a| a.access_token_ttl_secs = 0, "api.access_token_ttl_secs");
-        refused(|a| a.refresh_token_ttl_secs = 10, "api.refresh_token_ttl_secs");
+        refused(
+            |a| a.refresh_token_ttl_secs = 10,
+            "api.refresh_token_ttl_secs",
+        );
         refused(|a| a.max_body_bytes = 10, "api.max_body_bytes");
         refused(|a| a.login_burst = 0, "api.login_burst");
         refused(|a| a.login_per_minute = 0, "api.login_per_minute");
         refused(|a| a.password_memory_kib = 4, "api.password_memory_kib");
         refused(|a| a.password_iterations = 0, "api.password_iterations");
         refused(|a| a.revocation_poll_secs = 0, "api.revocation_poll_secs");
-        refused(|a| a.public_ws_url = Some("http://x".into()), "api.public_ws_url");
+        refused(
+            |a| a.public_ws_url = Some("http://x".into()),
+            "api.public_ws_url",
+        );
         let mut ok = Config::default();
         ok.api.token_secret = Some("x".repeat(32));
         ok.api.database_url = Some("sqlite:/tmp/x.db".into());
@@ -423,10 +449,19 @@ mod tests {
         c.storage.writers = 0;
         assert!(matches!(
             c.validate(),
-            Err(ConfigError::Invalid { key: "storage.writers", .. })
+            Err(ConfigError::Invalid {
+                key: "storage.writers",
+                ..
+            })
         ));
         let mut c = Config::default();
         c.metrics.addr = c.api.addr;
-        assert!(matches!(c.validate(), Err(ConfigError::Invalid { key: "api.addr", .. })));
+        assert!(matches!(
+            c.validate(),
+            Err(ConfigError::Invalid {
+                key: "api.addr",
+                ..
+            })
+        ));
     }
 }

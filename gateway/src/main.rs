@@ -16,7 +16,12 @@ use confab_gateway::serve;
 const EXIT_USAGE: u8 = 2;
 
 #[derive(Debug, Parser)]
-#[command(name = "confab", version, about = "confab chat server", propagate_version = true)]
+#[command(
+    name = "confab",
+    version,
+    about = "confab chat server",
+    propagate_version = true
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -25,7 +30,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Start every role of a node (API, gateway, push, metrics).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Validate a config file and print the effective configuration.
     CheckConfig {
         /// The TOML file.
@@ -60,6 +65,15 @@ struct ServeArgs {
     /// Storage writer threads.
     #[arg(long, env = "CONFAB_STORAGE_WRITERS", value_name = "N")]
     storage_writers: Option<usize>,
+    /// Relational store: postgres://… or sqlite:PATH (default: SQLite in the
+    /// data dir).
+    #[arg(
+        long,
+        env = "CONFAB_DATABASE_URL",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    database_url: Option<String>,
 }
 
 impl ServeArgs {
@@ -88,6 +102,16 @@ impl ServeArgs {
         }
         if let Some(v) = self.storage_writers {
             c.storage.writers = v;
+        }
+        if let Some(v) = &self.database_url {
+            c.api.database_url = Some(v.clone());
+        }
+        // The token key comes from the file or the environment only, never
+        // a flag, so that it does not show in the process list.
+        if let Ok(v) = std::env::var("CONFAB_TOKEN_SECRET") {
+            if !v.is_empty() {
+                c.api.token_secret = Some(v);
+            }
         }
         c.validate()?;
         Ok(c)

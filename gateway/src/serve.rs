@@ -6,8 +6,9 @@
 //! gateway, the API's endpoints, push) start here too, so that one command
 //! runs a whole node on embedded defaults.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::future::IntoFuture;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -23,6 +24,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
+use crate::api::{self, ApiState};
 use crate::config::Config;
 use crate::metrics;
 
@@ -49,8 +51,9 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     .with_context(|| format!("opening message log {}", log_dir.display()))?;
     info!(path = %log_dir.display(), sync = %config.storage.sync,
           elapsed_ms = opened.elapsed().as_millis() as u64, "message log open");
+    let log = Arc::new(log);
     let (pool, _producers) = WriterPool::start(
-        Arc::new(log),
+        log.clone(),
         WriterConfig {
             writers: config.storage.writers,
             ..WriterConfig::default()
@@ -69,7 +72,15 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("starting the HTTP runtime")?;
-    let result = runtime.block_on(serve_http(&config, node.clone()));
+    let result = runtime.block_on(async {
+        // The API's store (SQLite or PostgreSQL, migrated), token key and
+        // revocations; the gateway shares its store, verifier and events.
+        let api = ApiState::open(&config, log.clone())
+            .await
+            .context("starting the HTTP API")?;
+        info!(backend = ?api.store().backend(), "directory store open");
+        serve_http(&config, node.clone(), api).await
+    });
     drop(runtime);
 
     // Stop the writers last: everything accepted before the signal is
@@ -79,7 +90,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     result
 }
 
-async fn serve_http(config: &Config, node: Arc<Node>) -> anyhow::Result<()> {
+async fn serve_http(config: &Config, node: Arc<Node>, api_state: ApiState) -> anyhow::Result<()> {
     let api = TcpListener::bind(config.api.addr)
         .await
         .with_context(|| format!("binding api.addr {}", config.api.addr))?;
@@ -93,15 +104,22 @@ async fn serve_http(config: &Config, node: Arc<Node>) -> anyhow::Result<()> {
     let api_app = Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
-        .with_state(node.clone());
+        .with_state(node.clone())
+        .merge(api::router(api_state.clone()));
+    // Revocations made by other API nodes sharing the store.
+    tokio::spawn(api_state.run_revocation_sync());
     let metrics_app = Router::new()
         .route("/metrics", get(render_metrics))
         .with_state(node.clone());
 
     let api_task = tokio::spawn(
-        axum::serve(api, api_app)
-            .with_graceful_shutdown(wait_for(stop_rx.clone()))
-            .into_future(),
+        // Connect info: the login rate limiter keys on the client IP.
+        axum::serve(
+            api,
+            api_app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(wait_for(stop_rx.clone()))
+        .into_future(),
     );
     let metrics_task = tokio::spawn(
         axum::serve(metrics_listener, metrics_app)

@@ -1,0 +1,132 @@
+//! Service discovery: `GET /v1/gateway` (also `GET /v1/discovery`) tells a
+//! client where to open its WebSocket or QUIC connection.
+//!
+//! A one-node deployment advertises itself. The answer already has the
+//! shape for several gateways: `websocket_url`/`quic_addr` at the top are
+//! the one to use now, `gateways` lists every candidate in order of
+//! preference, so a later version can choose by load or by user shard
+//! without changing clients. No authentication: a client may ask before
+//! logging in.
+
+use std::net::SocketAddr;
+
+use axum::extract::State;
+use axum::http::{header, HeaderMap};
+use axum::Json;
+use serde::Serialize;
+
+use super::{ApiState, DiscoverySettings};
+
+/// One gateway's addresses.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct GatewayEndpoint {
+    /// `ws://host:port/v1/ws` or `wss://…`.
+    pub websocket_url: String,
+    /// `host:port` (UDP) for QUIC.
+    pub quic_addr: String,
+}
+
+/// The discovery answer.
+#[derive(Debug, Serialize)]
+pub struct Discovery {
+    websocket_url: String,
+    quic_addr: String,
+    gateways: Vec<GatewayEndpoint>,
+}
+
+/// The host part of a `Host` header (`example.com:8080` → `example.com`,
+/// `[::1]:8080` → `[::1]`).
+fn host_only(host: &str) -> Option<&str> {
+    let host = host.trim();
+    if host.is_empty() {
+        return None;
+    }
+    if host.starts_with('[') {
+        return host.find(']').map(|end| &host[..=end]);
+    }
+    Some(host.split(':').next().unwrap_or(host))
+}
+
+/// `addr` as a host to connect to: a wildcard listen address (0.0.0.0,
+/// [::]) is replaced by the host the client used to reach the API.
+fn advertised(addr: SocketAddr, request_host: Option<&str>) -> String {
+    if addr.ip().is_unspecified() {
+        let host = request_host.unwrap_or("localhost");
+        format!("{host}:{}", addr.port())
+    } else {
+        addr.to_string()
+    }
+}
+
+/// This node's gateway, as seen by a client that reached the API at
+/// `request_host`.
+pub fn endpoint(settings: &DiscoverySettings, request_host: Option<&str>) -> GatewayEndpoint {
+    let websocket_url = settings
+        .websocket_url
+        .clone()
+        .unwrap_or_else(|| format!("ws://{}/v1/ws", advertised(settings.ws_addr, request_host)));
+    let quic_addr = match settings.quic_addr.parse::<SocketAddr>() {
+        Ok(addr) => advertised(addr, request_host),
+        Err(_) => settings.quic_addr.clone(),
+    };
+    GatewayEndpoint {
+        websocket_url,
+        quic_addr,
+    }
+}
+
+/// Where to connect.
+pub async fn gateway(State(state): State<ApiState>, headers: HeaderMap) -> Json<Discovery> {
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .and_then(host_only);
+    let me = endpoint(&state.settings().discovery, host);
+    Json(Discovery {
+        websocket_url: me.websocket_url.clone(),
+        quic_addr: me.quic_addr.clone(),
+        gateways: vec![me],
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(ws: &str, quic: &str) -> DiscoverySettings {
+        DiscoverySettings {
+            websocket_url: None,
+            ws_addr: ws.parse().unwrap(),
+            quic_addr: quic.into(),
+        }
+    }
+
+    #[test]
+    fn concrete_addresses_are_advertised_as_they_are() {
+        let e = endpoint(
+            &settings("127.0.0.1:8081", "127.0.0.1:8443"),
+            Some("api.example"),
+        );
+        assert_eq!(e.websocket_url, "ws://127.0.0.1:8081/v1/ws");
+        assert_eq!(e.quic_addr, "127.0.0.1:8443");
+    }
+
+    #[test]
+    fn wildcard_addresses_take_the_host_the_client_used() {
+        let e = endpoint(&settings("0.0.0.0:8081", "[::]:8443"), Some("chat.example"));
+        assert_eq!(e.websocket_url, "ws://chat.example:8081/v1/ws");
+        assert_eq!(e.quic_addr, "chat.example:8443");
+        assert_eq!(host_only("[::1]:8080"), Some("[::1]"));
+        assert_eq!(host_only("chat.example:8080"), Some("chat.example"));
+        assert_eq!(host_only(" "), None);
+    }
+
+    #[test]
+    fn a_configured_public_url_wins() {
+        let mut s = settings("0.0.0.0:8081", "quic.example:443");
+        s.websocket_url = Some("wss://chat.example/v1/ws".into());
+        let e = endpoint(&s, None);
+        assert_eq!(e.websocket_url, "wss://chat.example/v1/ws");
+        assert_eq!(e.quic_addr, "quic.example:443");
+    }
+}

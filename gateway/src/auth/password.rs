@@ -1,0 +1,211 @@
+//! Password hashing with argon2id.
+//!
+//! Hashing is deliberately slow and memory-hard, so it runs on tokio's
+//! blocking pool, and at most a few hashes run at once: a burst of logins
+//! queues instead of allocating `memory × requests` and starving the node.
+//!
+//! A login for an unknown username verifies the password against a dummy
+//! hash made with the same parameters, so it costs the same argon2 work as
+//! one with a wrong password: the response time does not tell whether the
+//! account exists.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::{Algorithm, Argon2, Params, Version};
+use rand::RngCore;
+use tokio::sync::Semaphore;
+
+/// argon2id cost parameters; stored inside each hash, so changing them
+/// affects new hashes only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PasswordParams {
+    /// Memory per hash in KiB (OWASP: 19456 = 19 MiB with 2 iterations).
+    pub memory_kib: u32,
+    /// Passes over the memory.
+    pub iterations: u32,
+}
+
+impl Default for PasswordParams {
+    fn default() -> Self {
+        PasswordParams {
+            memory_kib: 19 * 1024,
+            iterations: 2,
+        }
+    }
+}
+
+/// Why a password could not be hashed.
+#[derive(Debug, thiserror::Error)]
+pub enum PasswordError {
+    /// The parameters are outside argon2's limits.
+    #[error("argon2: {0}")]
+    Params(argon2::Error),
+    /// Hashing failed.
+    #[error("argon2: {0}")]
+    Hash(argon2::password_hash::Error),
+    /// The blocking task was cancelled (runtime shutting down).
+    #[error("password hashing task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
+
+/// Hashes and verifies passwords; shared by the API's handlers.
+#[derive(Clone)]
+pub struct Passwords {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    argon2: Argon2<'static>,
+    dummy_hash: String,
+    permits: Semaphore,
+    verifications: AtomicU64,
+}
+
+impl std::fmt::Debug for Passwords {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Passwords")
+            .field("params", self.inner.argon2.params())
+            .finish()
+    }
+}
+
+fn salt() -> SaltString {
+    let mut bytes = [0u8; 16];
+    rand::rng().fill_bytes(&mut bytes);
+    SaltString::encode_b64(&bytes).expect("16 bytes is a valid salt length")
+}
+
+impl Passwords {
+    /// A hasher with these parameters (and a dummy hash made with them).
+    pub fn new(params: PasswordParams) -> Result<Self, PasswordError> {
+        let p = Params::new(params.memory_kib, params.iterations, 1, None)
+            .map_err(PasswordError::Params)?;
+        let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, p);
+        let mut unguessable = [0u8; 32];
+        rand::rng().fill_bytes(&mut unguessable);
+        let dummy_hash = argon2
+            .hash_password(&unguessable, &salt())
+            .map_err(PasswordError::Hash)?
+            .to_string();
+        let parallel = std::thread::available_parallelism()
+            .map_or(2, |n| n.get())
+            .max(2);
+        Ok(Passwords {
+            inner: Arc::new(Inner {
+                argon2,
+                dummy_hash,
+                permits: Semaphore::new(parallel),
+                verifications: AtomicU64::new(0),
+            }),
+        })
+    }
+
+    /// The argon2id hash of `password` in PHC string format.
+    pub async fn hash(&self, password: String) -> Result<String, PasswordError> {
+        let _permit = self
+            .inner
+            .permits
+            .acquire()
+            .await
+            .expect("semaphore never closed");
+        let argon2 = self.inner.argon2.clone();
+        tokio::task::spawn_blocking(move || {
+            argon2
+                .hash_password(password.as_bytes(), &salt())
+                .map(|h| h.to_string())
+                .map_err(PasswordError::Hash)
+        })
+        .await?
+    }
+
+    /// Whether `password` matches `stored`. With `stored = None` (no such
+    /// user) the password is checked against the dummy hash, which costs the
+    /// same and always fails.
+    pub async fn verify(&self, password: String, stored: Option<String>) -> bool {
+        let _permit = self
+            .inner
+            .permits
+            .acquire()
+            .await
+            .expect("semaphore never closed");
+        let argon2 = self.inner.argon2.clone();
+        let known = stored.is_some();
+        let hash = stored.unwrap_or_else(|| self.inner.dummy_hash.clone());
+        let dummy = self.inner.dummy_hash.clone();
+        self.inner.verifications.fetch_add(1, Ordering::Relaxed);
+        let matched = tokio::task::spawn_blocking(move || {
+            let parsed = match PasswordHash::new(&hash) {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::error!("stored password hash is unreadable: {e}");
+                    // Same cost as a readable one, then refuse.
+                    let dummy = PasswordHash::new(&dummy).expect("dummy hash parses");
+                    let _ = argon2.verify_password(password.as_bytes(), &dummy);
+                    return false;
+                }
+            };
+            argon2.verify_password(password.as_bytes(), &parsed).is_ok()
+        })
+        .await
+        .unwrap_or(false);
+        matched && known
+    }
+
+    /// How many argon2 verifications ran (dummy ones included): lets tests
+    /// check that a login for an unknown user still does the work.
+    pub fn verifications(&self) -> u64 {
+        self.inner.verifications.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cheap() -> Passwords {
+        Passwords::new(PasswordParams {
+            memory_kib: 64,
+            iterations: 1,
+        })
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn hashes_are_argon2id_salted_and_verify() {
+        let p = cheap();
+        let a = p.hash("correct horse".into()).await.unwrap();
+        let b = p.hash("correct horse".into()).await.unwrap();
+        assert!(a.starts_with("$argon2id$v=19$m=64,t=1,p=1$"), "{a}");
+        assert_ne!(a, b, "a fresh salt per hash");
+        assert!(p.verify("correct horse".into(), Some(a.clone())).await);
+        assert!(!p.verify("wrong horse".into(), Some(a)).await);
+    }
+
+    #[tokio::test]
+    async fn unknown_users_and_corrupt_hashes_cost_a_verification_and_fail() {
+        let p = cheap();
+        let before = p.verifications();
+        assert!(!p.verify("anything".into(), None).await);
+        assert!(
+            !p.verify("anything".into(), Some("not a phc string".into()))
+                .await
+        );
+        assert_eq!(p.verifications(), before + 2);
+    }
+
+    #[test]
+    fn parameters_outside_argon2_limits_are_refused() {
+        assert!(Passwords::new(PasswordParams {
+            memory_kib: 1,
+            iterations: 1
+        })
+        .is_err());
+        assert!(Passwords::new(PasswordParams {
+            memory_kib: 64,
+            iterations: 0
+        })
+        .is_err());
+    }
+}
