@@ -6,7 +6,7 @@ export PATH := $(HOME)/.cargo/bin:$(PATH)
 # One profile for clippy and the tests so RocksDB's C++ is built once.
 FUZZ_SECONDS ?= 30
 
-.PHONY: deps run test fmt fmt-check lint bench fuzz fuzz-build clean
+.PHONY: deps run test postgres fmt fmt-check lint bench fuzz fuzz-build clean
 
 deps:
 	@./scripts/deps.sh
@@ -15,9 +15,20 @@ run: deps
 	$(CARGO) build --release -p confab-gateway
 	./target/release/confab serve
 
+# The relational store's tests run on SQLite and on PostgreSQL; the latter
+# needs a server: scripts/postgres.sh starts a private one on
+# 127.0.0.1:55432 (installing PostgreSQL when missing) unless
+# CONFAB_TEST_PG_URL already names one.
 test: deps fmt-check lint
-	$(CARGO) test --workspace --all-targets
+	@url="$${CONFAB_TEST_PG_URL:-$$(./scripts/postgres.sh)}" && \
+	export CONFAB_TEST_PG_URL="$$url" && \
+	echo "CONFAB_TEST_PG_URL=$$url" && \
+	$(CARGO) test --workspace --all-targets && \
 	$(CARGO) test --workspace --doc
+
+# Starts (or reuses) the test PostgreSQL server and prints its URL.
+postgres:
+	@./scripts/postgres.sh
 
 fmt:
 	$(CARGO) fmt --all
