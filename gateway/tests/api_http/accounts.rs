@@ -438,10 +438,12 @@ pub async fn expired_forged_and_missing_tokens_are_refused(b: Backend) {
 }
 
 pub async fn access_tokens_expire_in_real_time(b: Backend) {
-    let t = TestApi::start_with(b, |s| s.access_token_ttl_secs = 1).await;
+    // Two seconds: `exp` counts whole seconds from the issuing second, so
+    // the token is valid for at least one full second after signup.
+    let t = TestApi::start_with(b, |s| s.access_token_ttl_secs = 2).await;
     let ada = t.signup("ada").await;
     t.get("/v1/me", &ada.access).await.expect(200);
-    tokio::time::sleep(Duration::from_millis(2100)).await;
+    tokio::time::sleep(Duration::from_millis(3100)).await;
     t.get("/v1/me", &ada.access)
         .await
         .expect_error(401, "TOKEN_EXPIRED");
@@ -491,7 +493,14 @@ pub async fn revocations_reach_other_nodes(b: Backend) {
     })
     .unwrap();
     let task = tokio::spawn(third.clone().run_revocation_sync());
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while third.verifier().verify(&ada.access, now()).is_ok() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the poll never saw the revocation"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     assert_eq!(
         third.verifier().verify(&ada.access, now()),
         Err(AuthError::Revoked)
