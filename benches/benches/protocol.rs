@@ -14,7 +14,13 @@ fn texts() -> [(&'static str, String); 2] {
     [
         ("100B", "x".repeat(100)),
         // Mixed-width text: 100,000 characters, ~250,000 bytes.
-        ("100k_chars", "héllo wörld 😀 ".repeat(100_000 / 15 + 1)[..].chars().take(100_000).collect()),
+        (
+            "100k_chars",
+            "héllo wörld 😀 ".repeat(100_000 / 15 + 1)[..]
+                .chars()
+                .take(100_000)
+                .collect(),
+        ),
     ]
 }
 
@@ -53,13 +59,21 @@ fn bench_binary(c: &mut Criterion) {
                 black_box(out.len())
             })
         });
-        g.bench_with_input(BenchmarkId::new("decode_message", name), &bytes, |b, bytes| {
-            b.iter(|| binary::decode(black_box(bytes), DEFAULT_MAX_FRAME_BYTES).unwrap())
-        });
+        g.bench_with_input(
+            BenchmarkId::new("decode_message", name),
+            &bytes,
+            |b, bytes| {
+                b.iter(|| binary::decode(black_box(bytes), DEFAULT_MAX_FRAME_BYTES).unwrap())
+            },
+        );
         let send_bytes = binary::encode_to_vec(&send(&text));
-        g.bench_with_input(BenchmarkId::new("decode_send", name), &send_bytes, |b, bytes| {
-            b.iter(|| binary::decode(black_box(bytes), DEFAULT_MAX_FRAME_BYTES).unwrap())
-        });
+        g.bench_with_input(
+            BenchmarkId::new("decode_send", name),
+            &send_bytes,
+            |b, bytes| {
+                b.iter(|| binary::decode(black_box(bytes), DEFAULT_MAX_FRAME_BYTES).unwrap())
+            },
+        );
     }
     g.finish();
 }
@@ -78,9 +92,13 @@ fn bench_json(c: &mut Criterion) {
                 black_box(out.len())
             })
         });
-        g.bench_with_input(BenchmarkId::new("decode_message", name), &bytes, |b, bytes| {
-            b.iter(|| json::decode(black_box(bytes), 4 * DEFAULT_MAX_FRAME_BYTES).unwrap())
-        });
+        g.bench_with_input(
+            BenchmarkId::new("decode_message", name),
+            &bytes,
+            |b, bytes| {
+                b.iter(|| json::decode(black_box(bytes), 4 * DEFAULT_MAX_FRAME_BYTES).unwrap())
+            },
+        );
     }
     g.finish();
 }
@@ -90,7 +108,9 @@ fn bench_json(c: &mut Criterion) {
 fn bench_fanout(c: &mut Criterion) {
     let mut g = c.benchmark_group("fanout_100");
     for (name, text) in texts() {
-        let Frame::Message(m) = message(&text) else { unreachable!() };
+        let Frame::Message(m) = message(&text) else {
+            unreachable!()
+        };
         g.throughput(Throughput::Elements(100));
         g.bench_function(BenchmarkId::new("shared", name), |b| {
             b.iter(|| {

@@ -102,39 +102,45 @@ fn raw(c: &mut Criterion) {
             let (_dir, db) = open_raw();
             let messages = db.cf_handle(cf::MESSAGES).unwrap();
             let mut seq = 0u64;
-            group.bench_function(BenchmarkId::new(format!("raw_record/sync={policy}"), n), |b| {
-                b.iter(|| {
-                    let mut wb = WriteBatch::default();
-                    for _ in 0..n {
-                        seq += 1;
-                        wb.put_cf(messages, key(seq % 4096, seq), &record);
-                    }
-                    db.write_opt(wb, &opts).unwrap();
-                })
-            });
+            group.bench_function(
+                BenchmarkId::new(format!("raw_record/sync={policy}"), n),
+                |b| {
+                    b.iter(|| {
+                        let mut wb = WriteBatch::default();
+                        for _ in 0..n {
+                            seq += 1;
+                            wb.put_cf(messages, key(seq % 4096, seq), &record);
+                        }
+                        db.write_opt(wb, &opts).unwrap();
+                    })
+                },
+            );
             let (_dir, db) = open_raw();
             let (messages, inbox, idem) = (
                 db.cf_handle(cf::MESSAGES).unwrap(),
                 db.cf_handle(cf::INBOX).unwrap(),
                 db.cf_handle(cf::IDEMPOTENCY).unwrap(),
             );
-            group.bench_function(BenchmarkId::new(format!("raw_same_keys/sync={policy}"), n), |b| {
-                b.iter(|| {
-                    let mut wb = WriteBatch::default();
-                    for _ in 0..n {
-                        seq += 1;
-                        let channel = seq % 4096;
-                        wb.put_cf(messages, key(channel, seq), &record);
-                        wb.put_cf(inbox, key(channel * 2, seq), key(channel, seq));
-                        wb.put_cf(inbox, key(channel * 2 + 1, seq), key(channel, seq));
-                        let mut idem_key = [0u8; 24];
-                        idem_key[..16].copy_from_slice(&key(channel * 2, 1));
-                        idem_key[16..].copy_from_slice(&seq.to_be_bytes());
-                        wb.put_cf(idem, idem_key, [0u8; 24]);
-                    }
-                    db.write_opt(wb, &opts).unwrap();
-                })
-            });
+            group.bench_function(
+                BenchmarkId::new(format!("raw_same_keys/sync={policy}"), n),
+                |b| {
+                    b.iter(|| {
+                        let mut wb = WriteBatch::default();
+                        for _ in 0..n {
+                            seq += 1;
+                            let channel = seq % 4096;
+                            wb.put_cf(messages, key(channel, seq), &record);
+                            wb.put_cf(inbox, key(channel * 2, seq), key(channel, seq));
+                            wb.put_cf(inbox, key(channel * 2 + 1, seq), key(channel, seq));
+                            let mut idem_key = [0u8; 24];
+                            idem_key[..16].copy_from_slice(&key(channel * 2, 1));
+                            idem_key[16..].copy_from_slice(&seq.to_be_bytes());
+                            wb.put_cf(idem, idem_key, [0u8; 24]);
+                        }
+                        db.write_opt(wb, &opts).unwrap();
+                    })
+                },
+            );
         }
     }
     group.finish();

@@ -685,3 +685,140 @@ fn a_silent_device_is_dropped_after_three_heartbeat_intervals() {
         assert!(started.elapsed() >= Duration::from_millis(550));
     });
 }
+
+#[test]
+fn typing_and_read_receipts_reach_the_other_members() {
+    let node = Node::start(IoMode::Epoll, |_| {});
+    let (alice, bob) = (node.user("alice"), node.user("bob"));
+    let group = node.group(alice, &[bob]);
+    block_on(async {
+        let mut a = Client::connect(&node, alice, 1, 0).await;
+        a.replay().await;
+        let mut b = Client::connect(&node, bob, 1, 0).await;
+        b.replay().await;
+        a.send(&Frame::Typing(frame::Typing { channel_id: group }))
+            .await;
+        match b.recv().await {
+            Frame::TypingEvent(t) => assert_eq!((t.channel_id, t.user_id), (group, alice)),
+            other => panic!("{other:?}"),
+        }
+        a.post(1, Target::Channel(group), "read me").await;
+        a.ack().await;
+        assert_eq!(b.message().await.seq, 1);
+        b.send(&Frame::Read(frame::Read {
+            channel_id: group,
+            seq: 1,
+        }))
+        .await;
+        match a.recv_where(|f| matches!(f, Frame::Receipt(_))).await {
+            Frame::Receipt(r) => assert_eq!((r.channel_id, r.user_id, r.seq), (group, bob, 1)),
+            _ => unreachable!(),
+        }
+    });
+}
+
+#[test]
+fn the_json_subprotocol_speaks_the_same_frames() {
+    let node = Node::start(IoMode::Epoll, |_| {});
+    let (alice, bob) = (node.user("alice"), node.user("bob"));
+    let token = node.token(alice);
+    block_on(async {
+        let mut req = node.url.as_str().into_client_request().unwrap();
+        req.headers_mut()
+            .insert("Sec-WebSocket-Protocol", "confab.v1.json".parse().unwrap());
+        let (mut ws, resp) = tokio_tungstenite::connect_async(req).await.unwrap();
+        assert_eq!(
+            resp.headers().get("Sec-WebSocket-Protocol").unwrap(),
+            "confab.v1.json"
+        );
+        let hello = format!(
+            r#"{{"type":"hello","min_version":1,"max_version":1,"token":"{token}","device_id":3,"inbox_cursor":0}}"#
+        );
+        ws.send(Ws::Text(hello.into())).await.unwrap();
+        let mut texts = Vec::new();
+        while texts.len() < 2 {
+            match ws.next().await.unwrap().unwrap() {
+                Ws::Text(t) => texts.push(t.to_string()),
+                other => panic!("{other:?}"),
+            }
+        }
+        assert!(texts[0].starts_with(r#"{"type":"welcome""#), "{}", texts[0]);
+        assert!(
+            texts[1].starts_with(r#"{"type":"sync_batch""#),
+            "{}",
+            texts[1]
+        );
+        let send = format!(
+            r#"{{"type":"send","client_msg_id":1,"target":{{"user":{bob}}},"text":"héllo"}}"#
+        );
+        ws.send(Ws::Text(send.into())).await.unwrap();
+        let ack = loop {
+            if let Ws::Text(t) = ws.next().await.unwrap().unwrap() {
+                if t.contains("send_ack") {
+                    break t.to_string();
+                }
+            }
+        };
+        let ack: serde_json::Value = serde_json::from_str(&ack).unwrap();
+        assert_eq!(ack["seq"], 1);
+        assert_eq!(ack["duplicate"], false);
+        // A binary message on the JSON subprotocol is answered, not fatal.
+        ws.send(Ws::Binary(vec![1, 2, 3].into())).await.unwrap();
+        loop {
+            if let Ws::Text(t) = ws.next().await.unwrap().unwrap() {
+                if t.contains(r#""type":"error""#) {
+                    assert!(t.contains("BAD_FRAME"), "{t}");
+                    break;
+                }
+            }
+        }
+    });
+}
+
+#[test]
+fn a_slow_consumer_is_cut_off_and_resumes_without_loss() {
+    const N: u64 = 300;
+    let node = Node::start(IoMode::Epoll, |s| {
+        s.outbound_limit_bytes = 256 * 1024;
+        s.send_burst = 1000;
+        s.send_rate_per_s = 1000;
+    });
+    let (alice, bob) = (node.user("alice"), node.user("bob"));
+    let text = "y".repeat(20_000);
+    block_on(async {
+        let mut b = Client::connect(&node, bob, 1, 0).await;
+        b.replay().await;
+        let mut a = Client::connect(&node, alice, 1, 0).await;
+        a.replay().await;
+        // Bob's client stops reading while 6 MB head his way.
+        for i in 1..=N {
+            a.post(i, Target::User(bob), &text).await;
+        }
+        for _ in 1..=N {
+            a.ack().await;
+        }
+        let mut seen = Vec::new();
+        let closed = loop {
+            match b.next_raw().await {
+                Some(Ws::Binary(bytes)) => match binary::decode_exact(&bytes, 1 << 21).unwrap() {
+                    Frame::Message(m) => seen.push(m.inbox_seq),
+                    Frame::Error(e) => assert_eq!(e.code, ErrorCode::SlowConsumer),
+                    Frame::Close(c) => assert_eq!(c.code, ErrorCode::SlowConsumer.code()),
+                    other => panic!("{other:?}"),
+                },
+                Some(Ws::Close(Some(f))) => break u16::from(f.code),
+                other => panic!("{other:?}"),
+            }
+        };
+        assert_eq!(closed, 4401);
+        assert!(
+            (seen.len() as u64) < N,
+            "the connection was cut before the end"
+        );
+        // Resume from the cursor: everything else, nothing twice.
+        let cursor = seen.last().copied().unwrap_or(0);
+        let mut b = Client::connect(&node, bob, 1, cursor).await;
+        seen.extend(b.replay().await.iter().map(|m| m.inbox_seq));
+        assert_eq!(seen, (1..=N).collect::<Vec<_>>());
+    });
+}

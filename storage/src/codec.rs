@@ -36,7 +36,10 @@ pub(crate) fn pair_key(prefix: u64, suffix: u64) -> [u8; 16] {
 /// Inverse of [`pair_key`].
 pub(crate) fn split_pair(key: &[u8], what: &'static str) -> Result<(u64, u64), StorageError> {
     if key.len() != 16 {
-        return Err(corrupt(what, format!("key of {} bytes, expected 16", key.len())));
+        return Err(corrupt(
+            what,
+            format!("key of {} bytes, expected 16", key.len()),
+        ));
     }
     Ok((be(&key[..8]), be(&key[8..])))
 }
@@ -95,10 +98,16 @@ pub(crate) fn decode_record(
     value: &[u8],
 ) -> Result<StoredMessage, StorageError> {
     if value.len() < RECORD_HEADER_LEN {
-        return Err(corrupt("message", format!("record of {} bytes", value.len())));
+        return Err(corrupt(
+            "message",
+            format!("record of {} bytes", value.len()),
+        ));
     }
     if value[0] != RECORD_V1 {
-        return Err(corrupt("message", format!("unknown record version {}", value[0])));
+        return Err(corrupt(
+            "message",
+            format!("unknown record version {}", value[0]),
+        ));
     }
     Ok(StoredMessage {
         channel,
@@ -152,7 +161,10 @@ impl IdempotencyRecord {
 
     pub(crate) fn decode(value: &[u8]) -> Result<Self, StorageError> {
         if value.len() != 32 {
-            return Err(corrupt("idempotency", format!("value of {} bytes", value.len())));
+            return Err(corrupt(
+                "idempotency",
+                format!("value of {} bytes", value.len()),
+            ));
         }
         Ok(Self {
             channel: ChannelId(be(value)),
@@ -260,7 +272,10 @@ mod tests {
         assert!(!rec.expired(1_000, 500));
         assert!(!rec.expired(1_499, 500));
         assert!(rec.expired(1_500, 500));
-        let late = IdempotencyRecord { timestamp_ms: u64::MAX - 1, ..rec };
+        let late = IdempotencyRecord {
+            timestamp_ms: u64::MAX - 1,
+            ..rec
+        };
         assert!(!late.expired(u64::MAX - 1, 500));
     }
 }

@@ -4,8 +4,8 @@
 use crate::clock::{Clock, SystemClock};
 use crate::error::StorageError;
 use crate::ids::{ChannelId, DeviceId, UserId};
-use crate::model::{AppendOutcome, AppendRequest, Cursor, HistoryAnchor, InboxEntry, Page};
 use crate::model::StoredMessage;
+use crate::model::{AppendOutcome, AppendRequest, Cursor, HistoryAnchor, InboxEntry, Page};
 use crate::sync_policy::SyncPolicy;
 use std::fmt;
 use std::sync::Arc;
@@ -96,8 +96,12 @@ pub trait MessageLog: Send + Sync + 'static {
 
     /// A user's inbox entries with inbox seq above `after`, resolved to the
     /// messages, at most `limit` (clamped to [`crate::MAX_PAGE_LIMIT`]).
-    fn inbox(&self, user: UserId, after: u64, limit: usize)
-        -> Result<Page<InboxEntry>, StorageError>;
+    fn inbox(
+        &self,
+        user: UserId,
+        after: u64,
+        limit: usize,
+    ) -> Result<Page<InboxEntry>, StorageError>;
 
     /// Highest visible sequence of a channel (0 when empty).
     fn last_channel_seq(&self, channel: ChannelId) -> Result<u64, StorageError>;
@@ -107,8 +111,12 @@ pub trait MessageLog: Send + Sync + 'static {
 
     /// Records a device's cursor. Each field only moves forward: a stale or
     /// reordered update never rewinds it.
-    fn set_cursor(&self, user: UserId, device: DeviceId, cursor: Cursor)
-        -> Result<(), StorageError>;
+    fn set_cursor(
+        &self,
+        user: UserId,
+        device: DeviceId,
+        cursor: Cursor,
+    ) -> Result<(), StorageError>;
 
     /// A device's cursor (zeros for a device never recorded).
     fn cursor(&self, user: UserId, device: DeviceId) -> Result<Cursor, StorageError>;

@@ -3,7 +3,7 @@
 //! guards everything; it is a model of the semantics, not of the performance.
 
 use crate::codec::{expired, IdempotencyRecord};
-use crate::error::{StorageError};
+use crate::error::StorageError;
 use crate::ids::{ChannelId, DeviceId, UserId};
 use crate::log::{LogConfig, MessageLog};
 use crate::model::{
@@ -81,7 +81,11 @@ impl MessageLog for MemoryLog {
             state.idempotency_order.pop_front();
             // The key may have been re-stored since; only drop the entry this
             // queue slot describes.
-            if state.idempotency.get(&key).is_some_and(|r| r.timestamp_ms == ts) {
+            if state
+                .idempotency
+                .get(&key)
+                .is_some_and(|r| r.timestamp_ms == ts)
+            {
                 state.idempotency.remove(&key);
             }
         }
@@ -89,7 +93,11 @@ impl MessageLog for MemoryLog {
         let mut outcomes = Vec::with_capacity(batch.len());
         for req in batch {
             let key = (req.sender, req.device, req.client_msg_id);
-            if let Some(rec) = state.idempotency.get(&key).filter(|r| !r.expired(now, window)) {
+            if let Some(rec) = state
+                .idempotency
+                .get(&key)
+                .filter(|r| !r.expired(now, window))
+            {
                 outcomes.push(AppendOutcome {
                     channel: rec.channel,
                     seq: rec.seq,
@@ -166,7 +174,10 @@ impl MessageLog for MemoryLog {
         let limit = limit.min(MAX_PAGE_LIMIT);
         let state = self.lock()?;
         let visible = state.visible_channel.get(&channel).copied().unwrap_or(0);
-        let log = state.channels.get(&channel).map_or(&[][..], |l| &l[..visible as usize]);
+        let log = state
+            .channels
+            .get(&channel)
+            .map_or(&[][..], |l| &l[..visible as usize]);
         let (from, to, has_more) = match anchor {
             HistoryAnchor::Latest | HistoryAnchor::Before(_) => {
                 let end = match anchor {
@@ -223,7 +234,12 @@ impl MessageLog for MemoryLog {
     }
 
     fn last_channel_seq(&self, channel: ChannelId) -> Result<u64, StorageError> {
-        Ok(self.lock()?.visible_channel.get(&channel).copied().unwrap_or(0))
+        Ok(self
+            .lock()?
+            .visible_channel
+            .get(&channel)
+            .copied()
+            .unwrap_or(0))
     }
 
     fn last_inbox_seq(&self, user: UserId) -> Result<u64, StorageError> {
@@ -244,7 +260,12 @@ impl MessageLog for MemoryLog {
     }
 
     fn cursor(&self, user: UserId, device: DeviceId) -> Result<Cursor, StorageError> {
-        Ok(self.lock()?.cursors.get(&(user, device)).copied().unwrap_or_default())
+        Ok(self
+            .lock()?
+            .cursors
+            .get(&(user, device))
+            .copied()
+            .unwrap_or_default())
     }
 
     fn set_last_seen(&self, user: UserId, at_ms: u64) -> Result<(), StorageError> {

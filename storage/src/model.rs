@@ -97,7 +97,10 @@ pub struct AppendOutcome {
 
 /// The sender's entry among the pointers just written (0 if not a recipient).
 pub(crate) fn sender_seq(inbox: &[(UserId, u64)], sender: UserId) -> u64 {
-    inbox.iter().find(|(u, _)| *u == sender).map_or(0, |&(_, s)| s)
+    inbox
+        .iter()
+        .find(|(u, _)| *u == sender)
+        .map_or(0, |&(_, s)| s)
 }
 
 /// A message as stored.
@@ -178,27 +181,41 @@ mod tests {
     #[test]
     fn repeats_are_collapsed_in_first_seen_order() {
         let small = request(vec![3, 1, 3, 2, 1], 0);
-        assert_eq!(&*small.unique_recipients(), &[UserId(3), UserId(1), UserId(2)]);
+        assert_eq!(
+            &*small.unique_recipients(),
+            &[UserId(3), UserId(1), UserId(2)]
+        );
         let mut many: Vec<u64> = (0..20).collect();
         many.push(5);
         let large = request(many, 0);
         assert_eq!(large.unique_recipients().len(), 20);
-        assert!(matches!(request(vec![1, 2, 3], 0).unique_recipients(), Cow::Borrowed(_)));
+        assert!(matches!(
+            request(vec![1, 2, 3], 0).unique_recipients(),
+            Cow::Borrowed(_)
+        ));
     }
 
     #[test]
     fn limits_are_enforced_after_collapsing_repeats() {
-        assert!(request((0..100).collect(), MAX_TEXT_BYTES).validate().is_ok());
+        assert!(request((0..100).collect(), MAX_TEXT_BYTES)
+            .validate()
+            .is_ok());
         let mut with_repeats: Vec<u64> = (0..100).collect();
         with_repeats.extend(0..50);
         assert!(request(with_repeats, 0).validate().is_ok());
         assert_eq!(
             request((0..101).collect(), 0).validate(),
-            Err(InvalidRequest::TooManyRecipients { count: 101, max: MAX_RECIPIENTS })
+            Err(InvalidRequest::TooManyRecipients {
+                count: 101,
+                max: MAX_RECIPIENTS
+            })
         );
         assert_eq!(
             request(vec![1], MAX_TEXT_BYTES + 1).validate(),
-            Err(InvalidRequest::TextTooLong { len: MAX_TEXT_BYTES + 1, max: MAX_TEXT_BYTES })
+            Err(InvalidRequest::TextTooLong {
+                len: MAX_TEXT_BYTES + 1,
+                max: MAX_TEXT_BYTES
+            })
         );
     }
 }

@@ -95,7 +95,10 @@ mod tests {
     #[test]
     fn default_is_batch() {
         assert_eq!(SyncPolicy::default(), SyncPolicy::Batch);
-        assert_eq!(SyncPolicy::Interval(5).interval(), Some(Duration::from_millis(5)));
+        assert_eq!(
+            SyncPolicy::Interval(5).interval(),
+            Some(Duration::from_millis(5))
+        );
         assert_eq!(SyncPolicy::Batch.interval(), None);
     }
 }

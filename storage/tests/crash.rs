@@ -52,12 +52,20 @@ fn main() {
 /// Appends until killed. Every 5th submission re-sends an earlier client id,
 /// as a client retrying after a lost ack would.
 fn child(dir: &str) {
-    let first_id: u64 = std::env::var("CONFAB_CRASH_FIRST_ID").unwrap().parse().unwrap();
+    let first_id: u64 = std::env::var("CONFAB_CRASH_FIRST_ID")
+        .unwrap()
+        .parse()
+        .unwrap();
     let log = Arc::new(RocksLog::open(dir, LogConfig::default()).unwrap());
     assert_eq!(log.sync_policy(), SyncPolicy::Batch);
     let main = std::thread::current();
     let waker: Waker = Arc::new(move || main.unpark());
-    let config = WriterConfig { writers: 2, queue_capacity: 256, max_in_flight: 512, max_group: 256 };
+    let config = WriterConfig {
+        writers: 2,
+        queue_capacity: 256,
+        max_in_flight: 512,
+        max_group: 256,
+    };
     let (_pool, mut producers) = WriterPool::start(log, config, vec![waker]).unwrap();
     let p = &mut producers[0];
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
@@ -86,7 +94,14 @@ fn child(dir: &str) {
         while let Some(done) = p.poll() {
             let id = pending.remove(&done.token).unwrap();
             let o = done.result.expect("append failed in child");
-            writeln!(out, "ack {id} {} {} {}", o.channel, o.seq, u8::from(o.duplicate)).unwrap();
+            writeln!(
+                out,
+                "ack {id} {} {} {}",
+                o.channel,
+                o.seq,
+                u8::from(o.duplicate)
+            )
+            .unwrap();
             any = true;
         }
         if any {
@@ -105,8 +120,17 @@ struct Ack {
 }
 
 fn parse(line: &str) -> Ack {
-    let f: Vec<u64> = line.split_whitespace().skip(1).map(|x| x.parse().unwrap()).collect();
-    Ack { client_msg_id: f[0], channel: f[1], seq: f[2], duplicate: f[3] == 1 }
+    let f: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .map(|x| x.parse().unwrap())
+        .collect();
+    Ack {
+        client_msg_id: f[0],
+        channel: f[1],
+        seq: f[2],
+        duplicate: f[3] == 1,
+    }
 }
 
 fn parent() {
@@ -120,7 +144,10 @@ fn parent() {
     for iteration in 0..ITERATIONS {
         let mut child = Command::new(&exe)
             .env("CONFAB_CRASH_DIR", dir.path())
-            .env("CONFAB_CRASH_FIRST_ID", (iteration as u64 * 1_000_000).to_string())
+            .env(
+                "CONFAB_CRASH_FIRST_ID",
+                (iteration as u64 * 1_000_000).to_string(),
+            )
             .stdout(Stdio::piped())
             .spawn()
             .unwrap();
@@ -143,8 +170,16 @@ fn parent() {
             let ack = parse(&line);
             let at = (ack.channel, ack.seq);
             if let Some(first) = acked.insert(ack.client_msg_id, at) {
-                assert!(ack.duplicate, "client id {} acked twice as new", ack.client_msg_id);
-                assert_eq!(first, at, "client id {} acked at two places", ack.client_msg_id);
+                assert!(
+                    ack.duplicate,
+                    "client id {} acked twice as new",
+                    ack.client_msg_id
+                );
+                assert_eq!(
+                    first, at,
+                    "client id {} acked at two places",
+                    ack.client_msg_id
+                );
             }
         };
         while seen < want_acks && Instant::now() < deadline {
@@ -171,7 +206,10 @@ fn parent() {
         }
         verify(dir.path(), &acked, &mut rng);
     }
-    assert!(kills_with_acks >= ITERATIONS / 2, "too few iterations got far enough to ack");
+    assert!(
+        kills_with_acks >= ITERATIONS / 2,
+        "too few iterations got far enough to ack"
+    );
     println!(
         "crash test: {ITERATIONS} kills, {} acked messages verified, {:.1}s",
         acked.len(),
@@ -188,19 +226,38 @@ fn verify(dir: &std::path::Path, acked: &HashMap<u64, (u64, u64)>, rng: &mut imp
         let history = full_history(&log, c);
         for m in &history {
             let expected = request_for(m.client_msg_id);
-            assert_eq!((m.channel, m.sender, m.text.as_slice()), (expected.channel, expected.sender, expected.text.as_slice()));
+            assert_eq!(
+                (m.channel, m.sender, m.text.as_slice()),
+                (expected.channel, expected.sender, expected.text.as_slice())
+            );
             let previous = stored.insert(m.client_msg_id, (c, m.seq));
-            assert!(previous.is_none(), "client id {} stored twice", m.client_msg_id);
+            assert!(
+                previous.is_none(),
+                "client id {} stored twice",
+                m.client_msg_id
+            );
         }
         // full_inbox asserts inbox seqs are exactly 1..=last, no repeats.
-        assert_eq!(full_inbox(&log, 10 + c).len(), history.len(), "channel-only member of {c}");
+        assert_eq!(
+            full_inbox(&log, 10 + c).len(),
+            history.len(),
+            "channel-only member of {c}"
+        );
         total += history.len();
     }
     for user in 1..=3 {
-        assert_eq!(full_inbox(&log, user).len(), total, "member of every channel: user {user}");
+        assert_eq!(
+            full_inbox(&log, user).len(),
+            total,
+            "member of every channel: user {user}"
+        );
     }
     for (id, at) in acked {
-        assert_eq!(stored.get(id), Some(at), "acknowledged message {id} lost or moved");
+        assert_eq!(
+            stored.get(id),
+            Some(at),
+            "acknowledged message {id} lost or moved"
+        );
     }
     // Retries of acknowledged ids after the crash: the original answer, and
     // nothing new stored.
@@ -211,6 +268,8 @@ fn verify(dir: &std::path::Path, acked: &HashMap<u64, (u64, u64)>, rng: &mut imp
         assert!(outcome.duplicate, "retry of {id} after crash stored again");
         assert_eq!((outcome.channel.0, outcome.seq), acked[&id]);
     }
-    let after: usize = (1..=CHANNELS).map(|c| log.last_channel_seq(ChannelId(c)).unwrap() as usize).sum();
+    let after: usize = (1..=CHANNELS)
+        .map(|c| log.last_channel_seq(ChannelId(c)).unwrap() as usize)
+        .sum();
     assert_eq!(after, total);
 }

@@ -2,7 +2,10 @@
 //! column-family layout on disk and compaction-time expiry of idempotency
 //! entries.
 
-use confab_storage::{cf, AppendRequest, ChannelId, DeviceId, LogConfig, ManualClock, MessageLog, RocksLog, SyncPolicy, UserId};
+use confab_storage::{
+    cf, AppendRequest, ChannelId, DeviceId, LogConfig, ManualClock, MessageLog, RocksLog,
+    SyncPolicy, UserId,
+};
 use std::sync::Arc;
 
 fn request(client_msg_id: u64) -> AppendRequest {
@@ -45,12 +48,20 @@ fn compaction_drops_expired_idempotency_entries_and_nothing_else() {
     log.append(&fresh).unwrap();
 
     log.compact().unwrap();
-    assert_eq!(log.estimate_keys(cf::IDEMPOTENCY).unwrap(), 150, "nothing expired yet");
+    assert_eq!(
+        log.estimate_keys(cf::IDEMPOTENCY).unwrap(),
+        150,
+        "nothing expired yet"
+    );
 
     clock.advance(30_000); // first 100 now exactly at the window edge: expired
     log.compact().unwrap();
     assert_eq!(log.estimate_keys(cf::IDEMPOTENCY).unwrap(), 50);
-    assert_eq!(log.estimate_keys(cf::MESSAGES).unwrap(), 150, "history is kept for ever");
+    assert_eq!(
+        log.estimate_keys(cf::MESSAGES).unwrap(),
+        150,
+        "history is kept for ever"
+    );
     assert_eq!(log.estimate_keys(cf::INBOX).unwrap(), 150);
     // The survivors still deduplicate; the dropped ids are free again.
     assert!(log.append(&[request(120)]).unwrap()[0].duplicate);
@@ -60,7 +71,10 @@ fn compaction_drops_expired_idempotency_entries_and_nothing_else() {
 #[test]
 fn interval_policy_acks_without_waiting_and_survives_reopen() {
     let dir = tempfile::tempdir().unwrap();
-    let config = LogConfig { sync_policy: "interval:5".parse().unwrap(), ..LogConfig::default() };
+    let config = LogConfig {
+        sync_policy: "interval:5".parse().unwrap(),
+        ..LogConfig::default()
+    };
     let log = RocksLog::open(dir.path(), config.clone()).unwrap();
     assert_eq!(log.sync_policy(), SyncPolicy::Interval(5));
     log.append(&[request(1), request(2)]).unwrap();

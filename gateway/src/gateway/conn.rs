@@ -95,7 +95,23 @@ async fn refuse(
     );
     ws::encode_close(close::app_close_code(code.code()), why, &mut out);
     let _ = stream.write_all(&out).await;
+    linger(stream).await;
+}
+
+/// Shuts the write side and reads until the client closes (or a second
+/// passes): dropping a socket with unread bytes makes the kernel send a
+/// reset that can destroy our close frame before the client reads it.
+async fn linger(stream: &mut tokio::net::TcpStream) {
     let _ = stream.shutdown().await;
+    let mut sink = [0u8; 1024];
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        while let Ok(n) = stream.read(&mut sink).await {
+            if n == 0 {
+                break;
+            }
+        }
+    })
+    .await;
 }
 
 fn wrap(out: &mut Vec<u8>, encoding: Encoding, frame: &[u8]) {

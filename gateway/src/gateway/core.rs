@@ -746,8 +746,9 @@ impl Core {
                 match &mut c.mode {
                     Mode::Replaying(buf) => buf.push((frame, Priority::Required)),
                     Mode::Live => {
-                        c.delivered = seq;
-                        push(&c.out, frame, Priority::Required, m);
+                        if !push(&c.out, frame, Priority::Required, m) {
+                            c.delivered = seq;
+                        }
                     }
                 }
             }

@@ -186,7 +186,11 @@ fn merge_cursor_max(
     Some(crate::codec::pair_key(best[0], best[1]).to_vec())
 }
 
-fn merge_u64_max(_key: &[u8], existing: Option<&[u8]>, operands: &MergeOperands) -> Option<Vec<u8>> {
+fn merge_u64_max(
+    _key: &[u8],
+    existing: Option<&[u8]>,
+    operands: &MergeOperands,
+) -> Option<Vec<u8>> {
     let best = existing
         .into_iter()
         .chain(operands.iter())

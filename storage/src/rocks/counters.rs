@@ -49,7 +49,9 @@ pub(crate) fn user_stripe(user: UserId) -> usize {
 impl Counters {
     pub(crate) fn new() -> Self {
         Self {
-            stripes: (0..STRIPES).map(|_| Mutex::new(Stripe::default())).collect(),
+            stripes: (0..STRIPES)
+                .map(|_| Mutex::new(Stripe::default()))
+                .collect(),
         }
     }
 

@@ -11,8 +11,8 @@ mod stage;
 use crate::error::StorageError;
 use crate::ids::{ChannelId, DeviceId, UserId};
 use crate::log::{LogConfig, MessageLog};
-use crate::model::{AppendOutcome, AppendRequest, Cursor, HistoryAnchor, InboxEntry, Page};
 use crate::model::StoredMessage;
+use crate::model::{AppendOutcome, AppendRequest, Cursor, HistoryAnchor, InboxEntry, Page};
 use crate::sync_policy::SyncPolicy;
 use crate::watermark::Watermarks;
 use counters::Counters;
@@ -84,7 +84,8 @@ impl RocksLog {
         for name in cf::ALL {
             let handle = self.cf(name)?;
             self.db.flush_cf(handle)?;
-            self.db.compact_range_cf(handle, None::<&[u8]>, None::<&[u8]>);
+            self.db
+                .compact_range_cf(handle, None::<&[u8]>, None::<&[u8]>);
         }
         Ok(())
     }
@@ -195,7 +196,8 @@ impl MessageLog for RocksLog {
     ) -> Result<(), StorageError> {
         let key = crate::codec::cursor_key(user, device);
         let value = crate::codec::encode_cursor(cursor);
-        self.db.merge_cf_opt(self.cf(cf::CURSORS)?, key, value, &unsynced())?;
+        self.db
+            .merge_cf_opt(self.cf(cf::CURSORS)?, key, value, &unsynced())?;
         Ok(())
     }
 
@@ -209,7 +211,12 @@ impl MessageLog for RocksLog {
 
     fn set_last_seen(&self, user: UserId, at_ms: u64) -> Result<(), StorageError> {
         let key = crate::codec::presence_key(user);
-        self.db.merge_cf_opt(self.cf(cf::PRESENCE)?, key, at_ms.to_be_bytes(), &unsynced())?;
+        self.db.merge_cf_opt(
+            self.cf(cf::PRESENCE)?,
+            key,
+            at_ms.to_be_bytes(),
+            &unsynced(),
+        )?;
         Ok(())
     }
 

@@ -42,7 +42,11 @@ fn bounded<'a>(
 /// Collected `(suffix, value)` pairs and whether another entry followed.
 type Collected = (Vec<(u64, Vec<u8>)>, bool);
 
-fn collect(iter: &mut DBRawIterator<'_>, limit: usize, forward: bool) -> Result<Collected, StorageError> {
+fn collect(
+    iter: &mut DBRawIterator<'_>,
+    limit: usize,
+    forward: bool,
+) -> Result<Collected, StorageError> {
     let mut out = Vec::with_capacity(limit.min(64));
     while out.len() < limit && iter.valid() {
         if let (Some(key), Some(value)) = (iter.key(), iter.value()) {
@@ -122,18 +126,25 @@ impl RocksLog {
         let (entries, has_more) = collect(&mut iter, limit, true)?;
         drop(iter);
         if entries.is_empty() {
-            return Ok(Page { items: Vec::new(), has_more });
+            return Ok(Page {
+                items: Vec::new(),
+                has_more,
+            });
         }
 
         let pointers = entries
             .iter()
             .map(|(inbox_seq, value)| Ok((*inbox_seq, codec::decode_pointer(value)?)))
             .collect::<Result<Vec<_>, StorageError>>()?;
-        let keys: Vec<[u8; 16]> =
-            pointers.iter().map(|(_, (c, s))| codec::message_key(*c, *s)).collect();
+        let keys: Vec<[u8; 16]> = pointers
+            .iter()
+            .map(|(_, (c, s))| codec::message_key(*c, *s))
+            .collect();
         let mut opts = ReadOptions::default();
         opts.set_snapshot(&snapshot);
-        let values = self.db.batched_multi_get_cf_opt(self.cf(cf::MESSAGES)?, &keys, false, &opts);
+        let values = self
+            .db
+            .batched_multi_get_cf_opt(self.cf(cf::MESSAGES)?, &keys, false, &opts);
         let mut items = Vec::with_capacity(pointers.len());
         for ((inbox_seq, (channel, seq)), value) in pointers.into_iter().zip(values) {
             // The pointer and the message were written in one batch, so a

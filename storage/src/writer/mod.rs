@@ -142,7 +142,9 @@ impl<L: MessageLog> WriterPool<L> {
         let inboxes: Vec<Arc<WriterInbox>> = (0..writers)
             .map(|_| {
                 Arc::new(WriterInbox {
-                    queues: (0..links.len()).map(|_| ArrayQueue::new(capacity)).collect(),
+                    queues: (0..links.len())
+                        .map(|_| ArrayQueue::new(capacity))
+                        .collect(),
                     sleeping: AtomicBool::new(false),
                     stop: AtomicBool::new(false),
                     thread: OnceLock::new(),

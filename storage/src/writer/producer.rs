@@ -87,7 +87,13 @@ impl Producer {
     /// Queues `request` for the writer that owns its channel. The completion
     /// comes back through [`poll`](Self::poll) carrying `token`.
     pub fn submit(&mut self, token: u64, request: AppendRequest) -> Result<(), SubmitError> {
-        let refuse = |reason, request| Err(SubmitError { reason, token, request });
+        let refuse = |reason, request| {
+            Err(SubmitError {
+                reason,
+                token,
+                request,
+            })
+        };
         if let Err(invalid) = request.validate() {
             return refuse(SubmitRejection::Invalid(invalid), request);
         }

@@ -88,7 +88,9 @@ impl<L: MessageLog> Shard<L> {
 
     fn commit(&self, routes: Routes, requests: &mut Vec<AppendRequest>) {
         self.stats.groups.fetch_add(1, Ordering::Relaxed);
-        self.stats.requests.fetch_add(requests.len() as u64, Ordering::Relaxed);
+        self.stats
+            .requests
+            .fetch_add(requests.len() as u64, Ordering::Relaxed);
         let staged = self.log.stage(requests);
         requests.clear();
         match (staged, &self.sync_tx) {
@@ -98,17 +100,26 @@ impl<L: MessageLog> Shard<L> {
                 if let Err(returned) = tx.send(SyncJob { routes, outcomes }) {
                     error!(writer = self.index, "syncer gone; failing group");
                     let job = returned.into_inner();
-                    let failed = job.routes.into_iter().map(|r| (r, Err(StorageError::Poisoned)));
+                    let failed = job
+                        .routes
+                        .into_iter()
+                        .map(|r| (r, Err(StorageError::Poisoned)));
                     deliver(&self.links, failed);
                 }
             }
             (Ok(outcomes), None) => {
                 self.log.publish(&outcomes);
-                deliver(&self.links, routes.into_iter().zip(outcomes.into_iter().map(Ok)));
+                deliver(
+                    &self.links,
+                    routes.into_iter().zip(outcomes.into_iter().map(Ok)),
+                );
             }
             (Err(err), _) => {
                 error!(writer = self.index, %err, "group commit failed");
-                deliver(&self.links, routes.into_iter().map(|r| (r, Err(err.clone()))));
+                deliver(
+                    &self.links,
+                    routes.into_iter().map(|r| (r, Err(err.clone()))),
+                );
             }
         }
     }
@@ -118,7 +129,12 @@ impl<L: MessageLog> Shard<L> {
 /// producer that got at least one: one wake per producer per call.
 pub(super) fn deliver(
     links: &[ProducerLink],
-    results: impl Iterator<Item = ((usize, u64), Result<crate::model::AppendOutcome, StorageError>)>,
+    results: impl Iterator<
+        Item = (
+            (usize, u64),
+            Result<crate::model::AppendOutcome, StorageError>,
+        ),
+    >,
 ) {
     let mut touched = vec![false; links.len()];
     for ((producer, token), result) in results {
@@ -126,7 +142,10 @@ pub(super) fn deliver(
         // Cannot fail: a producer never has more than max_in_flight
         // uncollected completions and the queue holds exactly that many.
         if links[producer].completions.push(completion).is_err() {
-            error!(producer, token, "completion queue overflow; completion dropped");
+            error!(
+                producer,
+                token, "completion queue overflow; completion dropped"
+            );
         }
         touched[producer] = true;
     }

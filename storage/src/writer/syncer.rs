@@ -31,7 +31,12 @@ pub(super) fn spawn<L: MessageLog>(
         .map_err(|e| StorageError::Open(format!("syncer thread: {e}")))
 }
 
-fn run<L: MessageLog>(log: &L, rx: &Receiver<SyncJob>, links: &[ProducerLink], stats: &WriterStats) {
+fn run<L: MessageLog>(
+    log: &L,
+    rx: &Receiver<SyncJob>,
+    links: &[ProducerLink],
+    stats: &WriterStats,
+) {
     // Blocks only this thread; exits when every writer has dropped its sender.
     while let Ok(first) = rx.recv() {
         // Everything already handed over was staged before this fsync starts,
@@ -45,9 +50,9 @@ fn run<L: MessageLog>(log: &L, rx: &Receiver<SyncJob>, links: &[ProducerLink], s
                 for job in &jobs {
                     log.publish(&job.outcomes);
                 }
-                let results = jobs.into_iter().flat_map(|job| {
-                    job.routes.into_iter().zip(job.outcomes.into_iter().map(Ok))
-                });
+                let results = jobs
+                    .into_iter()
+                    .flat_map(|job| job.routes.into_iter().zip(job.outcomes.into_iter().map(Ok)));
                 deliver(links, results);
             }
             Err(err) => {

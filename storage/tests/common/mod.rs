@@ -9,7 +9,13 @@ use confab_storage::{
 };
 use std::collections::HashSet;
 
-pub fn req(channel: u64, sender: u64, client_msg_id: u64, recipients: &[u64], text: &str) -> AppendRequest {
+pub fn req(
+    channel: u64,
+    sender: u64,
+    client_msg_id: u64,
+    recipients: &[u64],
+    text: &str,
+) -> AppendRequest {
     AppendRequest {
         channel: ChannelId(channel),
         sender: UserId(sender),
@@ -28,9 +34,15 @@ pub fn full_history(log: &impl MessageLog, channel: u64) -> Vec<StoredMessage> {
     let mut all = Vec::new();
     let mut after = 0;
     loop {
-        let page = log.channel_history(channel, HistoryAnchor::After(after), MAX_PAGE_LIMIT).unwrap();
+        let page = log
+            .channel_history(channel, HistoryAnchor::After(after), MAX_PAGE_LIMIT)
+            .unwrap();
         for m in &page.items {
-            assert_eq!(m.seq, after + 1, "channel {channel} has a gap after {after}");
+            assert_eq!(
+                m.seq,
+                after + 1,
+                "channel {channel} has a gap after {after}"
+            );
             after = m.seq;
         }
         all.extend(page.items);
@@ -38,7 +50,10 @@ pub fn full_history(log: &impl MessageLog, channel: u64) -> Vec<StoredMessage> {
             break;
         }
     }
-    assert_eq!(after, last, "channel {channel}: history ends at {after}, last seq says {last}");
+    assert_eq!(
+        after, last,
+        "channel {channel}: history ends at {after}, last seq says {last}"
+    );
     all
 }
 
@@ -52,7 +67,11 @@ pub fn full_inbox(log: &impl MessageLog, user: u64) -> Vec<(u64, u64, u64)> {
     loop {
         let page = log.inbox(user, after, MAX_PAGE_LIMIT).unwrap();
         for e in &page.items {
-            assert_eq!(e.inbox_seq, after + 1, "user {user} inbox has a gap after {after}");
+            assert_eq!(
+                e.inbox_seq,
+                after + 1,
+                "user {user} inbox has a gap after {after}"
+            );
             after = e.inbox_seq;
             all.push((e.inbox_seq, e.message.channel.0, e.message.seq));
         }
@@ -60,7 +79,10 @@ pub fn full_inbox(log: &impl MessageLog, user: u64) -> Vec<(u64, u64, u64)> {
             break;
         }
     }
-    assert_eq!(after, last, "user {user}: inbox ends at {after}, last says {last}");
+    assert_eq!(
+        after, last,
+        "user {user}: inbox ends at {after}, last says {last}"
+    );
     let distinct: HashSet<_> = all.iter().map(|&(_, c, s)| (c, s)).collect();
     assert_eq!(distinct.len(), all.len(), "user {user} got a message twice");
     all
@@ -70,7 +92,10 @@ pub fn full_inbox(log: &impl MessageLog, user: u64) -> Vec<(u64, u64, u64)> {
 pub fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     while !cond() {
-        assert!(std::time::Instant::now() < deadline, "timed out waiting for {what}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
         std::thread::sleep(std::time::Duration::from_millis(1));
     }
 }

@@ -9,15 +9,31 @@ use std::sync::Arc;
 
 pub fn sequences_start_at_one_and_are_gapless_per_channel<E: Engine>() {
     let f = Fixture::<E>::new();
-    let first = f.log.append(&[req(1, 1, 1, &[1], "a"), req(2, 1, 2, &[1], "x"), req(1, 1, 3, &[1], "b")]).unwrap();
+    let first = f
+        .log
+        .append(&[
+            req(1, 1, 1, &[1], "a"),
+            req(2, 1, 2, &[1], "x"),
+            req(1, 1, 3, &[1], "b"),
+        ])
+        .unwrap();
     assert_eq!(
-        first.iter().map(|o| (o.channel.0, o.seq)).collect::<Vec<_>>(),
+        first
+            .iter()
+            .map(|o| (o.channel.0, o.seq))
+            .collect::<Vec<_>>(),
         [(1, 1), (2, 1), (1, 2)]
     );
     let second = f.log.append(&[req(1, 1, 4, &[1], "c")]).unwrap();
-    assert_eq!((second[0].channel.0, second[0].seq, second[0].duplicate), (1, 3, false));
+    assert_eq!(
+        (second[0].channel.0, second[0].seq, second[0].duplicate),
+        (1, 3, false)
+    );
 
-    let texts: Vec<_> = full_history(&f.log, 1).into_iter().map(|m| m.text).collect();
+    let texts: Vec<_> = full_history(&f.log, 1)
+        .into_iter()
+        .map(|m| m.text)
+        .collect();
     assert_eq!(texts, [b"a".to_vec(), b"b".to_vec(), b"c".to_vec()]);
     assert_eq!(f.log.last_channel_seq(ChannelId(1)).unwrap(), 3);
     assert_eq!(f.log.last_channel_seq(ChannelId(2)).unwrap(), 1);
@@ -32,19 +48,28 @@ pub fn timestamps_come_from_the_clock_and_never_go_backwards<E: Engine>() {
     // NTP steps the clock back: channel 1 keeps its order, channel 2 (no
     // history) takes the clock as is.
     f.clock.set(START_MS - 5_000);
-    let c = f.log.append(&[req(1, 1, 3, &[], "c"), req(2, 1, 4, &[], "d")]).unwrap();
+    let c = f
+        .log
+        .append(&[req(1, 1, 3, &[], "c"), req(2, 1, 4, &[], "d")])
+        .unwrap();
     assert_eq!(a[0].timestamp_ms, START_MS);
     assert_eq!(b[0].timestamp_ms, START_MS + 1_000);
     assert_eq!(c[0].timestamp_ms, START_MS + 1_000);
     assert_eq!(c[1].timestamp_ms, START_MS - 5_000);
-    let stored: Vec<_> = full_history(&f.log, 1).iter().map(|m| m.timestamp_ms).collect();
+    let stored: Vec<_> = full_history(&f.log, 1)
+        .iter()
+        .map(|m| m.timestamp_ms)
+        .collect();
     assert_eq!(stored, [START_MS, START_MS + 1_000, START_MS + 1_000]);
 }
 
 pub fn fan_out_reaches_every_recipient_including_sender<E: Engine>() {
     let f = Fixture::<E>::new();
     let out = f.log.append(&[req(10, 1, 1, &[1, 2, 3], "hello")]).unwrap();
-    assert_eq!(out[0].inbox, [(UserId(1), 1), (UserId(2), 1), (UserId(3), 1)]);
+    assert_eq!(
+        out[0].inbox,
+        [(UserId(1), 1), (UserId(2), 1), (UserId(3), 1)]
+    );
     // User 2 is also in channel 20: its inbox seq continues there.
     let out = f.log.append(&[req(20, 4, 2, &[4, 2], "other")]).unwrap();
     assert_eq!(out[0].inbox, [(UserId(4), 1), (UserId(2), 2)]);
@@ -63,7 +88,10 @@ pub fn fan_out_reaches_every_recipient_including_sender<E: Engine>() {
 
 pub fn repeated_recipients_get_one_pointer<E: Engine>() {
     let f = Fixture::<E>::new();
-    let out = f.log.append(&[req(1, 1, 1, &[2, 1, 2, 2, 1], "x")]).unwrap();
+    let out = f
+        .log
+        .append(&[req(1, 1, 1, &[2, 1, 2, 2, 1], "x")])
+        .unwrap();
     assert_eq!(out[0].inbox, [(UserId(2), 1), (UserId(1), 1)]);
     assert_eq!(full_inbox(&f.log, 2).len(), 1);
 }
@@ -71,7 +99,10 @@ pub fn repeated_recipients_get_one_pointer<E: Engine>() {
 pub fn invalid_requests_store_nothing<E: Engine>() {
     let f = Fixture::<E>::new();
     let too_many: Vec<u64> = (1..=MAX_RECIPIENTS as u64 + 1).collect();
-    let err = f.log.append(&[req(1, 1, 1, &[1], "fine"), req(1, 1, 2, &too_many, "x")]).unwrap_err();
+    let err = f
+        .log
+        .append(&[req(1, 1, 1, &[1], "fine"), req(1, 1, 2, &too_many, "x")])
+        .unwrap_err();
     assert_eq!(
         err,
         StorageError::Invalid(InvalidRequest::TooManyRecipients {
@@ -85,7 +116,12 @@ pub fn invalid_requests_store_nothing<E: Engine>() {
     let out = f.log.append(&[req(1, 1, 1, &[1], "fine")]).unwrap();
     assert_eq!((out[0].seq, out[0].duplicate), (1, false));
     let exactly_max: Vec<u64> = (1..=MAX_RECIPIENTS as u64).collect();
-    assert_eq!(f.log.append(&[req(1, 1, 3, &exactly_max, "ok")]).unwrap()[0].inbox.len(), MAX_RECIPIENTS);
+    assert_eq!(
+        f.log.append(&[req(1, 1, 3, &exactly_max, "ok")]).unwrap()[0]
+            .inbox
+            .len(),
+        MAX_RECIPIENTS
+    );
 }
 
 pub fn staged_writes_stay_invisible_until_published<E: Engine>() {
@@ -93,14 +129,34 @@ pub fn staged_writes_stay_invisible_until_published<E: Engine>() {
     f.log.append(&[req(1, 1, 1, &[1, 2], "published")]).unwrap();
     // Channel 2 and user 3 have never been written: the "no watermark yet"
     // path must not expose staged data either.
-    let staged = f.log.stage(&[req(1, 1, 2, &[1, 2], "a"), req(2, 3, 3, &[3, 1], "b")]).unwrap();
+    let staged = f
+        .log
+        .stage(&[req(1, 1, 2, &[1, 2], "a"), req(2, 3, 3, &[3, 1], "b")])
+        .unwrap();
     assert_eq!(staged[0].seq, 2);
     assert_eq!(f.log.last_channel_seq(ChannelId(1)).unwrap(), 1);
     assert_eq!(f.log.last_channel_seq(ChannelId(2)).unwrap(), 0);
     assert_eq!(f.log.last_inbox_seq(UserId(3)).unwrap(), 0);
-    assert_eq!(f.log.channel_history(ChannelId(1), HistoryAnchor::Latest, 10).unwrap().items.len(), 1);
-    assert!(!f.log.channel_history(ChannelId(1), HistoryAnchor::After(0), 10).unwrap().has_more);
-    assert!(f.log.channel_history(ChannelId(2), HistoryAnchor::Latest, 10).unwrap().items.is_empty());
+    assert_eq!(
+        f.log
+            .channel_history(ChannelId(1), HistoryAnchor::Latest, 10)
+            .unwrap()
+            .items
+            .len(),
+        1
+    );
+    assert!(
+        !f.log
+            .channel_history(ChannelId(1), HistoryAnchor::After(0), 10)
+            .unwrap()
+            .has_more
+    );
+    assert!(f
+        .log
+        .channel_history(ChannelId(2), HistoryAnchor::Latest, 10)
+        .unwrap()
+        .items
+        .is_empty());
     assert_eq!(f.log.inbox(UserId(1), 0, 10).unwrap().items.len(), 1);
     assert!(f.log.inbox(UserId(3), 0, 10).unwrap().items.is_empty());
 
@@ -132,7 +188,13 @@ pub fn concurrent_appends_keep_every_inbox_gapless<E: Engine>() {
                         .map(|k| {
                             let n = id + k;
                             let channel = 100 + t * 10 + n % 3;
-                            req(channel, 1 + n % 3, t * 1_000_000 + n, &[1, 2, 3, 50 + t], "m")
+                            req(
+                                channel,
+                                1 + n % 3,
+                                t * 1_000_000 + n,
+                                &[1, 2, 3, 50 + t],
+                                "m",
+                            )
                         })
                         .collect();
                     id += batch.len() as u64;
@@ -146,7 +208,10 @@ pub fn concurrent_appends_keep_every_inbox_gapless<E: Engine>() {
             let mut cursor = 0;
             let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
             while cursor < total {
-                assert!(std::time::Instant::now() < deadline, "device stuck at {cursor}");
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "device stuck at {cursor}"
+                );
                 let page = log.inbox(UserId(1), cursor, 64).unwrap();
                 for e in page.items {
                     assert_eq!(e.inbox_seq, cursor + 1, "device would skip inbox entries");
@@ -162,7 +227,9 @@ pub fn concurrent_appends_keep_every_inbox_gapless<E: Engine>() {
     }
     for t in 0..THREADS {
         assert_eq!(full_inbox(&*log, 50 + t).len(), PER_THREAD as usize);
-        let per_channel: usize = (0..3).map(|k| full_history(&*log, 100 + t * 10 + k).len()).sum();
+        let per_channel: usize = (0..3)
+            .map(|k| full_history(&*log, 100 + t * 10 + k).len())
+            .sum();
         assert_eq!(per_channel, PER_THREAD as usize);
     }
 }

@@ -62,12 +62,27 @@ impl<E: Engine> Fixture<E> {
         };
         let dir = tempfile::tempdir().expect("tempdir");
         let log = E::open(dir.path(), config.clone());
-        Self { log, clock, config, dir }
+        Self {
+            log,
+            clock,
+            config,
+            dir,
+        }
     }
 
     pub fn reopen(self) -> Self {
-        let Self { log, clock, config, dir } = self;
+        let Self {
+            log,
+            clock,
+            config,
+            dir,
+        } = self;
         let log = E::reopen(log, dir.path(), config.clone());
-        Self { log, clock, config, dir }
+        Self {
+            log,
+            clock,
+            config,
+            dir,
+        }
     }
 }

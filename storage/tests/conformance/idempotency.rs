@@ -7,14 +7,25 @@ use confab_storage::{ChannelId, DeviceId, MessageLog};
 
 pub fn retry_across_batches_returns_first_result<E: Engine>() {
     let f = Fixture::<E>::new();
-    let first = f.log.append(&[req(1, 7, 42, &[7, 8], "original")]).unwrap().remove(0);
+    let first = f
+        .log
+        .append(&[req(1, 7, 42, &[7, 8], "original")])
+        .unwrap()
+        .remove(0);
     f.log.append(&[req(1, 8, 1, &[7, 8], "reply")]).unwrap();
     f.clock.advance(60_000);
     // A retry carries the same client id; even a different text (a buggy
     // client) must not create a second message.
-    let retry = f.log.append(&[req(1, 7, 42, &[7, 8], "changed")]).unwrap().remove(0);
+    let retry = f
+        .log
+        .append(&[req(1, 7, 42, &[7, 8], "changed")])
+        .unwrap()
+        .remove(0);
     assert!(retry.duplicate);
-    assert_eq!((retry.channel, retry.seq, retry.timestamp_ms), (first.channel, first.seq, first.timestamp_ms));
+    assert_eq!(
+        (retry.channel, retry.seq, retry.timestamp_ms),
+        (first.channel, first.seq, first.timestamp_ms)
+    );
     assert!(retry.inbox.is_empty());
     // The retry is acknowledged with the sender's original inbox entry, so
     // the sending device's cursor lands where the first ack would have put it.
@@ -30,7 +41,12 @@ pub fn retry_within_a_batch_is_detected<E: Engine>() {
     let f = Fixture::<E>::new();
     let out = f
         .log
-        .append(&[req(1, 7, 1, &[7], "a"), req(1, 7, 2, &[7], "b"), req(1, 7, 1, &[7], "a"), req(1, 7, 1, &[7], "a")])
+        .append(&[
+            req(1, 7, 1, &[7], "a"),
+            req(1, 7, 2, &[7], "b"),
+            req(1, 7, 1, &[7], "a"),
+            req(1, 7, 1, &[7], "a"),
+        ])
         .unwrap();
     let summary: Vec<_> = out.iter().map(|o| (o.seq, o.duplicate)).collect();
     assert_eq!(summary, [(1, false), (2, false), (1, true), (1, true)]);
@@ -46,7 +62,11 @@ pub fn client_ids_are_scoped_by_sender_and_device<E: Engine>() {
     other_device.device = DeviceId(2);
     let out = f
         .log
-        .append(&[req(1, 7, 5, &[7], "from laptop"), other_device, req(1, 8, 5, &[8], "other user")])
+        .append(&[
+            req(1, 7, 5, &[7], "from laptop"),
+            other_device,
+            req(1, 8, 5, &[8], "other user"),
+        ])
         .unwrap();
     assert!(out.iter().all(|o| !o.duplicate));
     assert_eq!(f.log.last_channel_seq(ChannelId(1)).unwrap(), 3);
@@ -73,7 +93,13 @@ pub fn entries_expire_after_the_window<E: Engine>() {
 
 pub fn retry_after_reopen_keeps_history_visible<E: Engine>() {
     let f = Fixture::<E>::new();
-    f.log.append(&[req(1, 7, 1, &[7], "a"), req(1, 7, 2, &[7], "b"), req(1, 7, 3, &[7], "c")]).unwrap();
+    f.log
+        .append(&[
+            req(1, 7, 1, &[7], "a"),
+            req(1, 7, 2, &[7], "b"),
+            req(1, 7, 3, &[7], "c"),
+        ])
+        .unwrap();
     let f = f.reopen();
     // The first write after reopen is a retry: it must not make the log
     // forget (or hide) the history it did not have to load.

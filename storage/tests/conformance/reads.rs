@@ -11,16 +11,26 @@ fn seqs(log: &impl MessageLog, anchor: HistoryAnchor, limit: usize) -> (Vec<u64>
 
 fn with_messages<E: Engine>(n: u64) -> Fixture<E> {
     let f = Fixture::<E>::new();
-    let batch: Vec<_> = (1..=n).map(|i| req(1, 1, i, &[1], &format!("m{i}"))).collect();
+    let batch: Vec<_> = (1..=n)
+        .map(|i| req(1, 1, i, &[1], &format!("m{i}")))
+        .collect();
     f.log.append(&batch).unwrap();
     f
 }
 
 pub fn empty_channel_and_inbox_read_as_empty<E: Engine>() {
     let f = Fixture::<E>::new();
-    for anchor in [HistoryAnchor::Latest, HistoryAnchor::Before(10), HistoryAnchor::After(0)] {
+    for anchor in [
+        HistoryAnchor::Latest,
+        HistoryAnchor::Before(10),
+        HistoryAnchor::After(0),
+    ] {
         for limit in [0, 1, 50] {
-            assert_eq!(seqs(&f.log, anchor, limit), (vec![], false), "{anchor:?} limit {limit}");
+            assert_eq!(
+                seqs(&f.log, anchor, limit),
+                (vec![], false),
+                "{anchor:?} limit {limit}"
+            );
         }
     }
     let inbox = f.log.inbox(UserId(1), 0, 50).unwrap();
@@ -30,34 +40,85 @@ pub fn empty_channel_and_inbox_read_as_empty<E: Engine>() {
 pub fn history_pages_walk_both_directions<E: Engine>() {
     let f = with_messages::<E>(25);
     // Backwards from the newest, as a client scrolling up does.
-    assert_eq!(seqs(&f.log, HistoryAnchor::Latest, 10), ((16..=25).collect(), true));
-    assert_eq!(seqs(&f.log, HistoryAnchor::Before(16), 10), ((6..=15).collect(), true));
-    assert_eq!(seqs(&f.log, HistoryAnchor::Before(6), 10), ((1..=5).collect(), false));
+    assert_eq!(
+        seqs(&f.log, HistoryAnchor::Latest, 10),
+        ((16..=25).collect(), true)
+    );
+    assert_eq!(
+        seqs(&f.log, HistoryAnchor::Before(16), 10),
+        ((6..=15).collect(), true)
+    );
+    assert_eq!(
+        seqs(&f.log, HistoryAnchor::Before(6), 10),
+        ((1..=5).collect(), false)
+    );
     // Forwards from the start, as a catching-up client does.
-    assert_eq!(seqs(&f.log, HistoryAnchor::After(0), 10), ((1..=10).collect(), true));
-    assert_eq!(seqs(&f.log, HistoryAnchor::After(10), 10), ((11..=20).collect(), true));
-    assert_eq!(seqs(&f.log, HistoryAnchor::After(20), 10), ((21..=25).collect(), false));
-    let page = f.log.channel_history(ChannelId(1), HistoryAnchor::After(20), 1).unwrap();
+    assert_eq!(
+        seqs(&f.log, HistoryAnchor::After(0), 10),
+        ((1..=10).collect(), true)
+    );
+    assert_eq!(
+        seqs(&f.log, HistoryAnchor::After(10), 10),
+        ((11..=20).collect(), true)
+    );
+    assert_eq!(
+        seqs(&f.log, HistoryAnchor::After(20), 10),
+        ((21..=25).collect(), false)
+    );
+    let page = f
+        .log
+        .channel_history(ChannelId(1), HistoryAnchor::After(20), 1)
+        .unwrap();
     assert_eq!(page.items[0].text, b"m21");
 }
 
 pub fn history_page_boundaries_are_exact<E: Engine>() {
     let f = with_messages::<E>(25);
     // A page that ends exactly at the last/first message has nothing more.
-    assert_eq!(seqs(&f.log, HistoryAnchor::Latest, 25), ((1..=25).collect(), false));
-    assert_eq!(seqs(&f.log, HistoryAnchor::Latest, 24), ((2..=25).collect(), true));
-    assert_eq!(seqs(&f.log, HistoryAnchor::Latest, 26), ((1..=25).collect(), false));
-    assert_eq!(seqs(&f.log, HistoryAnchor::After(20), 5), ((21..=25).collect(), false));
-    assert_eq!(seqs(&f.log, HistoryAnchor::After(20), 4), ((21..=24).collect(), true));
-    assert_eq!(seqs(&f.log, HistoryAnchor::Before(6), 5), ((1..=5).collect(), false));
-    assert_eq!(seqs(&f.log, HistoryAnchor::Before(6), 4), ((2..=5).collect(), true));
+    assert_eq!(
+        seqs(&f.log, HistoryAnchor::Latest, 25),
+        ((1..=25).collect(), false)
+    );
+    assert_eq!(
+        seqs(&f.log, HistoryAnchor::Latest, 24),
+        ((2..=25).collect(), true)
+    );
+    assert_eq!(
+        seqs(&f.log, HistoryAnchor::Latest, 26),
+        ((1..=25).collect(), false)
+    );
+    assert_eq!(
+        seqs(&f.log, HistoryAnchor::After(20), 5),
+        ((21..=25).collect(), false)
+    );
+    assert_eq!(
+        seqs(&f.log, HistoryAnchor::After(20), 4),
+        ((21..=24).collect(), true)
+    );
+    assert_eq!(
+        seqs(&f.log, HistoryAnchor::Before(6), 5),
+        ((1..=5).collect(), false)
+    );
+    assert_eq!(
+        seqs(&f.log, HistoryAnchor::Before(6), 4),
+        ((2..=5).collect(), true)
+    );
     // Anchors at and past the ends.
     assert_eq!(seqs(&f.log, HistoryAnchor::Before(1), 10), (vec![], false));
     assert_eq!(seqs(&f.log, HistoryAnchor::Before(0), 10), (vec![], false));
     assert_eq!(seqs(&f.log, HistoryAnchor::After(25), 10), (vec![], false));
-    assert_eq!(seqs(&f.log, HistoryAnchor::After(u64::MAX), 10), (vec![], false));
-    assert_eq!(seqs(&f.log, HistoryAnchor::Before(u64::MAX), 3), (vec![23, 24, 25], true));
-    assert_eq!(seqs(&f.log, HistoryAnchor::Before(1_000), 3), (vec![23, 24, 25], true));
+    assert_eq!(
+        seqs(&f.log, HistoryAnchor::After(u64::MAX), 10),
+        (vec![], false)
+    );
+    assert_eq!(
+        seqs(&f.log, HistoryAnchor::Before(u64::MAX), 3),
+        (vec![23, 24, 25], true)
+    );
+    assert_eq!(
+        seqs(&f.log, HistoryAnchor::Before(1_000), 3),
+        (vec![23, 24, 25], true)
+    );
     // Limit 0 returns nothing but still says whether anything is there.
     assert_eq!(seqs(&f.log, HistoryAnchor::Latest, 0), (vec![], true));
     assert_eq!(seqs(&f.log, HistoryAnchor::After(24), 0), (vec![], true));
@@ -65,9 +126,17 @@ pub fn history_page_boundaries_are_exact<E: Engine>() {
     assert_eq!(seqs(&f.log, HistoryAnchor::Before(2), 0), (vec![], true));
     assert_eq!(seqs(&f.log, HistoryAnchor::Before(1), 0), (vec![], false));
     // Neighbouring channels never leak into a page.
-    f.log.append(&[req(0, 1, 900, &[1], "below"), req(2, 1, 901, &[1], "above")]).unwrap();
-    assert_eq!(seqs(&f.log, HistoryAnchor::Latest, 100), ((1..=25).collect(), false));
-    assert_eq!(seqs(&f.log, HistoryAnchor::After(0), 100), ((1..=25).collect(), false));
+    f.log
+        .append(&[req(0, 1, 900, &[1], "below"), req(2, 1, 901, &[1], "above")])
+        .unwrap();
+    assert_eq!(
+        seqs(&f.log, HistoryAnchor::Latest, 100),
+        ((1..=25).collect(), false)
+    );
+    assert_eq!(
+        seqs(&f.log, HistoryAnchor::After(0), 100),
+        ((1..=25).collect(), false)
+    );
 }
 
 pub fn page_limit_is_capped<E: Engine>() {
@@ -85,18 +154,27 @@ pub fn inbox_pages_resolve_messages<E: Engine>() {
     let f = Fixture::<E>::new();
     for i in 0..7u64 {
         let channel = if i % 2 == 0 { 1 } else { 2 };
-        f.log.append(&[req(channel, 9, i, &[9, 5], &format!("t{i}"))]).unwrap();
+        f.log
+            .append(&[req(channel, 9, i, &[9, 5], &format!("t{i}"))])
+            .unwrap();
     }
     let page = f.log.inbox(UserId(5), 0, 3).unwrap();
     assert!(page.has_more);
-    let got: Vec<_> = page.items.iter().map(|e| (e.inbox_seq, e.message.channel.0, e.message.seq)).collect();
+    let got: Vec<_> = page
+        .items
+        .iter()
+        .map(|e| (e.inbox_seq, e.message.channel.0, e.message.seq))
+        .collect();
     assert_eq!(got, [(1, 1, 1), (2, 2, 1), (3, 1, 2)]);
     assert_eq!(page.items[2].message.text, b"t2");
     assert_eq!(page.items[2].message.client_msg_id, 2);
 
     let page = f.log.inbox(UserId(5), 3, 4).unwrap();
     assert!(!page.has_more, "page ending on the last entry");
-    assert_eq!(page.items.iter().map(|e| e.inbox_seq).collect::<Vec<_>>(), [4, 5, 6, 7]);
+    assert_eq!(
+        page.items.iter().map(|e| e.inbox_seq).collect::<Vec<_>>(),
+        [4, 5, 6, 7]
+    );
     assert_eq!(page.items[3].message.text, b"t6");
     let page = f.log.inbox(UserId(5), 3, 3).unwrap();
     assert!(page.has_more);

@@ -8,15 +8,60 @@ pub fn cursors_only_move_forward<E: Engine>() {
     let f = Fixture::<E>::new();
     let (u, phone, laptop) = (UserId(1), DeviceId(1), DeviceId(2));
     assert_eq!(f.log.cursor(u, phone).unwrap(), Cursor::default());
-    f.log.set_cursor(u, phone, Cursor { delivered: 5, read: 3 }).unwrap();
+    f.log
+        .set_cursor(
+            u,
+            phone,
+            Cursor {
+                delivered: 5,
+                read: 3,
+            },
+        )
+        .unwrap();
     // A late, reordered update must not rewind either field.
-    f.log.set_cursor(u, phone, Cursor { delivered: 4, read: 4 }).unwrap();
-    assert_eq!(f.log.cursor(u, phone).unwrap(), Cursor { delivered: 5, read: 4 });
+    f.log
+        .set_cursor(
+            u,
+            phone,
+            Cursor {
+                delivered: 4,
+                read: 4,
+            },
+        )
+        .unwrap();
+    assert_eq!(
+        f.log.cursor(u, phone).unwrap(),
+        Cursor {
+            delivered: 5,
+            read: 4
+        }
+    );
     assert_eq!(f.log.cursor(u, laptop).unwrap(), Cursor::default());
     assert_eq!(f.log.cursor(UserId(2), phone).unwrap(), Cursor::default());
-    f.log.set_cursor(u, laptop, Cursor { delivered: 9, read: 0 }).unwrap();
-    assert_eq!(f.log.cursor(u, laptop).unwrap(), Cursor { delivered: 9, read: 0 });
-    assert_eq!(f.log.cursor(u, phone).unwrap(), Cursor { delivered: 5, read: 4 });
+    f.log
+        .set_cursor(
+            u,
+            laptop,
+            Cursor {
+                delivered: 9,
+                read: 0,
+            },
+        )
+        .unwrap();
+    assert_eq!(
+        f.log.cursor(u, laptop).unwrap(),
+        Cursor {
+            delivered: 9,
+            read: 0
+        }
+    );
+    assert_eq!(
+        f.log.cursor(u, phone).unwrap(),
+        Cursor {
+            delivered: 5,
+            read: 4
+        }
+    );
 }
 
 pub fn last_seen_only_moves_forward<E: Engine>() {
@@ -32,27 +77,63 @@ pub fn last_seen_only_moves_forward<E: Engine>() {
 
 pub fn counters_continue_after_reopen<E: Engine>() {
     let f = Fixture::<E>::new();
-    let first = f.log.append(&[req(1, 1, 1, &[1, 2], "a"), req(1, 2, 2, &[1, 2], "b")]).unwrap();
+    let first = f
+        .log
+        .append(&[req(1, 1, 1, &[1, 2], "a"), req(1, 2, 2, &[1, 2], "b")])
+        .unwrap();
     f.log.append(&[req(3, 2, 3, &[2, 3], "c")]).unwrap();
-    f.log.set_cursor(UserId(2), DeviceId(1), Cursor { delivered: 2, read: 1 }).unwrap();
+    f.log
+        .set_cursor(
+            UserId(2),
+            DeviceId(1),
+            Cursor {
+                delivered: 2,
+                read: 1,
+            },
+        )
+        .unwrap();
     f.log.set_last_seen(UserId(2), 77).unwrap();
 
     let f = f.reopen();
     assert_eq!(f.log.last_channel_seq(ChannelId(1)).unwrap(), 2);
     assert_eq!(f.log.last_inbox_seq(UserId(2)).unwrap(), 3);
-    let out = f.log.append(&[req(1, 1, 4, &[1, 2, 4], "d")]).unwrap().remove(0);
+    let out = f
+        .log
+        .append(&[req(1, 1, 4, &[1, 2, 4], "d")])
+        .unwrap()
+        .remove(0);
     assert_eq!(out.seq, 3);
     assert_eq!(out.inbox, [(UserId(1), 3), (UserId(2), 4), (UserId(4), 1)]);
-    let retry = f.log.append(&[req(1, 1, 1, &[1, 2], "a")]).unwrap().remove(0);
+    let retry = f
+        .log
+        .append(&[req(1, 1, 1, &[1, 2], "a")])
+        .unwrap()
+        .remove(0);
     assert!(retry.duplicate);
-    assert_eq!((retry.seq, retry.timestamp_ms), (first[0].seq, first[0].timestamp_ms));
-    assert_eq!(f.log.cursor(UserId(2), DeviceId(1)).unwrap(), Cursor { delivered: 2, read: 1 });
+    assert_eq!(
+        (retry.seq, retry.timestamp_ms),
+        (first[0].seq, first[0].timestamp_ms)
+    );
+    assert_eq!(
+        f.log.cursor(UserId(2), DeviceId(1)).unwrap(),
+        Cursor {
+            delivered: 2,
+            read: 1
+        }
+    );
     assert_eq!(f.log.last_seen(UserId(2)).unwrap(), Some(77));
 
     // A second reopen right after writes that were never re-read.
     let f = f.reopen();
     assert_eq!(full_history(&f.log, 1).len(), 3);
     assert_eq!(full_inbox(&f.log, 2).len(), 4);
-    let out = f.log.append(&[req(3, 3, 5, &[2, 3], "e")]).unwrap().remove(0);
-    assert_eq!((out.seq, out.inbox.clone()), (2, vec![(UserId(2), 5), (UserId(3), 2)]));
+    let out = f
+        .log
+        .append(&[req(3, 3, 5, &[2, 3], "e")])
+        .unwrap()
+        .remove(0);
+    assert_eq!(
+        (out.seq, out.inbox.clone()),
+        (2, vec![(UserId(2), 5), (UserId(3), 2)])
+    );
 }

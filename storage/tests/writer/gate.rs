@@ -25,7 +25,11 @@ pub struct GatedLog<L> {
 
 impl<L: MessageLog> GatedLog<L> {
     pub fn new(inner: L) -> Self {
-        Self { inner, state: Mutex::default(), changed: Condvar::new() }
+        Self {
+            inner,
+            state: Mutex::default(),
+            changed: Condvar::new(),
+        }
     }
 
     /// The next stage blocks until [`release`](Self::release).
@@ -42,7 +46,10 @@ impl<L: MessageLog> GatedLog<L> {
             .changed
             .wait_timeout_while(s, std::time::Duration::from_secs(20), |s| !s.entered)
             .unwrap();
-        assert!(!timeout.timed_out() && s.entered, "writer never reached stage");
+        assert!(
+            !timeout.timed_out() && s.entered,
+            "writer never reached stage"
+        );
     }
 
     pub fn release(&self) {
@@ -89,11 +96,21 @@ impl<L: MessageLog> MessageLog for GatedLog<L> {
         self.inner.publish(outcomes)
     }
 
-    fn channel_history(&self, channel: ChannelId, anchor: HistoryAnchor, limit: usize) -> Result<Page<StoredMessage>, StorageError> {
+    fn channel_history(
+        &self,
+        channel: ChannelId,
+        anchor: HistoryAnchor,
+        limit: usize,
+    ) -> Result<Page<StoredMessage>, StorageError> {
         self.inner.channel_history(channel, anchor, limit)
     }
 
-    fn inbox(&self, user: UserId, after: u64, limit: usize) -> Result<Page<InboxEntry>, StorageError> {
+    fn inbox(
+        &self,
+        user: UserId,
+        after: u64,
+        limit: usize,
+    ) -> Result<Page<InboxEntry>, StorageError> {
         self.inner.inbox(user, after, limit)
     }
 
@@ -105,7 +122,12 @@ impl<L: MessageLog> MessageLog for GatedLog<L> {
         self.inner.last_inbox_seq(user)
     }
 
-    fn set_cursor(&self, user: UserId, device: DeviceId, cursor: Cursor) -> Result<(), StorageError> {
+    fn set_cursor(
+        &self,
+        user: UserId,
+        device: DeviceId,
+        cursor: Cursor,
+    ) -> Result<(), StorageError> {
         self.inner.set_cursor(user, device, cursor)
     }
 

@@ -20,13 +20,19 @@ use std::sync::Arc;
 fn counting_waker() -> (Waker, Arc<AtomicUsize>) {
     let count = Arc::new(AtomicUsize::new(0));
     let c = count.clone();
-    (Arc::new(move || {
-        c.fetch_add(1, Ordering::SeqCst);
-    }), count)
+    (
+        Arc::new(move || {
+            c.fetch_add(1, Ordering::SeqCst);
+        }),
+        count,
+    )
 }
 
 fn memory_log(policy: SyncPolicy) -> MemoryLog {
-    MemoryLog::new(LogConfig { sync_policy: policy, ..LogConfig::default() })
+    MemoryLog::new(LogConfig {
+        sync_policy: policy,
+        ..LogConfig::default()
+    })
 }
 
 fn memory(policy: SyncPolicy) -> Arc<MemoryLog> {
@@ -47,7 +53,10 @@ fn collect(producer: &mut Producer, n: usize) -> Vec<Completion> {
 fn group_commit_takes_everything_queued_behind_a_busy_writer() {
     let log = Arc::new(GatedLog::new(memory_log(SyncPolicy::Batch)));
     let (waker, wakes) = counting_waker();
-    let config = WriterConfig { writers: 1, ..WriterConfig::default() };
+    let config = WriterConfig {
+        writers: 1,
+        ..WriterConfig::default()
+    };
     let (pool, mut producers) = WriterPool::start(log.clone(), config, vec![waker]).unwrap();
     let p = &mut producers[0];
 
@@ -55,11 +64,14 @@ fn group_commit_takes_everything_queued_behind_a_busy_writer() {
     p.submit(0, req(1, 1, 0, &[1, 2], "first")).unwrap();
     log.wait_entered();
     for i in 1..100 {
-        p.submit(i, req(1 + i % 3, 1, i, &[1, 2], "queued")).unwrap();
+        p.submit(i, req(1 + i % 3, 1, i, &[1, 2], "queued"))
+            .unwrap();
     }
     log.release();
     let done = collect(p, 100);
-    assert!(done.iter().all(|c| c.result.as_ref().is_ok_and(|o| !o.duplicate)));
+    assert!(done
+        .iter()
+        .all(|c| c.result.as_ref().is_ok_and(|o| !o.duplicate)));
     // One group for the request the writer was busy with, one for the 99
     // that queued meanwhile: group commit, not one write per message.
     assert_eq!(log.stage_sizes(), [1, 99]);
@@ -75,7 +87,11 @@ fn group_commit_takes_everything_queued_behind_a_busy_writer() {
 fn a_full_queue_refuses_instead_of_blocking() {
     let log = Arc::new(GatedLog::new(memory_log(SyncPolicy::Batch)));
     let (waker, _) = counting_waker();
-    let config = WriterConfig { writers: 1, queue_capacity: 4, ..WriterConfig::default() };
+    let config = WriterConfig {
+        writers: 1,
+        queue_capacity: 4,
+        ..WriterConfig::default()
+    };
     let (_pool, mut producers) = WriterPool::start(log.clone(), config, vec![waker]).unwrap();
     let p = &mut producers[0];
 
@@ -103,29 +119,45 @@ fn a_full_queue_refuses_instead_of_blocking() {
 fn in_flight_limit_holds_until_completions_are_collected() {
     let log = memory(SyncPolicy::None);
     let (waker, _) = counting_waker();
-    let config = WriterConfig { writers: 2, max_in_flight: 3, ..WriterConfig::default() };
+    let config = WriterConfig {
+        writers: 2,
+        max_in_flight: 3,
+        ..WriterConfig::default()
+    };
     let (pool, mut producers) = WriterPool::start(log, config, vec![waker]).unwrap();
     let p = &mut producers[0];
     for i in 0..3 {
         p.submit(i, req(i, 1, i, &[1], "x")).unwrap();
     }
     // Completions may already sit in the queue; they still count until polled.
-    wait_until("three commits", || pool.stats().requests.load(Ordering::SeqCst) == 3);
+    wait_until("three commits", || {
+        pool.stats().requests.load(Ordering::SeqCst) == 3
+    });
     let refused = p.submit(3, req(3, 1, 3, &[1], "x")).unwrap_err();
     assert_eq!(refused.reason, SubmitRejection::InFlightLimit);
     assert!(p.poll().is_some());
     p.submit(3, refused.request).unwrap();
     assert_eq!(collect(p, 3).len(), 3);
-    assert_eq!(pool.stats().syncs.load(Ordering::SeqCst), 0, "policy none never fsyncs");
+    assert_eq!(
+        pool.stats().syncs.load(Ordering::SeqCst),
+        0,
+        "policy none never fsyncs"
+    );
 }
 
 #[test]
 fn invalid_requests_are_refused_at_submit() {
     let (waker, _) = counting_waker();
-    let (_pool, mut producers) =
-        WriterPool::start(memory(SyncPolicy::Batch), WriterConfig::default(), vec![waker]).unwrap();
+    let (_pool, mut producers) = WriterPool::start(
+        memory(SyncPolicy::Batch),
+        WriterConfig::default(),
+        vec![waker],
+    )
+    .unwrap();
     let recipients: Vec<u64> = (0..101).collect();
-    let refused = producers[0].submit(1, req(1, 1, 1, &recipients, "x")).unwrap_err();
+    let refused = producers[0]
+        .submit(1, req(1, 1, 1, &recipients, "x"))
+        .unwrap_err();
     assert!(matches!(refused.reason, SubmitRejection::Invalid(_)));
     assert_eq!(producers[0].outstanding(), 0);
 }
@@ -137,7 +169,10 @@ fn completions_go_back_to_the_submitting_producer() {
     let log = memory(SyncPolicy::Batch);
     let counters: Vec<_> = (0..PRODUCERS).map(|_| counting_waker()).collect();
     let wakers = counters.iter().map(|(w, _)| w.clone()).collect();
-    let config = WriterConfig { writers: 3, ..WriterConfig::default() };
+    let config = WriterConfig {
+        writers: 3,
+        ..WriterConfig::default()
+    };
     let (pool, producers) = WriterPool::start(log, config, wakers).unwrap();
     std::thread::scope(|s| {
         for (id, mut p) in producers.into_iter().enumerate() {
@@ -145,12 +180,15 @@ fn completions_go_back_to_the_submitting_producer() {
                 let base = id as u64 * 1_000_000;
                 for i in 0..EACH {
                     let client_id = base + i;
-                    p.submit(client_id, req(i % 11, id as u64, client_id, &[1, 2], "x")).unwrap();
+                    p.submit(client_id, req(i % 11, id as u64, client_id, &[1, 2], "x"))
+                        .unwrap();
                 }
                 let done = collect(&mut p, EACH as usize);
                 let tokens: HashSet<u64> = done.iter().map(|c| c.token).collect();
                 assert_eq!(tokens, (base..base + EACH).collect::<HashSet<_>>());
-                assert!(done.iter().all(|c| c.result.as_ref().is_ok_and(|o| !o.duplicate)));
+                assert!(done
+                    .iter()
+                    .all(|c| c.result.as_ref().is_ok_and(|o| !o.duplicate)));
             });
         }
     });
@@ -178,10 +216,13 @@ fn duplicates_through_the_writer_get_the_original_result() {
     log.release();
     let mut done = collect(p, 4);
     done.sort_by_key(|c| c.token);
-    let got: Vec<_> = done.iter().map(|c| {
-        let o = c.result.as_ref().unwrap();
-        (o.seq, o.duplicate)
-    }).collect();
+    let got: Vec<_> = done
+        .iter()
+        .map(|c| {
+            let o = c.result.as_ref().unwrap();
+            (o.seq, o.duplicate)
+        })
+        .collect();
     assert_eq!(got, [(1, false), (1, true), (2, false), (2, true)]);
 }
 
@@ -189,7 +230,8 @@ fn duplicates_through_the_writer_get_the_original_result() {
 fn shutdown_completes_everything_already_queued() {
     let log = memory(SyncPolicy::Batch);
     let (waker, _) = counting_waker();
-    let (pool, mut producers) = WriterPool::start(log.clone(), WriterConfig::default(), vec![waker]).unwrap();
+    let (pool, mut producers) =
+        WriterPool::start(log.clone(), WriterConfig::default(), vec![waker]).unwrap();
     for i in 0..500 {
         producers[0].submit(i, req(1, 1, i, &[1], "x")).unwrap();
     }
@@ -198,7 +240,9 @@ fn shutdown_completes_everything_already_queued() {
     producers[0].drain_into(&mut done);
     assert_eq!(done.len(), 500);
     assert_eq!(log.last_channel_seq(ChannelId(1)).unwrap(), 500);
-    let refused = producers[0].submit(500, req(1, 1, 500, &[1], "late")).unwrap_err();
+    let refused = producers[0]
+        .submit(500, req(1, 1, 500, &[1], "late"))
+        .unwrap_err();
     assert_eq!(refused.reason, SubmitRejection::Closed);
 }
 
@@ -225,7 +269,9 @@ fn sharded_writers_keep_shared_inboxes_gapless_and_ordered() {
     const CHANNELS: u64 = 12;
     let dir = tempfile::tempdir().unwrap();
     let log = Arc::new(RocksLog::open(dir.path(), LogConfig::default()).unwrap());
-    let shards: HashSet<usize> = (0..CHANNELS).map(|c| shard_of(ChannelId(c), WRITERS)).collect();
+    let shards: HashSet<usize> = (0..CHANNELS)
+        .map(|c| shard_of(ChannelId(c), WRITERS))
+        .collect();
     assert!(shards.len() >= 3, "channels should spread over the writers");
 
     let wakers = (0..PRODUCERS)
@@ -234,7 +280,11 @@ fn sharded_writers_keep_shared_inboxes_gapless_and_ordered() {
             w
         })
         .collect();
-    let config = WriterConfig { writers: WRITERS, queue_capacity: 64, ..WriterConfig::default() };
+    let config = WriterConfig {
+        writers: WRITERS,
+        queue_capacity: 64,
+        ..WriterConfig::default()
+    };
     let (pool, producers) = WriterPool::start(log.clone(), config, wakers).unwrap();
     let total = PRODUCERS as u64 * PER_PRODUCER;
     std::thread::scope(|s| {
@@ -245,12 +295,16 @@ fn sharded_writers_keep_shared_inboxes_gapless_and_ordered() {
                     let client_id = id as u64 * 1_000_000 + i;
                     let channel = (i * 7 + id as u64) % CHANNELS;
                     // Users 1 and 2 are in every channel; 100+c only in c.
-                    let mut request = req(channel, 1 + i % 2, client_id, &[1, 2, 100 + channel], "m");
+                    let mut request =
+                        req(channel, 1 + i % 2, client_id, &[1, 2, 100 + channel], "m");
                     loop {
                         match p.submit(client_id, request) {
                             Ok(()) => break,
                             Err(e) => {
-                                assert!(matches!(e.reason, SubmitRejection::QueueFull | SubmitRejection::InFlightLimit));
+                                assert!(matches!(
+                                    e.reason,
+                                    SubmitRejection::QueueFull | SubmitRejection::InFlightLimit
+                                ));
                                 request = e.request;
                                 p.drain_into(&mut done);
                                 std::thread::yield_now();
@@ -280,7 +334,10 @@ fn sharded_writers_keep_shared_inboxes_gapless_and_ordered() {
     });
     let groups = pool.stats().groups.load(Ordering::SeqCst);
     drop(pool);
-    assert!(groups < total, "{groups} groups for {total} requests: no group commit");
+    assert!(
+        groups < total,
+        "{groups} groups for {total} requests: no group commit"
+    );
     for user in [1, 2] {
         assert_eq!(full_inbox(&*log, user).len() as u64, total);
     }
