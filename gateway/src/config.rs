@@ -6,9 +6,12 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::time::Duration;
 
 use confab_storage::SyncPolicy;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::gateway::{IoMode, Settings as GatewaySettings};
 
 /// Why a configuration was refused; printed on one line, exit code 2.
 #[derive(Debug, thiserror::Error)]
@@ -108,6 +111,93 @@ pub struct GatewayConfig {
     pub ws_addr: SocketAddr,
     /// QUIC listen address (UDP).
     pub quic_addr: SocketAddr,
+    /// Gateway threads (one runtime each); 0 means one per CPU.
+    pub cores: usize,
+    /// `uring` (io_uring, falling back to epoll where the kernel or the
+    /// container refuses it) or `epoll`.
+    pub io: IoMode,
+    /// Pin each core thread to a CPU where the host allows it.
+    pub pin_cores: bool,
+    /// Heartbeat interval announced to clients; a device silent for three
+    /// intervals is dropped.
+    pub heartbeat_interval_ms: u64,
+    /// A user whose last device left stays online this long, so a quick
+    /// reconnect publishes nothing.
+    pub presence_grace_ms: u64,
+    /// Bytes a connection may have queued before it is closed as a slow
+    /// consumer.
+    pub outbound_limit_bytes: usize,
+    /// Sustained sends per second per user.
+    pub send_rate_per_s: u32,
+    /// Sends a user may make in a burst.
+    pub send_burst: u32,
+}
+
+impl GatewayConfig {
+    /// The core count to run with.
+    pub fn effective_cores(&self) -> usize {
+        if self.cores == 0 {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        } else {
+            self.cores
+        }
+    }
+
+    /// The gateway's runtime settings.
+    pub fn settings(&self) -> GatewaySettings {
+        GatewaySettings {
+            ws_addr: self.ws_addr,
+            cores: self.effective_cores(),
+            io: self.io,
+            pin_cores: self.pin_cores,
+            heartbeat_interval: Duration::from_millis(self.heartbeat_interval_ms),
+            presence_grace: Duration::from_millis(self.presence_grace_ms),
+            outbound_limit_bytes: self.outbound_limit_bytes,
+            send_rate_per_s: self.send_rate_per_s,
+            send_burst: self.send_burst,
+            ..GatewaySettings::default()
+        }
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid =
+            |key: &'static str, message: String| Err(ConfigError::Invalid { key, message });
+        if self.cores > 1024 {
+            return invalid(
+                "gateway.cores",
+                format!("{} is outside 0..=1024", self.cores),
+            );
+        }
+        if !(100..=600_000).contains(&self.heartbeat_interval_ms) {
+            return invalid(
+                "gateway.heartbeat_interval_ms",
+                format!("{} is outside 100..=600000", self.heartbeat_interval_ms),
+            );
+        }
+        if self.presence_grace_ms > 600_000 {
+            return invalid(
+                "gateway.presence_grace_ms",
+                format!("{} is outside 0..=600000", self.presence_grace_ms),
+            );
+        }
+        // A connection must be able to hold at least one largest frame.
+        if !(2 << 20..=1 << 30).contains(&self.outbound_limit_bytes) {
+            return invalid(
+                "gateway.outbound_limit_bytes",
+                format!(
+                    "{} is outside 2097152..=1073741824",
+                    self.outbound_limit_bytes
+                ),
+            );
+        }
+        if self.send_rate_per_s == 0 || self.send_burst == 0 {
+            return invalid(
+                "gateway.send_rate_per_s",
+                "send_rate_per_s and send_burst must be at least 1".into(),
+            );
+        }
+        Ok(())
+    }
 }
 
 /// The metrics endpoint's settings.
@@ -165,9 +255,18 @@ impl Default for ApiConfig {
 
 impl Default for GatewayConfig {
     fn default() -> Self {
+        let d = GatewaySettings::default();
         GatewayConfig {
             ws_addr: ([127, 0, 0, 1], 8081).into(),
             quic_addr: ([127, 0, 0, 1], 8443).into(),
+            cores: 0,
+            io: IoMode::Uring,
+            pin_cores: true,
+            heartbeat_interval_ms: d.heartbeat_interval.as_millis() as u64,
+            presence_grace_ms: d.presence_grace.as_millis() as u64,
+            outbound_limit_bytes: d.outbound_limit_bytes,
+            send_rate_per_s: d.send_rate_per_s,
+            send_burst: d.send_burst,
         }
     }
 }
@@ -331,6 +430,7 @@ impl Config {
             });
         }
         self.api.validate()?;
+        self.gateway.validate()?;
         let addrs = [
             ("api.addr", self.api.addr),
             ("gateway.ws_addr", self.gateway.ws_addr),

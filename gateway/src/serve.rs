@@ -19,19 +19,23 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
 use confab_storage::writer::{WriterConfig, WriterPool, WriterStats};
-use confab_storage::{LogConfig, RocksLog};
+use confab_storage::{LogConfig, MessageLog, RocksLog};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
 use crate::api::{self, ApiState};
 use crate::config::Config;
+use crate::gateway::wiring::{forward_events, StoreDirectory};
+use crate::gateway::{make_bus, CoreMetrics, Gateway, IoMode};
 use crate::metrics;
 
 /// What the HTTP handlers see of the node.
 struct Node {
     started: Instant,
     storage: Arc<WriterStats>,
+    gateway: Vec<Arc<CoreMetrics>>,
+    io: IoMode,
     ready: AtomicBool,
 }
 
@@ -52,21 +56,20 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     info!(path = %log_dir.display(), sync = %config.storage.sync,
           elapsed_ms = opened.elapsed().as_millis() as u64, "message log open");
     let log = Arc::new(log);
-    let (pool, _producers) = WriterPool::start(
+
+    // One storage producer per gateway core; the writers wake a core
+    // through its mailbox when its completions are ready.
+    let settings = config.gateway.settings();
+    let (bus, wakers) = make_bus(settings.cores);
+    let (pool, producers) = WriterPool::start(
         log.clone(),
         WriterConfig {
             writers: config.storage.writers,
             ..WriterConfig::default()
         },
-        Vec::new(),
+        wakers,
     )
     .context("starting storage writers")?;
-
-    let node = Arc::new(Node {
-        started: Instant::now(),
-        storage: pool.stats_handle(),
-        ready: AtomicBool::new(false),
-    });
 
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -79,7 +82,35 @@ pub fn run(config: Config) -> anyhow::Result<()> {
             .await
             .context("starting the HTTP API")?;
         info!(backend = ?api.store().backend(), "directory store open");
-        serve_http(&config, node.clone(), api).await
+        let directory = Arc::new(StoreDirectory::new(
+            api.store().clone(),
+            tokio::runtime::Handle::current(),
+        ));
+        let gateway = Gateway::start(
+            settings,
+            bus.clone(),
+            producers,
+            log.clone() as Arc<dyn MessageLog>,
+            directory,
+            Arc::new(api.verifier().clone()),
+        )
+        .with_context(|| format!("starting the gateway on {}", config.gateway.ws_addr))?;
+        tokio::spawn(forward_events(api.store().events().clone(), bus));
+        let node = Arc::new(Node {
+            started: Instant::now(),
+            storage: pool.stats_handle(),
+            gateway: gateway.metrics(),
+            io: gateway.io(),
+            ready: AtomicBool::new(false),
+        });
+        let served = serve_http(&config, node, api).await;
+        // Close every session (going away) while this runtime still
+        // answers the cores' directory lookups.
+        tokio::task::spawn_blocking(move || gateway.shutdown())
+            .await
+            .context("stopping the gateway")?;
+        info!("gateway stopped");
+        served
     });
     drop(runtime);
 
@@ -167,8 +198,9 @@ async fn readyz(State(node): State<Arc<Node>>) -> impl IntoResponse {
 }
 
 async fn render_metrics(State(node): State<Arc<Node>>) -> impl IntoResponse {
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        metrics::render(node.started, &node.storage),
-    )
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], {
+        let mut text = metrics::render(node.started, &node.storage);
+        crate::gateway::metrics::render(&mut text, &node.gateway, &node.io.to_string());
+        text
+    })
 }

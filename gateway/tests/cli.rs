@@ -200,6 +200,28 @@ fn serve_answers_and_stops_cleanly_on_sigterm() {
         "{scrape}"
     );
 
+    assert!(scrape.contains("confab_connections{core=\"0\""), "{scrape}");
+    assert!(
+        scrape.contains("confab_store_latency_seconds_bucket"),
+        "{scrape}"
+    );
+
+    // The gateway answers WebSocket upgrades on its own port.
+    let mut ws = TcpStream::connect(("127.0.0.1", ws)).unwrap();
+    ws.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(
+        ws,
+        "GET /v1/ws HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
+         Sec-WebSocket-Protocol: confab.v1\r\n\r\n"
+    )
+    .unwrap();
+    let mut head = [0u8; 512];
+    let n = ws.read(&mut head).unwrap();
+    let head = String::from_utf8_lossy(&head[..n]);
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    assert!(head.contains("s3pPLMBiTxaQ9kYGzzhZRbK+xOo="), "{head}");
+
     // The message log lives in the data dir.
     assert!(dir.path().join("log").is_dir());
 

@@ -767,7 +767,7 @@ fn the_json_subprotocol_speaks_the_same_frames() {
         loop {
             if let Ws::Text(t) = ws.next().await.unwrap().unwrap() {
                 if t.contains(r#""type":"error""#) {
-                    assert!(t.contains("BAD_FRAME"), "{t}");
+                    assert!(t.contains(r#""code":100"#), "BAD_FRAME expected: {t}");
                     break;
                 }
             }
