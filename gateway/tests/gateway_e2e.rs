@@ -77,6 +77,7 @@ struct Node {
     api: ApiRuntime,
     store: Store,
     signer: TokenSigner,
+    verifier: Arc<TokenVerifier>,
     gateway: Option<Gateway>,
     pool: Option<WriterPool<RocksLog>>,
     url: String,
@@ -107,6 +108,7 @@ impl Node {
             WriterPool::start(log.clone(), WriterConfig::default(), wakers).unwrap();
         let directory = Arc::new(StoreDirectory::new(store.clone(), api.handle().clone()));
         let verifier = Arc::new(TokenVerifier::new(KEY));
+        let shared_verifier = verifier.clone();
         let gateway = Gateway::start(
             settings,
             bus.clone(),
@@ -126,6 +128,7 @@ impl Node {
             api,
             store,
             signer: TokenSigner::new(KEY),
+            verifier: shared_verifier,
             gateway: Some(gateway),
             pool: Some(pool),
             url,
@@ -820,5 +823,37 @@ fn a_slow_consumer_is_cut_off_and_resumes_without_loss() {
         let mut b = Client::connect(&node, bob, 1, cursor).await;
         seen.extend(b.replay().await.iter().map(|m| m.inbox_seq));
         assert_eq!(seen, (1..=N).collect::<Vec<_>>());
+    });
+}
+
+#[test]
+fn a_revoked_login_session_is_disconnected_and_refused() {
+    use confab_gateway::events::DirectoryEvent;
+    both_backends(|io| {
+        let node = Node::start(io, |_| {});
+        let alice = node.user("alice");
+        block_on(async {
+            let mut a = Client::connect(&node, alice, 1, 0).await;
+            a.replay().await;
+            // What the API does on logout: the shared verifier learns it,
+            // and the store announces it to the gateway.
+            node.verifier.revoke(alice * 1000, u64::MAX);
+            node.store.events().publish(DirectoryEvent::SessionRevoked {
+                user_id: alice,
+                session_id: alice * 1000,
+            });
+            assert_eq!(a.error().await.code, ErrorCode::TokenRevoked);
+            // A new connection with the same token is refused.
+            let mut ws = open(&node.url).await;
+            let hello = hello(&node.token(alice), 1, 0);
+            ws.send(Ws::Binary(binary::encode_to_vec(&hello).into()))
+                .await
+                .unwrap();
+            let mut c = Client {
+                ws,
+                welcome: placeholder_welcome(),
+            };
+            assert_eq!(c.error().await.code, ErrorCode::TokenRevoked);
+        });
     });
 }

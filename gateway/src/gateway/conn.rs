@@ -39,6 +39,8 @@ pub struct Handover {
     pub cursor: u64,
     /// The negotiated protocol version.
     pub version: u16,
+    /// The login session of the token (closed when it is revoked).
+    pub login: u64,
 }
 
 /// Accepts connections on this core's listener until shutdown.
@@ -208,7 +210,7 @@ async fn handshake(core: Rc<Core>, mut stream: tokio::net::TcpStream) {
             return refuse(&mut stream, encoding, code, "no common protocol version").await
         }
     };
-    let user = match core.shared.auth.verify(&hello.token) {
+    let (user, login) = match core.shared.auth.verify(&hello.token) {
         Ok(u) => u,
         Err(code) => {
             core.shared.metrics[core.id].error(code);
@@ -228,6 +230,7 @@ async fn handshake(core: Rc<Core>, mut stream: tokio::net::TcpStream) {
         device: hello.device_id,
         cursor: hello.inbox_cursor,
         version,
+        login,
     };
     let owner = owner_core(user, core.shared.bus.cores());
     if owner == core.id {
@@ -250,6 +253,7 @@ pub async fn session(core: Rc<Core>, h: Handover) {
         device,
         cursor,
         version,
+        login,
     } = h;
     let stream = match Stream::adopt(socket, core.shared.io) {
         Ok(s) => Rc::new(s),
@@ -260,7 +264,7 @@ pub async fn session(core: Rc<Core>, h: Handover) {
     };
     let settings = core.shared.settings.clone();
     let out = Outbound::new(settings.outbound_limit_bytes);
-    let (conn, mut attach) = core.attach(user, device, encoding, out.clone());
+    let (conn, mut attach) = core.attach(user, device, login, encoding, out.clone());
     let session_id = ((core.id as u64) << 48) | conn;
     let welcome = Frame::Welcome(frame::Welcome {
         version,

@@ -107,6 +107,13 @@ pub enum CoreMsg {
     },
     /// Cached directory facts went stale.
     Invalidate(Invalidation),
+    /// A login session was revoked: close its connections.
+    Revoked {
+        /// The user (owned here).
+        user: u64,
+        /// The login session.
+        session: u64,
+    },
     /// Close every connection and stop.
     Shutdown,
 }
@@ -122,6 +129,7 @@ enum Mode {
 struct Conn {
     user: u64,
     device: u64,
+    login: u64,
     encoding: Encoding,
     out: Rc<Outbound>,
     mode: Mode,
@@ -302,6 +310,19 @@ impl Core {
                 let _ = reply.send(answer);
             }
             CoreMsg::Invalidate(inv) => self.state.borrow_mut().cache.invalidate(&inv),
+            CoreMsg::Revoked { user, session } => {
+                let st = self.state.borrow();
+                for c in st
+                    .conns
+                    .values()
+                    .filter(|c| c.user == user && c.login == session)
+                {
+                    c.out.close(CloseReason {
+                        code: ErrorCode::TokenRevoked.code(),
+                        message: "session revoked".into(),
+                    });
+                }
+            }
             CoreMsg::Shutdown => self.shutdown(),
         }
     }
@@ -311,6 +332,7 @@ impl Core {
         &self,
         user: u64,
         device: u64,
+        login: u64,
         encoding: Encoding,
         out: Rc<Outbound>,
     ) -> (ConnId, Attach) {
@@ -322,6 +344,7 @@ impl Core {
             Conn {
                 user,
                 device,
+                login,
                 encoding,
                 out,
                 mode: Mode::Replaying(Vec::new()),

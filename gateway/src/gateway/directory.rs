@@ -33,8 +33,9 @@ pub trait Directory: Send + Sync + 'static {
 /// Verifies bearer tokens locally (signature, expiry, revocation list in
 /// memory): no round trip per connection.
 pub trait Authenticator: Send + Sync + 'static {
-    /// The user a token belongs to, or the wire error to answer with.
-    fn verify(&self, token: &str) -> Result<u64, confab_protocol::ErrorCode>;
+    /// The (user, login session) a token belongs to, or the wire error to
+    /// answer with.
+    fn verify(&self, token: &str) -> Result<(u64, u64), confab_protocol::ErrorCode>;
 }
 
 /// A change that invalidates cached directory facts.

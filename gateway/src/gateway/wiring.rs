@@ -75,9 +75,9 @@ impl Directory for StoreDirectory {
 }
 
 impl Authenticator for TokenVerifier {
-    fn verify(&self, token: &str) -> Result<u64, ErrorCode> {
+    fn verify(&self, token: &str) -> Result<(u64, u64), ErrorCode> {
         match TokenVerifier::verify(self, token, now_ms() / 1000) {
-            Ok(claims) => Ok(claims.user_id),
+            Ok(claims) => Ok((claims.user_id, claims.session_id)),
             Err(AuthError::Expired) => Err(ErrorCode::TokenExpired),
             Err(AuthError::Revoked) => Err(ErrorCode::TokenRevoked),
             Err(AuthError::Malformed | AuthError::BadSignature) => Err(ErrorCode::Unauthenticated),
@@ -102,6 +102,20 @@ pub async fn forward_events(events: EventBus, bus: Bus<CoreMsg>) {
             Ok(DirectoryEvent::FriendshipChanged { a, b, .. }) => {
                 all(Invalidation::Friends(a));
                 all(Invalidation::Friends(b));
+            }
+            // A logout ends the session's open connections too.
+            Ok(DirectoryEvent::SessionRevoked {
+                user_id,
+                session_id,
+            }) => {
+                let core = super::bus::owner_core(user_id, bus.cores());
+                bus.send(
+                    core,
+                    CoreMsg::Revoked {
+                        user: user_id,
+                        session: session_id,
+                    },
+                );
             }
             Ok(_) => {}
             // Missed events: nothing cached can be trusted.
