@@ -126,4 +126,16 @@ pub trait MessageLog: Send + Sync + 'static {
 
     /// When a user was last seen, if ever.
     fn last_seen(&self, user: UserId) -> Result<Option<u64>, StorageError>;
+
+    /// Records that `user` read `channel` up to channel sequence `seq`; the
+    /// mark only moves forward.
+    fn set_read_up_to(
+        &self,
+        channel: ChannelId,
+        user: UserId,
+        seq: u64,
+    ) -> Result<(), StorageError>;
+
+    /// Every read mark of a channel, by user id.
+    fn read_marks(&self, channel: ChannelId) -> Result<Vec<(UserId, u64)>, StorageError>;
 }

@@ -29,6 +29,7 @@ struct State {
     visible_channel: HashMap<ChannelId, u64>,
     visible_inbox: HashMap<UserId, u64>,
     cursors: HashMap<(UserId, DeviceId), Cursor>,
+    receipts: std::collections::BTreeMap<(ChannelId, UserId), u64>,
     last_seen: HashMap<UserId, u64>,
 }
 
@@ -277,5 +278,26 @@ impl MessageLog for MemoryLog {
 
     fn last_seen(&self, user: UserId) -> Result<Option<u64>, StorageError> {
         Ok(self.lock()?.last_seen.get(&user).copied())
+    }
+
+    fn set_read_up_to(
+        &self,
+        channel: ChannelId,
+        user: UserId,
+        seq: u64,
+    ) -> Result<(), StorageError> {
+        let mut state = self.lock()?;
+        let mark = state.receipts.entry((channel, user)).or_default();
+        *mark = (*mark).max(seq);
+        Ok(())
+    }
+
+    fn read_marks(&self, channel: ChannelId) -> Result<Vec<(UserId, u64)>, StorageError> {
+        Ok(self
+            .lock()?
+            .receipts
+            .range((channel, UserId(0))..=(channel, UserId(u64::MAX)))
+            .map(|((_, u), s)| (*u, *s))
+            .collect())
     }
 }

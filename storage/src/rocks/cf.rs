@@ -22,10 +22,12 @@ pub const IDEMPOTENCY: &str = "idempotency";
 pub const CURSORS: &str = "cursors";
 /// Presence: `user` → last-seen ms.
 pub const PRESENCE: &str = "presence";
+/// Read receipts: `channel | user` → highest channel seq the user read.
+pub const RECEIPTS: &str = "receipts";
 
 /// Every column family the log opens (RocksDB's mandatory `default` is left
 /// empty).
-pub const ALL: [&str; 5] = [MESSAGES, INBOX, IDEMPOTENCY, CURSORS, PRESENCE];
+pub const ALL: [&str; 6] = [MESSAGES, INBOX, IDEMPOTENCY, CURSORS, PRESENCE, RECEIPTS];
 
 const MIB: usize = 1 << 20;
 
@@ -163,6 +165,16 @@ fn column_family_options_with_cache(
             opts.set_write_buffer_size(16 * MIB);
             opts.set_compression_type(DBCompressionType::Lz4);
             opts.set_merge_operator_associative("confab.u64_max", merge_u64_max);
+        }
+        RECEIPTS => {
+            // Read per channel (one prefix, at most 100 members); written as
+            // a max-merge so a late receipt never moves a mark back, with
+            // no read before the write.
+            prefixed(&mut opts);
+            opts.set_block_based_table_factory(&table(cache, true, 4 * 1024));
+            opts.set_write_buffer_size(16 * MIB);
+            opts.set_compression_type(DBCompressionType::Lz4);
+            opts.set_merge_operator_associative("confab.receipt_max", merge_u64_max);
         }
         _ => return None,
     }

@@ -227,4 +227,33 @@ impl MessageLog for RocksLog {
             None => Ok(None),
         }
     }
+
+    fn set_read_up_to(
+        &self,
+        channel: ChannelId,
+        user: UserId,
+        seq: u64,
+    ) -> Result<(), StorageError> {
+        let mut key = [0u8; 16];
+        key[..8].copy_from_slice(&channel.0.to_be_bytes());
+        key[8..].copy_from_slice(&user.0.to_be_bytes());
+        self.db
+            .merge_cf_opt(self.cf(cf::RECEIPTS)?, key, seq.to_be_bytes(), &unsynced())?;
+        Ok(())
+    }
+
+    fn read_marks(&self, channel: ChannelId) -> Result<Vec<(UserId, u64)>, StorageError> {
+        let prefix = channel.0.to_be_bytes();
+        let mut marks = Vec::new();
+        let iter = self.db.prefix_iterator_cf(self.cf(cf::RECEIPTS)?, prefix);
+        for item in iter {
+            let (key, value) = item?;
+            if key.len() != 16 || key[..8] != prefix {
+                break;
+            }
+            let user = u64::from_be_bytes(key[8..].try_into().expect("16-byte key"));
+            marks.push((UserId(user), crate::codec::decode_u64(&value, "receipt")?));
+        }
+        Ok(marks)
+    }
 }

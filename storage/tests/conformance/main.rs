@@ -43,5 +43,6 @@ conformance!(
     reads::inbox_pages_resolve_messages,
     records::cursors_only_move_forward,
     records::last_seen_only_moves_forward,
+    records::read_marks_only_move_forward_per_channel,
     records::counters_continue_after_reopen,
 );

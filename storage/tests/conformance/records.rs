@@ -137,3 +137,20 @@ pub fn counters_continue_after_reopen<E: Engine>() {
         (2, vec![(UserId(2), 5), (UserId(3), 2)])
     );
 }
+
+pub fn read_marks_only_move_forward_per_channel<E: Engine>() {
+    let f = Fixture::<E>::new();
+    let (general, random) = (ChannelId(7), ChannelId(8));
+    assert!(f.log.read_marks(general).unwrap().is_empty());
+    f.log.set_read_up_to(general, UserId(2), 10).unwrap();
+    f.log.set_read_up_to(general, UserId(1), 4).unwrap();
+    // A late receipt never moves a mark back.
+    f.log.set_read_up_to(general, UserId(2), 3).unwrap();
+    f.log.set_read_up_to(random, UserId(1), 99).unwrap();
+    assert_eq!(
+        f.log.read_marks(general).unwrap(),
+        [(UserId(1), 4), (UserId(2), 10)]
+    );
+    assert_eq!(f.log.read_marks(random).unwrap(), [(UserId(1), 99)]);
+    assert!(f.log.read_marks(ChannelId(6)).unwrap().is_empty());
+}

@@ -142,4 +142,17 @@ impl<L: MessageLog> MessageLog for GatedLog<L> {
     fn last_seen(&self, user: UserId) -> Result<Option<u64>, StorageError> {
         self.inner.last_seen(user)
     }
+
+    fn set_read_up_to(
+        &self,
+        channel: ChannelId,
+        user: UserId,
+        seq: u64,
+    ) -> Result<(), StorageError> {
+        self.inner.set_read_up_to(channel, user, seq)
+    }
+
+    fn read_marks(&self, channel: ChannelId) -> Result<Vec<(UserId, u64)>, StorageError> {
+        self.inner.read_marks(channel)
+    }
 }
