@@ -11,7 +11,7 @@ use std::time::Duration;
 use confab_storage::SyncPolicy;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::gateway::{IoMode, Settings as GatewaySettings};
+use crate::gateway::{IoMode, PlainWs, Settings as GatewaySettings};
 
 /// Why a configuration was refused; printed on one line, exit code 2.
 #[derive(Debug, thiserror::Error)]
@@ -56,6 +56,33 @@ pub struct Config {
     pub metrics: MetricsConfig,
     /// The message log.
     pub storage: StorageConfig,
+    /// TLS for `wss://` and QUIC.
+    pub tls: TlsConfig,
+}
+
+/// Where the TLS certificate and key are. Unset, a self-signed pair is
+/// generated into `<data_dir>/tls/` on first start and reused.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    /// PEM certificate chain, leaf first.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cert_path: Option<PathBuf>,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_path: Option<PathBuf>,
+}
+
+impl TlsConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.cert_path.is_some() != self.key_path.is_some() {
+            return Err(ConfigError::Invalid {
+                key: "tls.cert_path",
+                message: "tls.cert_path and tls.key_path go together: set both or neither".into(),
+            });
+        }
+        Ok(())
+    }
 }
 
 /// The HTTP API's settings.
@@ -131,6 +158,9 @@ pub struct GatewayConfig {
     pub send_rate_per_s: u32,
     /// Sends a user may make in a burst.
     pub send_burst: u32,
+    /// Who may use plain `ws://` on `ws_addr` (TLS clients are told apart
+    /// by their first byte): `loopback` (default), `always` or `never`.
+    pub plain_ws: PlainWs,
 }
 
 impl GatewayConfig {
@@ -155,6 +185,7 @@ impl GatewayConfig {
             outbound_limit_bytes: self.outbound_limit_bytes,
             send_rate_per_s: self.send_rate_per_s,
             send_burst: self.send_burst,
+            plain_ws: self.plain_ws,
             ..GatewaySettings::default()
         }
     }
@@ -228,6 +259,7 @@ impl Default for Config {
             gateway: GatewayConfig::default(),
             metrics: MetricsConfig::default(),
             storage: StorageConfig::default(),
+            tls: TlsConfig::default(),
         }
     }
 }
@@ -267,6 +299,7 @@ impl Default for GatewayConfig {
             outbound_limit_bytes: d.outbound_limit_bytes,
             send_rate_per_s: d.send_rate_per_s,
             send_burst: d.send_burst,
+            plain_ws: d.plain_ws,
         }
     }
 }
@@ -431,6 +464,7 @@ impl Config {
         }
         self.api.validate()?;
         self.gateway.validate()?;
+        self.tls.validate()?;
         let addrs = [
             ("api.addr", self.api.addr),
             ("gateway.ws_addr", self.gateway.ws_addr),

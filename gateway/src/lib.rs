@@ -10,4 +10,5 @@ pub mod gateway;
 pub mod metrics;
 pub mod serve;
 pub mod store;
+pub mod tls;
 pub mod ws;

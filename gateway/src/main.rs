@@ -65,6 +65,13 @@ struct ServeArgs {
     /// Storage writer threads.
     #[arg(long, env = "CONFAB_STORAGE_WRITERS", value_name = "N")]
     storage_writers: Option<usize>,
+    /// TLS certificate chain (PEM) for wss:// and QUIC; unset, a
+    /// self-signed one is generated into the data dir.
+    #[arg(long, env = "CONFAB_TLS_CERT", value_name = "FILE")]
+    tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM), with --tls-cert.
+    #[arg(long, env = "CONFAB_TLS_KEY", value_name = "FILE")]
+    tls_key: Option<PathBuf>,
     /// Relational store: postgres://… or sqlite:PATH (default: SQLite in the
     /// data dir).
     #[arg(
@@ -105,6 +112,12 @@ impl ServeArgs {
         }
         if let Some(v) = &self.database_url {
             c.api.database_url = Some(v.clone());
+        }
+        if let Some(v) = &self.tls_cert {
+            c.tls.cert_path = Some(v.clone());
+        }
+        if let Some(v) = &self.tls_key {
+            c.tls.key_path = Some(v.clone());
         }
         // The token key comes from the file or the environment only, never
         // a flag, so that it does not show in the process list.

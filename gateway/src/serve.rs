@@ -27,7 +27,7 @@ use tracing::{info, warn};
 use crate::api::{self, ApiState};
 use crate::config::Config;
 use crate::gateway::wiring::{forward_events, StoreDirectory};
-use crate::gateway::{make_bus, CoreMetrics, Gateway, IoMode};
+use crate::gateway::{make_bus, CoreMetrics, Gateway, IoMode, NoPush};
 use crate::metrics;
 
 /// What the HTTP handlers see of the node.
@@ -57,9 +57,32 @@ pub fn run(config: Config) -> anyhow::Result<()> {
           elapsed_ms = opened.elapsed().as_millis() as u64, "message log open");
     let log = Arc::new(log);
 
+    // TLS for wss:// (and QUIC): configured, or self-signed in the data dir.
+    let identity = crate::tls::load_or_generate(
+        config
+            .tls
+            .cert_path
+            .as_deref()
+            .zip(config.tls.key_path.as_deref()),
+        &config.data_dir,
+    )
+    .context("setting up TLS")?;
+    if identity.generated {
+        info!(cert = %identity.cert_path.display(),
+              "generated a self-signed TLS certificate (for localhost); clients must trust this file, \
+               or set tls.cert_path and tls.key_path");
+    } else {
+        info!(cert = %identity.cert_path.display(), "TLS certificate loaded");
+    }
+
     // One storage producer per gateway core; the writers wake a core
     // through its mailbox when its completions are ready.
-    let settings = config.gateway.settings();
+    let mut settings = config.gateway.settings();
+    settings.tls = Some(crate::tls::websocket_config(&identity).context("TLS for wss://")?);
+    settings.quic = Some(crate::gateway::quic::QuicSettings {
+        addr: config.gateway.quic_addr,
+        tls: crate::tls::quic_config(&identity).context("TLS for QUIC")?,
+    });
     let (bus, wakers) = make_bus(settings.cores);
     let (pool, producers) = WriterPool::start(
         log.clone(),
@@ -93,6 +116,9 @@ pub fn run(config: Config) -> anyhow::Result<()> {
             log.clone() as Arc<dyn MessageLog>,
             directory,
             Arc::new(api.verifier().clone()),
+            // The push service (its own issue) plugs in here; until then
+            // the jobs are counted in confab_push_jobs_total.
+            Arc::new(NoPush),
         )
         .with_context(|| format!("starting the gateway on {}", config.gateway.ws_addr))?;
         tokio::spawn(forward_events(api.store().events().clone(), bus));

@@ -10,7 +10,7 @@ use std::time::Duration;
 use confab_gateway::auth::{TokenSigner, TokenVerifier};
 use confab_gateway::events::EventBus;
 use confab_gateway::gateway::wiring::{forward_events, StoreDirectory};
-use confab_gateway::gateway::{make_bus, Gateway, IoMode, Settings};
+use confab_gateway::gateway::{make_bus, Gateway, IoMode, PushJob, PushSink, Settings};
 use confab_gateway::store::Store;
 use confab_protocol::frame::{self, Frame, Target};
 use confab_protocol::{binary, ErrorCode};
@@ -78,8 +78,10 @@ struct Node {
     store: Store,
     signer: TokenSigner,
     verifier: Arc<TokenVerifier>,
+    log: Arc<RocksLog>,
     gateway: Option<Gateway>,
     pool: Option<WriterPool<RocksLog>>,
+    push_jobs: Arc<RecordedPushes>,
     url: String,
     _dir: tempfile::TempDir,
 }
@@ -109,13 +111,15 @@ impl Node {
         let directory = Arc::new(StoreDirectory::new(store.clone(), api.handle().clone()));
         let verifier = Arc::new(TokenVerifier::new(KEY));
         let shared_verifier = verifier.clone();
+        let push_jobs = Arc::new(RecordedPushes::default());
         let gateway = Gateway::start(
             settings,
             bus.clone(),
             producers,
-            log as Arc<dyn MessageLog>,
+            log.clone() as Arc<dyn MessageLog>,
             directory,
             verifier,
+            push_jobs.clone(),
         )
         .unwrap();
         api.spawn(forward_events(events, bus));
@@ -129,8 +133,10 @@ impl Node {
             store,
             signer: TokenSigner::new(KEY),
             verifier: shared_verifier,
+            log,
             gateway: Some(gateway),
             pool: Some(pool),
+            push_jobs,
             url,
             _dir: dir,
         }
@@ -170,6 +176,28 @@ impl Node {
     }
 }
 
+/// Push jobs raised by the gateway, as the push service would get them.
+#[derive(Default)]
+struct RecordedPushes(std::sync::Mutex<Vec<PushJob>>);
+
+impl PushSink for RecordedPushes {
+    fn offline_delivery(&self, job: PushJob) {
+        self.0.lock().unwrap().push(job);
+    }
+}
+
+impl RecordedPushes {
+    fn for_user(&self, user: u64) -> Vec<PushJob> {
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|j| j.user == user)
+            .copied()
+            .collect()
+    }
+}
+
 impl Drop for Node {
     fn drop(&mut self) {
         if let Some(g) = self.gateway.take() {
@@ -191,10 +219,33 @@ struct Client {
 async fn open(
     url: &str,
 ) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>> {
+    open_with(url, None).await
+}
+
+/// A rustls client that trusts exactly the node's certificate.
+fn trusting(id: &confab_gateway::tls::Identity) -> tokio_tungstenite::Connector {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(id.chain[0].clone()).unwrap();
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    tokio_tungstenite::Connector::Rustls(Arc::new(config))
+}
+
+async fn open_with(
+    url: &str,
+    connector: Option<tokio_tungstenite::Connector>,
+) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>> {
     let mut req = url.into_client_request().unwrap();
     req.headers_mut()
         .insert("Sec-WebSocket-Protocol", "confab.v1".parse().unwrap());
-    let (ws, resp) = tokio_tungstenite::connect_async(req).await.unwrap();
+    let (ws, resp) = tokio_tungstenite::connect_async_tls_with_config(req, None, false, connector)
+        .await
+        .unwrap();
     assert_eq!(
         resp.headers().get("Sec-WebSocket-Protocol").unwrap(),
         "confab.v1"
@@ -214,7 +265,18 @@ fn hello(token: &str, device: u64, cursor: u64) -> Frame {
 
 impl Client {
     async fn connect(node: &Node, user: u64, device: u64, cursor: u64) -> Client {
-        let mut ws = open(&node.url).await;
+        Client::connect_via(node, &node.url, None, user, device, cursor).await
+    }
+
+    async fn connect_via(
+        node: &Node,
+        url: &str,
+        connector: Option<tokio_tungstenite::Connector>,
+        user: u64,
+        device: u64,
+        cursor: u64,
+    ) -> Client {
+        let mut ws = open_with(url, connector).await;
         ws.send(Ws::Binary(
             binary::encode_to_vec(&hello(&node.token(user), device, cursor)).into(),
         ))
@@ -250,7 +312,15 @@ impl Client {
     async fn recv(&mut self) -> Frame {
         loop {
             match self.next_raw().await {
-                Some(Ws::Binary(b)) => return binary::decode_exact(&b, 1 << 21).unwrap(),
+                Some(Ws::Binary(b)) => {
+                    return binary::decode_exact(&b, 1 << 21).unwrap_or_else(|e| {
+                        panic!(
+                            "undecodable frame ({e}): {} bytes, starts {:?}",
+                            b.len(),
+                            &b[..b.len().min(16)]
+                        )
+                    })
+                }
                 Some(Ws::Ping(_)) | Some(Ws::Pong(_)) => continue,
                 other => panic!("expected a binary frame, got {other:?}"),
             }
@@ -717,6 +787,12 @@ fn typing_and_read_receipts_reach_the_other_members() {
             Frame::Receipt(r) => assert_eq!((r.channel_id, r.user_id, r.seq), (group, bob, 1)),
             _ => unreachable!(),
         }
+        // The mark is stored.
+        let marks = node
+            .log
+            .read_marks(confab_storage::ChannelId(group))
+            .unwrap();
+        assert_eq!(marks, [(confab_storage::UserId(bob), 1)]);
     });
 }
 
@@ -854,6 +930,628 @@ fn a_revoked_login_session_is_disconnected_and_refused() {
                 welcome: placeholder_welcome(),
             };
             assert_eq!(c.error().await.code, ErrorCode::TokenRevoked);
+        });
+    });
+}
+
+#[test]
+fn group_presence_is_on_demand_and_strangers_stay_hidden() {
+    let node = Node::start(IoMode::Epoll, |_| {});
+    let (alice, bob, eve) = (node.user("alice"), node.user("bob"), node.user("eve"));
+    node.group(alice, &[bob]);
+    block_on(async {
+        let mut b = Client::connect(&node, bob, 1, 0).await;
+        b.replay().await;
+        let mut e = Client::connect(&node, eve, 1, 0).await;
+        e.replay().await;
+        let mut a = Client::connect(&node, alice, 1, 0).await;
+        a.replay().await;
+        // A co-member (not a friend) is visible on demand...
+        a.send(&Frame::PresenceQuery(frame::PresenceQuery {
+            request_id: 1,
+            user_ids: vec![bob, eve],
+        }))
+        .await;
+        match a
+            .recv_where(|f| matches!(f, Frame::Presence(p) if p.request_id == 1))
+            .await
+        {
+            Frame::Presence(p) => {
+                assert_eq!((p.entries[0].user_id, p.entries[0].online), (bob, true));
+                // ...a stranger reads as offline and never seen.
+                assert_eq!(
+                    (
+                        p.entries[1].user_id,
+                        p.entries[1].online,
+                        p.entries[1].last_seen_ms
+                    ),
+                    (eve, false, 0)
+                );
+            }
+            _ => unreachable!(),
+        }
+    });
+}
+
+#[test]
+fn a_member_removed_through_the_api_can_no_longer_send() {
+    let node = Node::start(IoMode::Epoll, |_| {});
+    let (alice, bob) = (node.user("alice"), node.user("bob"));
+    let group = node.group(alice, &[bob]);
+    block_on(async {
+        let mut b = Client::connect(&node, bob, 1, 0).await;
+        b.replay().await;
+        b.post(1, Target::Channel(group), "still here").await;
+        assert_eq!(b.ack().await.seq, 1);
+        // The owner removes bob through the store (as the API does); the
+        // gateway's cached membership is invalidated by the event.
+        let (s, api) = (node.store.clone(), node.api.handle().clone());
+        // Off this thread: it is already inside the test's runtime.
+        std::thread::spawn(move || {
+            api.block_on(async move { s.remove_member(group, alice, bob).await.unwrap() })
+        })
+        .join()
+        .unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        let mut id = 2;
+        loop {
+            b.post(id, Target::Channel(group), "am I out?").await;
+            match b
+                .recv_where(|f| matches!(f, Frame::SendAck(_) | Frame::Error(_)))
+                .await
+            {
+                Frame::Error(e) => {
+                    assert_eq!(e.code, ErrorCode::ForbiddenChannel);
+                    break;
+                }
+                _ => assert!(
+                    std::time::Instant::now() < deadline,
+                    "removal never reached the gateway"
+                ),
+            }
+            id += 1;
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    });
+}
+
+#[test]
+fn push_jobs_are_raised_only_for_members_with_no_connected_device() {
+    both_backends(|io| {
+        let node = Node::start(io, |_| {});
+        let (alice, bob, carol) = (node.user("alice"), node.user("bob"), node.user("carol"));
+        let group = node.group(alice, &[alice, bob, carol]);
+        let metrics = node.gateway.as_ref().unwrap().metrics();
+        let open_ws = |m: &[Arc<confab_gateway::gateway::CoreMetrics>]| -> u64 {
+            m.iter()
+                .map(|c| c.connections(confab_gateway::gateway::Transport::Ws))
+                .sum()
+        };
+        block_on(async {
+            let mut a = Client::connect(&node, alice, 1, 0).await;
+            a.replay().await;
+            let mut b = Client::connect(&node, bob, 1, 0).await;
+            b.replay().await;
+            a.post(1, Target::Channel(group), "first").await;
+            let ack = a.ack().await;
+            b.message().await;
+            // Carol has no device: one job, for her alone (not for the
+            // sender, not for Bob, who is connected).
+            let jobs = node.push_jobs.for_user(carol);
+            assert_eq!(jobs.len(), 1);
+            assert_eq!(
+                (
+                    jobs[0].channel,
+                    jobs[0].seq,
+                    jobs[0].sender,
+                    jobs[0].inbox_seq
+                ),
+                (group, ack.seq, alice, 1)
+            );
+            assert!(node.push_jobs.for_user(bob).is_empty());
+            assert!(node.push_jobs.for_user(alice).is_empty());
+
+            // Bob's only device leaves: the next message wakes him too.
+            drop(b);
+            for _ in 0..200 {
+                if open_ws(&metrics) == 1 {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            assert_eq!(open_ws(&metrics), 1, "only Alice is connected");
+            a.post(2, Target::Channel(group), "second").await;
+            a.ack().await;
+            assert_eq!(node.push_jobs.for_user(bob).len(), 1);
+            assert_eq!(node.push_jobs.for_user(carol).len(), 2);
+            assert!(node.push_jobs.for_user(alice).is_empty());
+        });
+
+        // The scrape shows frames by type, the fan-out sizes and the jobs.
+        let mut text = String::new();
+        confab_gateway::gateway::metrics::render(&mut text, &metrics, "test");
+        let value = |line: &str| -> u64 {
+            text.lines()
+                .find_map(|l| l.strip_prefix(line)?.trim().parse().ok())
+                .unwrap_or_else(|| panic!("no {line} in\n{text}"))
+        };
+        assert_eq!(value("confab_frames_in_total{type=\"send\"}"), 2);
+        assert_eq!(value("confab_frames_in_total{type=\"hello\"}"), 2);
+        assert_eq!(value("confab_frames_out_total{type=\"send_ack\"}"), 2);
+        assert_eq!(value("confab_frames_out_total{type=\"message\"}"), 1);
+        assert_eq!(value("confab_fanout_recipients_bucket{le=\"3\"}"), 2);
+        assert_eq!(value("confab_fanout_recipients_bucket{le=\"2\"}"), 0);
+        let jobs: u64 = text
+            .lines()
+            .filter(|l| l.starts_with("confab_push_jobs_total{"))
+            .map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
+            .sum();
+        assert_eq!(jobs, 3);
+    });
+}
+
+#[test]
+fn wss_and_plain_ws_share_the_port_and_one_session_model() {
+    both_backends(|io| {
+        let certs = tempfile::tempdir().unwrap();
+        let id = confab_gateway::tls::load_or_generate(None, certs.path()).unwrap();
+        let config = confab_gateway::tls::websocket_config(&id).unwrap();
+        let node = Node::start(io, |s| s.tls = Some(config.clone()));
+        let (alice, bob) = (node.user("alice"), node.user("bob"));
+        let wss = node.url.replace("ws://", "wss://");
+        let metrics = node.gateway.as_ref().unwrap().metrics();
+        block_on(async {
+            let mut a = Client::connect_via(&node, &wss, Some(trusting(&id)), alice, 1, 0).await;
+            a.replay().await;
+            // A loopback client may still use plain ws:// on the same port.
+            let mut b = Client::connect(&node, bob, 1, 0).await;
+            b.replay().await;
+            let count = |t| -> u64 { metrics.iter().map(|m| m.connections(t)).sum() };
+            assert_eq!(count(confab_gateway::gateway::Transport::Wss), 1);
+            assert_eq!(count(confab_gateway::gateway::Transport::Ws), 1);
+            // The largest message crosses many TLS records each way.
+            let big = "é".repeat(100_000);
+            a.post(1, Target::User(bob), &big).await;
+            a.ack().await;
+            assert_eq!(b.message().await.text, big);
+            b.post(1, Target::User(alice), &big).await;
+            b.ack().await;
+            assert_eq!(a.message().await.text, big);
+            // Heartbeats and clean closes work over TLS too.
+            a.send(&Frame::Heartbeat(frame::Heartbeat { nonce: 7 }))
+                .await;
+            match a.recv_where(|f| matches!(f, Frame::HeartbeatAck(_))).await {
+                Frame::HeartbeatAck(h) => assert_eq!(h.nonce, 7),
+                _ => unreachable!(),
+            }
+            a.send(&Frame::Close(frame::Close {
+                code: 0,
+                message: String::new(),
+            }))
+            .await;
+            loop {
+                match a.next_raw().await {
+                    Some(Ws::Close(_)) | None => break,
+                    Some(_) => {}
+                }
+            }
+        });
+    });
+}
+
+#[test]
+fn plain_ws_can_be_refused_while_wss_is_served() {
+    let certs = tempfile::tempdir().unwrap();
+    let id = confab_gateway::tls::load_or_generate(None, certs.path()).unwrap();
+    let config = confab_gateway::tls::websocket_config(&id).unwrap();
+    let node = Node::start(IoMode::Epoll, |s| {
+        s.tls = Some(config.clone());
+        s.plain_ws = confab_gateway::gateway::PlainWs::Never;
+    });
+    let alice = node.user("alice");
+    block_on(async {
+        let mut req = node.url.as_str().into_client_request().unwrap();
+        req.headers_mut()
+            .insert("Sec-WebSocket-Protocol", "confab.v1".parse().unwrap());
+        match tokio_tungstenite::connect_async(req).await {
+            Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
+                assert_eq!(resp.status(), 403)
+            }
+            other => panic!("plain ws:// must be refused, got {:?}", other.map(|_| ())),
+        }
+        let wss = node.url.replace("ws://", "wss://");
+        let mut a = Client::connect_via(&node, &wss, Some(trusting(&id)), alice, 1, 0).await;
+        a.replay().await;
+        // A client that does not trust the certificate gets no session.
+        let mut req = wss.as_str().into_client_request().unwrap();
+        req.headers_mut()
+            .insert("Sec-WebSocket-Protocol", "confab.v1".parse().unwrap());
+        let untrusting = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(rustls::RootCertStore::empty())
+        .with_no_client_auth();
+        let refused = tokio_tungstenite::connect_async_tls_with_config(
+            req,
+            None,
+            false,
+            Some(tokio_tungstenite::Connector::Rustls(Arc::new(untrusting))),
+        )
+        .await;
+        assert!(refused.is_err());
+        // The trusted session is unaffected.
+        a.send(&Frame::Heartbeat(frame::Heartbeat { nonce: 1 }))
+            .await;
+        a.recv_where(|f| matches!(f, Frame::HeartbeatAck(_))).await;
+    });
+}
+
+// ---- QUIC -----------------------------------------------------------------
+
+/// Where a frame arrived on a QUIC connection (docs/protocol.md §15).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Carrier {
+    Control,
+    Lane,
+    Datagram,
+}
+
+/// A raw QUIC client (quinn) that reads every carrier and reports where
+/// each frame came from.
+struct QuicClient {
+    endpoint: quinn::Endpoint,
+    conn: quinn::Connection,
+    control: quinn::SendStream,
+    frames: tokio::sync::mpsc::UnboundedReceiver<(Carrier, Frame)>,
+    welcome: frame::Welcome,
+}
+
+fn quic_node(io: IoMode, id: &confab_gateway::tls::Identity) -> Node {
+    let quic = confab_gateway::tls::quic_config(id).unwrap();
+    Node::start(io, |s| {
+        s.quic = Some(confab_gateway::gateway::quic::QuicSettings {
+            addr: ([127, 0, 0, 1], 0).into(),
+            tls: quic.clone(),
+        })
+    })
+}
+
+fn quic_client_config(id: &confab_gateway::tls::Identity) -> quinn::ClientConfig {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(id.chain[0].clone()).unwrap();
+    let mut tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_protocol_versions(&[&rustls::version::TLS13])
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    tls.alpn_protocols = vec![b"confab/1".to_vec()];
+    let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls).unwrap();
+    quinn::ClientConfig::new(Arc::new(crypto))
+}
+
+fn spawn_frame_reader(
+    mut recv: quinn::RecvStream,
+    carrier: Carrier,
+    tx: tokio::sync::mpsc::UnboundedSender<(Carrier, Frame)>,
+) {
+    tokio::spawn(async move {
+        let mut reader = confab_protocol::FrameReader::new(1 << 21);
+        while let Ok(Some(chunk)) = recv.read_chunk(1 << 16, true).await {
+            reader.feed(&chunk.bytes);
+            while let Ok(Some(f)) = reader.next_frame() {
+                if tx.send((carrier, f)).is_err() {
+                    return;
+                }
+            }
+        }
+    });
+}
+
+impl QuicClient {
+    async fn connect(
+        node: &Node,
+        id: &confab_gateway::tls::Identity,
+        token: &str,
+        device: u64,
+        cursor: u64,
+    ) -> Result<QuicClient, (Vec<Frame>, quinn::ConnectionError)> {
+        let addr = node.gateway.as_ref().unwrap().quic_addr.unwrap();
+        let mut endpoint = quinn::Endpoint::client(([127, 0, 0, 1], 0).into()).unwrap();
+        endpoint.set_default_client_config(quic_client_config(id));
+        let conn = endpoint.connect(addr, "localhost").unwrap().await.unwrap();
+        let (mut control, recv) = conn.open_bi().await.unwrap();
+        let (tx, mut frames) = tokio::sync::mpsc::unbounded_channel();
+        spawn_frame_reader(recv, Carrier::Control, tx.clone());
+        let (c, t) = (conn.clone(), tx.clone());
+        tokio::spawn(async move {
+            while let Ok(recv) = c.accept_uni().await {
+                spawn_frame_reader(recv, Carrier::Lane, t.clone());
+            }
+        });
+        let (c, t) = (conn.clone(), tx);
+        tokio::spawn(async move {
+            while let Ok(d) = c.read_datagram().await {
+                if let Ok(f) = binary::decode_exact(&d, 1 << 21) {
+                    let _ = t.send((Carrier::Datagram, f));
+                }
+            }
+        });
+        control
+            .write_all(&binary::encode_to_vec(&hello(token, device, cursor)))
+            .await
+            .unwrap();
+        let first = tokio::time::timeout(Duration::from_secs(10), frames.recv())
+            .await
+            .expect("an answer to Hello");
+        match first {
+            Some((Carrier::Control, Frame::Welcome(welcome))) => Ok(QuicClient {
+                endpoint,
+                conn,
+                control,
+                frames,
+                welcome,
+            }),
+            other => {
+                let mut got: Vec<Frame> = other.into_iter().map(|(_, f)| f).collect();
+                let err = conn.closed().await;
+                while let Ok((_, f)) = frames.try_recv() {
+                    got.push(f);
+                }
+                Err((got, err))
+            }
+        }
+    }
+
+    async fn send(&mut self, f: &Frame) {
+        self.control
+            .write_all(&binary::encode_to_vec(f))
+            .await
+            .unwrap();
+    }
+
+    async fn recv(&mut self) -> (Carrier, Frame) {
+        tokio::time::timeout(Duration::from_secs(10), self.frames.recv())
+            .await
+            .expect("a frame within 10 s")
+            .expect("connection open")
+    }
+
+    /// The next frame matching `pred`, skipping presence pushes and the
+    /// replay.
+    async fn recv_where(&mut self, pred: impl Fn(&Frame) -> bool) -> (Carrier, Frame) {
+        loop {
+            let (c, f) = self.recv().await;
+            if pred(&f) {
+                return (c, f);
+            }
+            assert!(
+                matches!(f, Frame::Presence(_) | Frame::SyncBatch(_)),
+                "unexpected frame {f:?}"
+            );
+        }
+    }
+
+    async fn replay(&mut self) -> Vec<frame::Message> {
+        let mut all = Vec::new();
+        loop {
+            match self.recv().await {
+                (Carrier::Control, Frame::SyncBatch(b)) if b.request_id == 0 => {
+                    all.extend(b.messages);
+                    if !b.has_more {
+                        return all;
+                    }
+                }
+                (_, Frame::Presence(_)) => {}
+                other => panic!("expected the replay, got {other:?}"),
+            }
+        }
+    }
+
+    async fn post(&mut self, client_msg_id: u64, target: Target, text: &str) {
+        self.send(&Frame::Send(frame::Send {
+            client_msg_id,
+            target,
+            text: text.into(),
+        }))
+        .await;
+    }
+
+    async fn ack(&mut self) -> frame::SendAck {
+        match self
+            .recv_where(|f| matches!(f, Frame::SendAck(_) | Frame::Error(_)))
+            .await
+        {
+            (Carrier::Control, Frame::SendAck(a)) => a,
+            other => panic!("expected SendAck on the control stream, got {other:?}"),
+        }
+    }
+
+    async fn message(&mut self) -> frame::Message {
+        match self
+            .recv_where(|f| matches!(f, Frame::Message(_) | Frame::Error(_)))
+            .await
+        {
+            (Carrier::Lane, Frame::Message(m)) => m,
+            other => panic!("expected a Message on a lane, got {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn quic_and_websocket_devices_share_one_session_model() {
+    both_backends(|io| {
+        let certs = tempfile::tempdir().unwrap();
+        let id = confab_gateway::tls::load_or_generate(None, certs.path()).unwrap();
+        let node = quic_node(io, &id);
+        let (alice, bob, carol) = (node.user("alice"), node.user("bob"), node.user("carol"));
+        node.befriend(alice, bob);
+        let group = node.group(alice, &[alice, bob, carol]);
+        let outsider = node.group(carol, &[carol]);
+        let metrics = node.gateway.as_ref().unwrap().metrics();
+        block_on(async {
+            // Alice: one device on QUIC, one on WebSocket. Bob on QUIC.
+            let mut a_quic = QuicClient::connect(&node, &id, &node.token(alice), 1, 0)
+                .await
+                .unwrap();
+            assert_eq!(a_quic.welcome.user_id, alice);
+            a_quic.replay().await;
+            let mut a_ws = Client::connect(&node, alice, 2, 0).await;
+            a_ws.replay().await;
+            let mut b = QuicClient::connect(&node, &id, &node.token(bob), 1, 0)
+                .await
+                .unwrap();
+            b.replay().await;
+            let quic: u64 = metrics
+                .iter()
+                .map(|m| m.connections(confab_gateway::gateway::Transport::Quic))
+                .sum();
+            assert_eq!(quic, 2);
+
+            // Bob -> Alice: both of her devices, in the same order.
+            b.post(1, Target::User(alice), "to both devices").await;
+            let ack = b.ack().await;
+            let on_quic = a_quic.message().await;
+            let on_ws = a_ws.message().await;
+            assert_eq!(on_quic, on_ws);
+            assert_eq!(
+                (on_quic.seq, on_quic.text.as_str()),
+                (ack.seq, "to both devices")
+            );
+
+            // Alice on QUIC -> group: her WebSocket device and Bob get it.
+            a_quic.post(1, Target::Channel(group), "group hello").await;
+            let ack = a_quic.ack().await;
+            assert_eq!(ack.channel_id, group);
+            assert_eq!(a_ws.message().await.text, "group hello");
+            assert_eq!(b.message().await.text, "group hello");
+
+            // Typing goes as a datagram; a large message on its lane.
+            b.send(&Frame::Typing(frame::Typing { channel_id: group }))
+                .await;
+            let (carrier, f) = a_quic
+                .recv_where(|f| matches!(f, Frame::TypingEvent(_)))
+                .await;
+            assert_eq!(carrier, Carrier::Datagram);
+            assert!(matches!(f, Frame::TypingEvent(t) if t.user_id == bob));
+            let big = "q".repeat(100_000);
+            b.post(2, Target::Channel(group), &big).await;
+            b.ack().await;
+            assert_eq!(a_quic.message().await.text, big);
+            assert_eq!(a_ws.message().await.text, big);
+
+            // Bad input gets a typed error on the control stream, and the
+            // session goes on.
+            b.post(3, Target::Channel(outsider), "not mine").await;
+            match b.recv_where(|f| matches!(f, Frame::Error(_))).await {
+                (Carrier::Control, Frame::Error(e)) => {
+                    assert_eq!(e.code, ErrorCode::ForbiddenChannel)
+                }
+                other => panic!("{other:?}"),
+            }
+            b.control
+                .write_all(&[0x03, 0x7f, 0x00, 0x00])
+                .await
+                .unwrap();
+            match b.recv_where(|f| matches!(f, Frame::Error(_))).await {
+                (_, Frame::Error(e)) => assert_eq!(e.code, ErrorCode::UnknownFrameType),
+                _ => unreachable!(),
+            }
+            b.post(4, Target::User(alice), "still here").await;
+            b.ack().await;
+            assert_eq!(a_quic.message().await.text, "still here");
+
+            // Presence of a QUIC user reaches a friend; a clean Close.
+            b.send(&Frame::Close(frame::Close {
+                code: 0,
+                message: String::new(),
+            }))
+            .await;
+            let closed = b.conn.closed().await;
+            assert!(
+                matches!(&closed, quinn::ConnectionError::ApplicationClosed(c) if c.error_code == quinn::VarInt::from_u32(0)),
+                "{closed:?}"
+            );
+            let (_, f) = a_quic
+                .recv_where(|f| matches!(f, Frame::Presence(p) if p.entries.iter().any(|e| e.user_id == bob && !e.online)))
+                .await;
+            assert!(matches!(f, Frame::Presence(_)));
+            a_quic.endpoint.close(quinn::VarInt::from_u32(0), b"");
+        });
+    });
+}
+
+#[test]
+fn a_bad_token_over_quic_gets_a_typed_error_and_close() {
+    let certs = tempfile::tempdir().unwrap();
+    let id = confab_gateway::tls::load_or_generate(None, certs.path()).unwrap();
+    let node = quic_node(IoMode::Epoll, &id);
+    block_on(async {
+        let (frames, err) = match QuicClient::connect(&node, &id, "not-a-token", 1, 0).await {
+            Ok(_) => panic!("a bad token must not get a session"),
+            Err(e) => e,
+        };
+        assert!(
+            frames
+                .iter()
+                .any(|f| matches!(f, Frame::Error(e) if e.code == ErrorCode::Unauthenticated)),
+            "{frames:?}"
+        );
+        assert!(
+            frames.iter().any(|f| matches!(f, Frame::Close(_))),
+            "{frames:?}"
+        );
+        match err {
+            quinn::ConnectionError::ApplicationClosed(c) => {
+                assert_eq!(
+                    c.error_code,
+                    quinn::VarInt::from(ErrorCode::Unauthenticated.code())
+                )
+            }
+            other => panic!("{other:?}"),
+        }
+    });
+}
+
+#[test]
+fn a_quic_session_survives_the_client_changing_address() {
+    both_backends(|io| {
+        let certs = tempfile::tempdir().unwrap();
+        let id = confab_gateway::tls::load_or_generate(None, certs.path()).unwrap();
+        let node = quic_node(io, &id);
+        let (alice, bob) = (node.user("alice"), node.user("bob"));
+        block_on(async {
+            let mut a = QuicClient::connect(&node, &id, &node.token(alice), 1, 0)
+                .await
+                .unwrap();
+            a.replay().await;
+            let mut b = Client::connect(&node, bob, 1, 0).await;
+            b.replay().await;
+            let session = a.welcome.session_id;
+            // Each rebind is a new source port: the kernel's SO_REUSEPORT
+            // hash sends some of them to the other core's socket, whose
+            // routing must hand the packets back.
+            for i in 1..=12u64 {
+                let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+                a.endpoint.rebind(socket).unwrap();
+                b.post(i, Target::User(alice), &format!("after move {i}"))
+                    .await;
+                b.ack().await;
+                let m = a.message().await;
+                assert_eq!(m.text, format!("after move {i}"));
+                a.post(i, Target::User(bob), &format!("from move {i}"))
+                    .await;
+                a.ack().await;
+                assert_eq!(b.message().await.text, format!("from move {i}"));
+            }
+            assert_eq!(a.welcome.session_id, session);
+            assert!(
+                a.conn.close_reason().is_none(),
+                "the same connection all along"
+            );
         });
     });
 }

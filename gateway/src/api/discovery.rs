@@ -22,6 +22,9 @@ use super::{ApiState, DiscoverySettings};
 pub struct GatewayEndpoint {
     /// `ws://host:port/v1/ws` or `wss://…`.
     pub websocket_url: String,
+    /// The same port over TLS: `wss://host:port/v1/ws` (plain `ws://` is
+    /// served to loopback clients only by default).
+    pub secure_websocket_url: String,
     /// `host:port` (UDP) for QUIC.
     pub quic_addr: String,
 }
@@ -30,6 +33,7 @@ pub struct GatewayEndpoint {
 #[derive(Debug, Serialize)]
 pub struct Discovery {
     websocket_url: String,
+    secure_websocket_url: String,
     quic_addr: String,
     gateways: Vec<GatewayEndpoint>,
 }
@@ -61,16 +65,28 @@ fn advertised(addr: SocketAddr, request_host: Option<&str>) -> String {
 /// This node's gateway, as seen by a client that reached the API at
 /// `request_host`.
 pub fn endpoint(settings: &DiscoverySettings, request_host: Option<&str>) -> GatewayEndpoint {
+    let host = advertised(settings.ws_addr, request_host);
+    // Plain ws:// is for loopback clients; anyone else is pointed at wss://.
+    let scheme = if settings.ws_addr.ip().is_loopback() {
+        "ws"
+    } else {
+        "wss"
+    };
     let websocket_url = settings
         .websocket_url
         .clone()
-        .unwrap_or_else(|| format!("ws://{}/v1/ws", advertised(settings.ws_addr, request_host)));
+        .unwrap_or_else(|| format!("{scheme}://{host}/v1/ws"));
+    let secure_websocket_url = match &settings.websocket_url {
+        Some(url) if url.starts_with("wss://") => url.clone(),
+        _ => format!("wss://{host}/v1/ws"),
+    };
     let quic_addr = match settings.quic_addr.parse::<SocketAddr>() {
         Ok(addr) => advertised(addr, request_host),
         Err(_) => settings.quic_addr.clone(),
     };
     GatewayEndpoint {
         websocket_url,
+        secure_websocket_url,
         quic_addr,
     }
 }
@@ -84,6 +100,7 @@ pub async fn gateway(State(state): State<ApiState>, headers: HeaderMap) -> Json<
     let me = endpoint(&state.settings().discovery, host);
     Json(Discovery {
         websocket_url: me.websocket_url.clone(),
+        secure_websocket_url: me.secure_websocket_url.clone(),
         quic_addr: me.quic_addr.clone(),
         gateways: vec![me],
     })
@@ -108,13 +125,16 @@ mod tests {
             Some("api.example"),
         );
         assert_eq!(e.websocket_url, "ws://127.0.0.1:8081/v1/ws");
+        assert_eq!(e.secure_websocket_url, "wss://127.0.0.1:8081/v1/ws");
         assert_eq!(e.quic_addr, "127.0.0.1:8443");
     }
 
     #[test]
     fn wildcard_addresses_take_the_host_the_client_used() {
         let e = endpoint(&settings("0.0.0.0:8081", "[::]:8443"), Some("chat.example"));
-        assert_eq!(e.websocket_url, "ws://chat.example:8081/v1/ws");
+        // Plain ws:// is loopback-only: a remote client is sent to wss://.
+        assert_eq!(e.websocket_url, "wss://chat.example:8081/v1/ws");
+        assert_eq!(e.secure_websocket_url, "wss://chat.example:8081/v1/ws");
         assert_eq!(e.quic_addr, "chat.example:8443");
         assert_eq!(host_only("[::1]:8080"), Some("[::1]"));
         assert_eq!(host_only("chat.example:8080"), Some("chat.example"));

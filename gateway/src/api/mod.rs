@@ -23,6 +23,7 @@ mod history;
 mod me;
 pub mod openapi;
 pub mod ratelimit;
+mod receipts;
 mod users;
 pub mod validate;
 
@@ -328,6 +329,10 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/channels/{channel_id}", get(channels::get_channel))
         .route("/v1/channels/{channel_id}/members", get(channels::members))
         .route("/v1/channels/{channel_id}/messages", get(history::messages))
+        .route(
+            "/v1/channels/{channel_id}/receipts",
+            get(receipts::receipts),
+        )
         .route("/v1/gateway", get(discovery::gateway))
         .route("/v1/discovery", get(discovery::gateway))
         .route("/v1/openapi.json", get(openapi::serve))

@@ -500,6 +500,20 @@ fn operations() -> Vec<(&'static str, &'static str, Op)> {
             },
         ),
         (
+            "/v1/channels/{channel_id}/receipts",
+            "get",
+            Op {
+                id: "channelReceipts",
+                summary: "Each member's read mark in a channel (members only)",
+                tag: "history",
+                auth: true,
+                params: vec![channel()],
+                body: None,
+                ok: ("200", "Read marks by user", Some("Receipts")),
+                errors: &["400", "403", "404"],
+            },
+        ),
+        (
             "/v1/gateway",
             "get",
             Op {
@@ -662,11 +676,22 @@ fn schemas() -> Value {
             "has_more": { "type": "boolean",
                           "description": "More messages exist past this page in the direction read" }
         })),
-        "GatewayEndpoint": object(&["websocket_url", "quic_addr"], json!({
-            "websocket_url": { "type": "string" }, "quic_addr": { "type": "string" }
+        "Receipts": object(&["receipts"], json!({
+            "receipts": { "type": "array", "items": object(&["user_id", "read_up_to"], json!({
+                "user_id": { "type": "integer" },
+                "read_up_to": { "type": "integer",
+                                "description": "Highest channel sequence the member marked read" }
+            })) }
         })),
-        "Discovery": object(&["websocket_url", "quic_addr", "gateways"], json!({
-            "websocket_url": { "type": "string" }, "quic_addr": { "type": "string" },
+        "GatewayEndpoint": object(&["websocket_url", "secure_websocket_url", "quic_addr"], json!({
+            "websocket_url": { "type": "string" },
+            "secure_websocket_url": { "type": "string", "description": "The same port over TLS" },
+            "quic_addr": { "type": "string" }
+        })),
+        "Discovery": object(&["websocket_url", "secure_websocket_url", "quic_addr", "gateways"], json!({
+            "websocket_url": { "type": "string" },
+            "secure_websocket_url": { "type": "string", "description": "The same port over TLS" },
+            "quic_addr": { "type": "string" },
             "gateways": { "type": "array", "items": schema_ref("GatewayEndpoint") }
         }))
     })

@@ -3,6 +3,7 @@
 //! socket to the core that owns the user, where the session runs: replay
 //! from the device's cursor, live delivery, requests, heartbeats.
 
+use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -12,10 +13,13 @@ use confab_protocol::frame::{self, Frame, PresenceInfo};
 use confab_protocol::limits::{negotiate_version, validate_text};
 use confab_protocol::{DecodeError, ErrorCode};
 use confab_storage::{ChannelId, Cursor, DeviceId, UserId};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::bus::owner_core;
-use super::core::{encode, error_frame, Attach, ConnId, Core, CoreMsg, NoticeKind, TypingNotice};
+use super::core::{
+    encode, error_frame, out_frame, Attach, ConnId, Core, CoreMsg, NoticeKind, TypingNotice,
+};
+use super::metrics::Transport;
 use super::net::Stream;
 use super::outbound::{CloseReason, OutFrame, Outbound, Priority};
 use super::{now_ms, stored_to_wire};
@@ -25,6 +29,10 @@ use crate::ws::{self, close, Decoder, Encoding, Event, OpCode};
 pub struct Handover {
     /// The socket.
     pub socket: std::net::TcpStream,
+    /// Its TLS session (`wss://`), established on the accepting core.
+    pub tls: Option<rustls::ServerConnection>,
+    /// `ws` or `wss`.
+    pub transport: Transport,
     /// Bytes read but not yet decoded (a pipelining client's next frames).
     pub buf: BytesMut,
     /// The WebSocket decoder, with any fragment in progress.
@@ -56,9 +64,9 @@ pub async fn accept_loop(core: Rc<Core>, listener: std::net::TcpListener) {
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => {
+                Ok((stream, peer)) => {
                     let _ = stream.set_nodelay(true);
-                    tokio::task::spawn_local(handshake(core.clone(), stream));
+                    tokio::task::spawn_local(accept_one(core.clone(), stream, peer));
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "accept failed");
@@ -70,10 +78,72 @@ pub async fn accept_loop(core: Rc<Core>, listener: std::net::TcpListener) {
     }
 }
 
+/// A stream the handshake runs on: plain TCP, or TLS over it; either can
+/// be taken apart for the hand-over to the owning core.
+trait HandshakeStream: AsyncRead + AsyncWrite + Unpin {
+    fn into_parts(self)
+        -> std::io::Result<(std::net::TcpStream, Option<rustls::ServerConnection>)>;
+}
+
+impl HandshakeStream for tokio::net::TcpStream {
+    fn into_parts(
+        self,
+    ) -> std::io::Result<(std::net::TcpStream, Option<rustls::ServerConnection>)> {
+        Ok((self.into_std()?, None))
+    }
+}
+
+impl HandshakeStream for tokio_rustls::server::TlsStream<tokio::net::TcpStream> {
+    fn into_parts(
+        self,
+    ) -> std::io::Result<(std::net::TcpStream, Option<rustls::ServerConnection>)> {
+        // Plaintext rustls decrypted but we have not read stays inside the
+        // connection object, and so does anything not yet written: both
+        // travel with it.
+        let (io, conn) = self.into_inner();
+        Ok((io.into_std()?, Some(conn)))
+    }
+}
+
+/// Tells a TLS client hello (record type 22) from plain HTTP on the one
+/// WebSocket port, and applies the plain-text policy.
+async fn accept_one(core: Rc<Core>, stream: tokio::net::TcpStream, peer: SocketAddr) {
+    let settings = &core.shared.settings;
+    let mut first = [0u8; 1];
+    match tokio::time::timeout(settings.handshake_timeout, stream.peek(&mut first)).await {
+        Ok(Ok(1)) => {}
+        _ => return,
+    }
+    if first[0] == 0x16 {
+        let Some(config) = settings.tls.clone() else {
+            // No TLS configured: nothing sensible can be answered to a
+            // client hello; the client sees the connection close.
+            return;
+        };
+        let acceptor = tokio_rustls::TlsAcceptor::from(config);
+        match tokio::time::timeout(settings.handshake_timeout, acceptor.accept(stream)).await {
+            Ok(Ok(tls)) => handshake(core, tls, Transport::Wss).await,
+            Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+            Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+        }
+    } else if settings.plain_ws.allows(peer.ip()) {
+        handshake(core, stream, Transport::Ws).await
+    } else {
+        let mut stream = stream;
+        let body = "plain ws:// is served to loopback clients only; connect with wss://\n";
+        let response = format!(
+            "HTTP/1.1 403 Forbidden\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        let _ = stream.write_all(response.as_bytes()).await;
+        linger(&mut stream).await;
+    }
+}
+
 /// Writes an `Error` and a close to a connection that never became a
 /// session.
-async fn refuse(
-    stream: &mut tokio::net::TcpStream,
+async fn refuse<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
     encoding: Encoding,
     code: ErrorCode,
     why: &str,
@@ -97,13 +167,14 @@ async fn refuse(
     );
     ws::encode_close(close::app_close_code(code.code()), why, &mut out);
     let _ = stream.write_all(&out).await;
+    let _ = stream.flush().await;
     linger(stream).await;
 }
 
 /// Shuts the write side and reads until the client closes (or a second
 /// passes): dropping a socket with unread bytes makes the kernel send a
 /// reset that can destroy our close frame before the client reads it.
-async fn linger(stream: &mut tokio::net::TcpStream) {
+async fn linger<S: AsyncRead + AsyncWrite + Unpin>(stream: &mut S) {
     let _ = stream.shutdown().await;
     let mut sink = [0u8; 1024];
     let _ = tokio::time::timeout(Duration::from_secs(1), async {
@@ -138,7 +209,7 @@ fn decode_frame(encoding: Encoding, event: &Event, max: usize) -> Result<Frame, 
     }
 }
 
-async fn handshake(core: Rc<Core>, mut stream: tokio::net::TcpStream) {
+async fn handshake<S: HandshakeStream>(core: Rc<Core>, mut stream: S, transport: Transport) {
     let settings = &core.shared.settings;
     let deadline = tokio::time::Instant::now() + settings.handshake_timeout;
     let mut buf = BytesMut::with_capacity(1024);
@@ -156,7 +227,7 @@ async fn handshake(core: Rc<Core>, mut stream: tokio::net::TcpStream) {
             _ => return,
         }
     };
-    if stream.write_all(&upgrade.response).await.is_err() {
+    if stream.write_all(&upgrade.response).await.is_err() || stream.flush().await.is_err() {
         return;
     }
     buf.advance(upgrade.consumed);
@@ -169,6 +240,7 @@ async fn handshake(core: Rc<Core>, mut stream: tokio::net::TcpStream) {
                 let mut out = Vec::new();
                 ws::encode_pong(&p, &mut out);
                 let _ = stream.write_all(&out).await;
+                let _ = stream.flush().await;
                 continue;
             }
             Ok(Some(Event::Pong(_))) => continue,
@@ -204,6 +276,7 @@ async fn handshake(core: Rc<Core>, mut stream: tokio::net::TcpStream) {
             _ => return,
         }
     };
+    core.shared.metrics[core.id].frame_in(confab_protocol::FrameType::Hello);
     let version = match negotiate_version(hello.min_version, hello.max_version) {
         Ok(v) => v,
         Err(code) => {
@@ -217,12 +290,14 @@ async fn handshake(core: Rc<Core>, mut stream: tokio::net::TcpStream) {
             return refuse(&mut stream, encoding, code, "authentication failed").await;
         }
     };
-    let socket = match stream.into_std() {
-        Ok(s) => s,
+    let (socket, tls) = match stream.into_parts() {
+        Ok(parts) => parts,
         Err(_) => return,
     };
     let handover = Handover {
         socket,
+        tls,
+        transport,
         buf,
         decoder,
         encoding,
@@ -246,8 +321,10 @@ async fn handshake(core: Rc<Core>, mut stream: tokio::net::TcpStream) {
 pub async fn session(core: Rc<Core>, h: Handover) {
     let Handover {
         socket,
-        mut buf,
-        mut decoder,
+        tls,
+        transport,
+        buf,
+        decoder,
         encoding,
         user,
         device,
@@ -255,16 +332,86 @@ pub async fn session(core: Rc<Core>, h: Handover) {
         version,
         login,
     } = h;
-    let stream = match Stream::adopt(socket, core.shared.io) {
+    let stream = match Stream::adopt(socket, core.shared.io, tls) {
         Ok(s) => Rc::new(s),
         Err(e) => {
             tracing::warn!(error = %e, "adopting a socket failed");
             return;
         }
     };
+    let who = Who {
+        user,
+        device,
+        cursor,
+        version,
+        login,
+        transport,
+        encoding,
+    };
+    run_session(
+        core,
+        who,
+        Link::Ws {
+            stream,
+            decoder,
+            buf,
+        },
+    )
+    .await;
+}
+
+/// Who a session is for and how it speaks.
+pub struct Who {
+    /// The authenticated user.
+    pub user: u64,
+    /// The device.
+    pub device: u64,
+    /// The device's inbox cursor from `Hello`.
+    pub cursor: u64,
+    /// The negotiated protocol version.
+    pub version: u16,
+    /// The token's login session.
+    pub login: u64,
+    /// The transport it arrived on.
+    pub transport: Transport,
+    /// Binary or JSON frames.
+    pub encoding: Encoding,
+}
+
+/// Where a session's frames come from and go to.
+pub enum Link {
+    /// A WebSocket on this core.
+    Ws {
+        /// The socket (TLS or not).
+        stream: Rc<Stream>,
+        /// The WebSocket decoder, with any fragment in progress.
+        decoder: Decoder,
+        /// Bytes read but not yet decoded.
+        buf: BytesMut,
+    },
+    /// A transport on another core (QUIC), reached through the mailboxes.
+    Remote(Rc<super::quic::HomeLink>),
+}
+
+/// Runs an authenticated session on the core that owns its user, whatever
+/// its transport: `Welcome`, replay from the cursor, live delivery and
+/// requests until the transport or the session ends.
+pub async fn run_session(core: Rc<Core>, who: Who, link: Link) {
+    let Who {
+        user,
+        device,
+        cursor,
+        version,
+        login,
+        transport,
+        encoding,
+    } = who;
     let settings = core.shared.settings.clone();
-    let out = Outbound::new(settings.outbound_limit_bytes);
-    let (conn, mut attach) = core.attach(user, device, login, encoding, out.clone());
+    let out = Outbound::new(
+        settings.outbound_limit_bytes,
+        Some(core.shared.metrics[core.id].clone()),
+    );
+    let (conn, mut attach) = core.attach(user, device, login, transport, encoding, out.clone());
     let session_id = ((core.id as u64) << 48) | conn;
     let welcome = Frame::Welcome(frame::Welcome {
         version,
@@ -273,11 +420,22 @@ pub async fn session(core: Rc<Core>, h: Handover) {
         heartbeat_interval_ms: settings.heartbeat_interval.as_millis() as u32,
         limits: settings.limits(),
     });
-    out.push(
-        OutFrame::Owned(encode(encoding, &welcome)),
+    push_counted(
+        &core,
+        &out,
+        out_frame(encoding, &welcome),
         Priority::Required,
     );
-    let writer = tokio::task::spawn_local(write_loop(stream.clone(), out.clone(), encoding));
+    let writer = match &link {
+        Link::Ws { stream, .. } => {
+            tokio::task::spawn_local(write_loop(stream.clone(), out.clone(), encoding))
+        }
+        Link::Remote(home) => tokio::task::spawn_local(super::quic::home_write_loop(
+            core.clone(),
+            home.clone(),
+            out.clone(),
+        )),
+    };
 
     // Where the live stream stands for this user; replay up to it.
     let target = loop {
@@ -319,28 +477,36 @@ pub async fn session(core: Rc<Core>, h: Handover) {
                     request_id: 0,
                     entries,
                 });
-                out.push(
-                    OutFrame::Owned(encode(encoding, &push)),
-                    Priority::Droppable,
-                );
+                push_counted(&core, &out, out_frame(encoding, &push), Priority::Droppable);
             }
         }
         replay(&core, &out, encoding, user, cursor.min(target), target).await;
         core.go_live(conn, target);
     }
 
-    let result = read_loop(
-        &core,
-        conn,
-        &stream,
-        &out,
-        &mut decoder,
-        &mut buf,
-        user,
-        device,
-        encoding,
-    )
-    .await;
+    let result = match link {
+        Link::Ws {
+            stream,
+            mut decoder,
+            mut buf,
+        } => {
+            read_loop(
+                &core,
+                conn,
+                &stream,
+                &out,
+                &mut decoder,
+                &mut buf,
+                user,
+                device,
+                encoding,
+            )
+            .await
+        }
+        Link::Remote(home) => {
+            super::quic::home_read_loop(&core, conn, &home, &out, user, device).await
+        }
+    };
     // Whatever ended the session, the writer flushes and stops (a close
     // requested earlier keeps its reason).
     out.close(result.err().unwrap_or(CloseReason {
@@ -373,21 +539,14 @@ async fn replay(
     from: u64,
     to: u64,
 ) {
-    let page_size = core.shared.settings.max_page as usize;
+    let settings = &core.shared.settings;
+    let page_size = settings.max_page as usize;
+    let budget = batch_budget(settings);
     let mut after = from;
+    let mut pending: std::collections::VecDeque<frame::Message> = Default::default();
+    let mut exhausted = after >= to;
     loop {
-        // Do not outrun the socket: a long replay waits for the queue.
-        while out.queued_bytes() > core.shared.settings.outbound_limit_bytes / 2
-            && !out.is_closing()
-        {
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
-        if out.is_closing() {
-            return;
-        }
-        let (messages, done) = if after >= to {
-            (Vec::new(), true)
-        } else {
+        if pending.is_empty() && !exhausted {
             let log = core.shared.log.clone();
             let page =
                 tokio::task::spawn_blocking(move || log.inbox(UserId(user), after, page_size))
@@ -399,30 +558,62 @@ async fn replay(
                 });
                 return;
             };
-            let messages: Vec<frame::Message> = page
-                .items
-                .into_iter()
-                .filter(|e| e.inbox_seq <= to)
-                .map(|e| stored_to_wire(e.inbox_seq, e.message))
-                .collect();
-            let last = messages.last().map_or(after, |m| m.inbox_seq);
-            let done = last >= to || messages.is_empty();
+            pending.extend(
+                page.items
+                    .into_iter()
+                    .filter(|e| e.inbox_seq <= to)
+                    .map(|e| stored_to_wire(e.inbox_seq, e.message)),
+            );
+            let last = pending.back().map_or(after, |m| m.inbox_seq);
+            exhausted = last >= to || pending.is_empty();
             after = last;
-            (messages, done)
-        };
+        }
+        // Do not outrun the socket: a long replay waits for the queue.
+        while out.queued_bytes() > settings.outbound_limit_bytes - budget && !out.is_closing() {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        if out.is_closing() {
+            return;
+        }
+        pending.make_contiguous();
+        let n = fitting(pending.as_slices().0, budget);
+        let messages: Vec<frame::Message> = pending.drain(..n).collect();
+        let done = exhausted && pending.is_empty();
         let batch = Frame::SyncBatch(frame::SyncBatch {
             request_id: 0,
             has_more: !done,
             messages,
         });
-        out.push(
-            OutFrame::Owned(encode(encoding, &batch)),
-            Priority::Required,
-        );
+        push_counted(core, out, out_frame(encoding, &batch), Priority::Required);
         if done {
             return;
         }
     }
+}
+
+/// Bytes a message may take in a batch frame: its text (JSON escaping can
+/// double it, hence the factor) plus the fixed fields.
+fn wire_size(m: &frame::Message) -> usize {
+    m.text.len() * 2 + 96
+}
+
+/// The most message bytes one batch frame may carry: within the peer's
+/// frame limit and within half the outbound queue, so one page never makes
+/// a healthy connection a slow consumer.
+fn batch_budget(settings: &super::Settings) -> usize {
+    (settings.max_frame_bytes - 256).min(settings.outbound_limit_bytes / 2)
+}
+
+/// How many of `messages`, from the front, fit in `budget` (at least one).
+fn fitting(messages: &[frame::Message], budget: usize) -> usize {
+    let mut used = 0;
+    for (i, m) in messages.iter().enumerate() {
+        used += wire_size(m);
+        if used > budget && i > 0 {
+            return i;
+        }
+    }
+    messages.len()
 }
 
 async fn friends(core: &Rc<Core>, user: u64) -> Option<Rc<[u64]>> {
@@ -494,16 +685,17 @@ async fn read_loop(
                     });
                     return Ok(());
                 }
-                ev => {
-                    metrics.frames_in.add(1);
-                    match decode_frame(encoding, &ev, settings.max_frame_bytes) {
-                        Ok(f) => handle_frame(core, conn, out, user, device, f).await?,
-                        Err(e) => {
-                            metrics.error(e.code());
-                            core.send_to(conn, &error_frame(e.code(), e.to_string(), None));
-                        }
+                ev => match decode_frame(encoding, &ev, settings.max_frame_bytes) {
+                    Ok(f) => {
+                        metrics.frame_in(f.frame_type());
+                        handle_frame(core, conn, user, device, f).await?
                     }
-                }
+                    Err(e) => {
+                        metrics.frame_in_invalid();
+                        metrics.error(e.code());
+                        core.send_to(conn, &error_frame(e.code(), e.to_string(), None));
+                    }
+                },
             }
         }
         if out.is_closing() {
@@ -532,8 +724,22 @@ async fn read_loop(
                 }
             }
             Ok(Ok(0)) | Ok(Err(_)) => return Ok(()),
-            Ok(Ok(_)) => {}
+            Ok(Ok(_)) => {
+                if stream.wants_flush() {
+                    out.nudge();
+                }
+            }
         }
+    }
+}
+
+/// Queues a frame built here (not by the core), counting it.
+fn push_counted(core: &Core, out: &Outbound, frame: OutFrame, priority: Priority) {
+    if let Some(ty) = frame.frame_type() {
+        core.shared.metrics[core.id].frame_out(ty);
+    }
+    if out.push(frame, priority) == super::outbound::Pushed::Dropped {
+        core.shared.metrics[core.id].shed_frames.add(1);
     }
 }
 
@@ -549,10 +755,9 @@ fn raw_close(out: &Outbound, code: u16, reason: &str) {
     out.push_raw_close(v);
 }
 
-async fn handle_frame(
+pub(super) async fn handle_frame(
     core: &Rc<Core>,
     conn: ConnId,
-    out: &Rc<Outbound>,
     user: u64,
     device: u64,
     f: Frame,
@@ -632,18 +837,26 @@ async fn handle_frame(
                 (s.limit as usize).clamp(1, settings.max_page as usize),
             );
             match tokio::task::spawn_blocking(move || log.inbox(UserId(user), after, limit)).await {
-                Ok(Ok(page)) => core.send_to(
-                    conn,
-                    &Frame::SyncBatch(frame::SyncBatch {
-                        request_id: s.request_id,
-                        has_more: page.has_more,
-                        messages: page
-                            .items
-                            .into_iter()
-                            .map(|e| stored_to_wire(e.inbox_seq, e.message))
-                            .collect(),
-                    }),
-                ),
+                Ok(Ok(page)) => {
+                    let mut messages: Vec<frame::Message> = page
+                        .items
+                        .into_iter()
+                        .map(|e| stored_to_wire(e.inbox_seq, e.message))
+                        .collect();
+                    // A page of long messages is cut to one frame's worth;
+                    // the client asks again from where it ends.
+                    let n = fitting(&messages, batch_budget(settings));
+                    let cut = n < messages.len();
+                    messages.truncate(n);
+                    core.send_to(
+                        conn,
+                        &Frame::SyncBatch(frame::SyncBatch {
+                            request_id: s.request_id,
+                            has_more: page.has_more || cut,
+                            messages,
+                        }),
+                    )
+                }
                 _ => answer_err(ErrorCode::Unavailable, "storage unavailable", &f),
             }
         }
@@ -667,29 +880,66 @@ async fn handle_frame(
             })
             .await
             {
-                Ok(Ok(page)) => core.send_to(
-                    conn,
-                    &Frame::HistoryBatch(frame::HistoryBatch {
-                        request_id: h.request_id,
-                        channel_id: channel,
-                        has_more: page.has_more,
-                        messages: page
-                            .items
-                            .into_iter()
-                            .map(|m| stored_to_wire(0, m))
-                            .collect(),
-                    }),
-                ),
+                Ok(Ok(page)) => {
+                    let mut messages: Vec<frame::Message> = page
+                        .items
+                        .into_iter()
+                        .map(|m| stored_to_wire(0, m))
+                        .collect();
+                    // Cut to one frame's worth, keeping the end nearest the
+                    // anchor (the newest when paging back), so paging on
+                    // from the page's edge misses nothing.
+                    let budget = batch_budget(settings);
+                    let cut = match anchor {
+                        confab_storage::HistoryAnchor::After(_) => {
+                            let n = fitting(&messages, budget);
+                            let cut = n < messages.len();
+                            messages.truncate(n);
+                            cut
+                        }
+                        _ => {
+                            messages.reverse();
+                            let n = fitting(&messages, budget);
+                            let cut = n < messages.len();
+                            messages.truncate(n);
+                            messages.reverse();
+                            cut
+                        }
+                    };
+                    core.send_to(
+                        conn,
+                        &Frame::HistoryBatch(frame::HistoryBatch {
+                            request_id: h.request_id,
+                            channel_id: channel,
+                            has_more: page.has_more || cut,
+                            messages,
+                        }),
+                    )
+                }
                 _ => answer_err(ErrorCode::Unavailable, "storage unavailable", &f),
             }
         }
         Frame::Read(r) => match membership(core, user, r.channel_id).await {
-            Ok(members) => core.route_notice(Arc::new(TypingNotice {
-                channel: r.channel_id,
-                user,
-                members: members.iter().copied().collect(),
-                kind: NoticeKind::Receipt(r.seq),
-            })),
+            Ok(members) => {
+                // Stored first (the mark only moves forward), then relayed
+                // to the other members and the reader's other devices.
+                let log = core.shared.log.clone();
+                let (channel, seq) = (ChannelId(r.channel_id), r.seq);
+                let stored = tokio::task::spawn_blocking(move || {
+                    log.set_read_up_to(channel, UserId(user), seq)
+                })
+                .await;
+                if !matches!(stored, Ok(Ok(()))) {
+                    answer_err(ErrorCode::Unavailable, "storage unavailable", &f);
+                    return Ok(());
+                }
+                core.route_notice(Arc::new(TypingNotice {
+                    channel: r.channel_id,
+                    user,
+                    members: members.iter().copied().collect(),
+                    kind: NoticeKind::Receipt(r.seq),
+                }));
+            }
             Err(code) => answer_err(code, "not a member of this channel", &f),
         },
         Frame::Typing(t) => match membership(core, user, t.channel_id).await {
@@ -725,11 +975,6 @@ async fn handle_frame(
                 return Ok(());
             }
             let entries = presence_of(core, user, &q.user_ids).await;
-            let visible: Vec<u64> = entries
-                .iter()
-                .filter(|e| e.online || e.last_seen_ms > 0 || e.user_id == user)
-                .map(|e| e.user_id)
-                .collect();
             let allowed = visible_set(core, user).await;
             let targets: Vec<u64> = q
                 .user_ids
@@ -738,7 +983,6 @@ async fn handle_frame(
                 .filter(|u| allowed.contains(u))
                 .collect();
             core.watch(conn, &targets);
-            let _ = visible;
             core.send_to(
                 conn,
                 &Frame::Presence(frame::Presence {
@@ -772,16 +1016,20 @@ async fn handle_frame(
             other,
         ),
     }
-    let _ = out;
     Ok(())
 }
 
-/// Who `user` may see the presence of: themself and their friends.
+/// Who `user` may see the presence of: themself, their friends and
+/// everyone they share a channel with (group presence is fetched on
+/// demand, never broadcast).
 async fn visible_set(core: &Rc<Core>, user: u64) -> Vec<u64> {
     let mut v: Vec<u64> = friends(core, user)
         .await
         .map(|f| f.to_vec())
         .unwrap_or_default();
+    if let Ok(co) = core.shared.directory.co_members(user).await {
+        v.extend(co.iter().copied());
+    }
     v.push(user);
     v
 }
@@ -828,15 +1076,15 @@ async fn write_loop(stream: Rc<Stream>, out: Rc<Outbound>, encoding: Encoding) {
     let mut wire: Vec<u8> = Vec::with_capacity(4096);
     loop {
         let close = out.take(&mut frames);
-        if frames.is_empty() && close.is_none() {
+        if frames.is_empty() && close.is_none() && !stream.wants_flush() {
             out.wait().await;
             continue;
         }
         wire.clear();
-        for f in frames.drain(..) {
+        for (f, _) in frames.drain(..) {
             match f {
-                OutFrame::Owned(v) => wrap(&mut wire, encoding, &v),
-                OutFrame::Shared { header, body } => {
+                OutFrame::Owned(_, v) => wrap(&mut wire, encoding, &v),
+                OutFrame::Shared { header, body, .. } => {
                     let op = match encoding {
                         Encoding::Binary => OpCode::Binary,
                         Encoding::Json => OpCode::Text,
@@ -886,7 +1134,7 @@ async fn write_loop(stream: Rc<Stream>, out: Rc<Outbound>, encoding: Encoding) {
             wire = Vec::with_capacity(4096);
         }
         if res.is_err() || close.is_some() {
-            stream.shutdown_write();
+            stream.close_write().await;
             return;
         }
     }

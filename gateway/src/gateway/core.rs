@@ -28,7 +28,9 @@ use tokio::sync::{oneshot, Notify};
 
 use super::bus::owner_core;
 use super::directory::{Cache, Invalidation};
+use super::metrics::Transport;
 use super::outbound::{CloseReason, OutFrame, Outbound, Priority, Pushed};
+use super::push_hook::PushJob;
 use super::{now_ms, Shared};
 use crate::ws::Encoding;
 
@@ -114,6 +116,23 @@ pub enum CoreMsg {
         /// The login session.
         session: u64,
     },
+    /// A QUIC connection authenticated on another core (or this one),
+    /// whose session runs here.
+    AdoptQuic(Box<super::quic::QuicHandover>),
+    /// Client frames for a linked session running here.
+    LinkIn {
+        /// The link.
+        link: u64,
+        /// What arrived.
+        items: Vec<super::link::LinkIn>,
+    },
+    /// Server frames for a QUIC connection held here.
+    LinkOut {
+        /// The link.
+        link: u64,
+        /// The frames (and close).
+        out: super::link::LinkOut,
+    },
     /// Close every connection and stop.
     Shutdown,
 }
@@ -130,6 +149,7 @@ struct Conn {
     user: u64,
     device: u64,
     login: u64,
+    transport: Transport,
     encoding: Encoding,
     out: Rc<Outbound>,
     mode: Mode,
@@ -190,6 +210,8 @@ pub struct Core {
     pub id: usize,
     /// What all cores share.
     pub shared: Arc<Shared>,
+    /// Cross-core links of QUIC sessions, both ends.
+    pub links: super::quic::Links,
     state: RefCell<State>,
     producer: RefCell<Producer>,
 }
@@ -205,7 +227,12 @@ pub enum Attach {
     Wait(Rc<Notify>),
 }
 
-/// Encodes a frame for a connection's encoding.
+/// Encodes `frame` for one connection, keeping its type.
+pub fn out_frame(encoding: Encoding, frame: &Frame) -> OutFrame {
+    OutFrame::Owned(frame.frame_type(), encode(encoding, frame))
+}
+
+/// Encodes `frame` in the connection's encoding.
 pub fn encode(encoding: Encoding, frame: &Frame) -> Vec<u8> {
     match encoding {
         Encoding::Binary => confab_protocol::binary::encode_to_vec(frame),
@@ -237,6 +264,7 @@ impl Core {
         Rc::new(Core {
             id,
             shared,
+            links: Default::default(),
             state: RefCell::new(State {
                 next_conn: 1,
                 next_token: 1,
@@ -272,8 +300,26 @@ impl Core {
             for c in completions.drain(..) {
                 self.complete(c);
             }
-            self.metrics().set_queue_depth(mailbox.depth() as u64);
+            let m = self.metrics();
+            m.queue_depth.set(mailbox.depth() as u64);
+            m.storage_in_flight
+                .set(self.producer.borrow().outstanding() as u64);
             mailbox.wait().await;
+        }
+    }
+
+    /// After shutdown: only link traffic is still handled, so QUIC
+    /// connections held here get their sessions' last frames.
+    pub fn drain_links(self: &Rc<Self>) {
+        let mailbox = self.shared.bus.mailbox(self.id).clone();
+        let mut msgs = Vec::new();
+        mailbox.drain(|m| msgs.push(m));
+        for m in msgs {
+            match m {
+                CoreMsg::LinkIn { link, items } => self.links.deliver_in(link, items),
+                CoreMsg::LinkOut { link, out } => self.links.deliver_out(link, out),
+                _ => {}
+            }
         }
     }
 
@@ -282,6 +328,9 @@ impl Core {
             CoreMsg::Adopt(h) => {
                 tokio::task::spawn_local(super::conn::session(self.clone(), *h));
             }
+            CoreMsg::AdoptQuic(h) => super::quic::home::adopt(self, *h),
+            CoreMsg::LinkIn { link, items } => self.links.deliver_in(link, items),
+            CoreMsg::LinkOut { link, out } => self.links.deliver_out(link, out),
             CoreMsg::Deliver(d) => self.deliver_local(&d),
             CoreMsg::Typing(t) => self.typing_local(&t),
             CoreMsg::Watch { target, core, add } => {
@@ -333,6 +382,7 @@ impl Core {
         user: u64,
         device: u64,
         login: u64,
+        transport: Transport,
         encoding: Encoding,
         out: Rc<Outbound>,
     ) -> (ConnId, Attach) {
@@ -345,6 +395,7 @@ impl Core {
                 user,
                 device,
                 login,
+                transport,
                 encoding,
                 out,
                 mode: Mode::Replaying(Vec::new()),
@@ -380,7 +431,7 @@ impl Core {
             slot.tokens = self.shared.settings.send_burst as f64;
         }
         drop(st);
-        self.metrics().connections.add(1);
+        self.metrics().connection_opened(transport);
         if published_online {
             self.publish_presence(PresenceInfo {
                 user_id: user,
@@ -461,7 +512,7 @@ impl Core {
         for target in unwatch {
             self.unwatch(conn, target);
         }
-        self.metrics().connections.sub(1);
+        self.metrics().connection_closed(c.transport);
         if let Some(gen) = start_grace {
             let core = self.clone();
             let user = c.user;
@@ -541,7 +592,7 @@ impl Core {
         if let Some(c) = st.conns.get(&conn) {
             push(
                 &c.out,
-                OutFrame::Owned(encode(c.encoding, frame)),
+                out_frame(c.encoding, frame),
                 Priority::Required,
                 self.metrics(),
             );
@@ -662,7 +713,7 @@ impl Core {
             return;
         }
         m.messages_stored.add(1);
-        m.fanout_members.add(outcome.inbox.len() as u64);
+        m.fanout.observe_value(outcome.inbox.len() as f64);
         let sender = p.sender;
         let delivery = Arc::new(Delivery {
             message: SharedMessage::new(MessageFields {
@@ -714,6 +765,20 @@ impl Core {
             if owner_core(user, cores) != self.id {
                 continue;
             }
+            // No device connected (a user in the offline grace period has
+            // none either): the push service may wake them.
+            let connected = st.users.get(&user).is_some_and(|s| !s.conns.is_empty());
+            if !connected && user != d.sender {
+                self.metrics().push_jobs.add(1);
+                self.shared.push.offline_delivery(PushJob {
+                    user,
+                    channel: d.channel,
+                    seq: d.seq,
+                    inbox_seq: seq,
+                    sender: d.sender,
+                    timestamp_ms: d.timestamp_ms,
+                });
+            }
             let Some(slot) = st.users.get_mut(&user) else {
                 continue;
             };
@@ -742,7 +807,7 @@ impl Core {
             for id in &slot.conns {
                 let Some(c) = conns.get_mut(id) else { continue };
                 let frame = if user == d.sender && c.device == d.sender_device {
-                    OutFrame::Owned(encode(
+                    out_frame(
                         c.encoding,
                         &Frame::SendAck(frame::SendAck {
                             client_msg_id: d.client_msg_id,
@@ -752,14 +817,16 @@ impl Core {
                             timestamp_ms: d.timestamp_ms,
                             duplicate: false,
                         }),
-                    ))
+                    )
                 } else {
                     match c.encoding {
                         Encoding::Binary => OutFrame::Shared {
+                            channel: d.channel,
                             header: d.message.binary_header(seq),
                             body: d.message.binary_body().clone(),
                         },
                         Encoding::Json => OutFrame::Shared {
+                            channel: d.channel,
                             header: d.message.json_header(seq),
                             body: d.message.json_body().clone(),
                         },
@@ -865,7 +932,12 @@ impl Core {
                 let bytes = encoded[i]
                     .get_or_insert_with(|| encode(c.encoding, &frame))
                     .clone();
-                push(&c.out, OutFrame::Owned(bytes), priority, self.metrics());
+                push(
+                    &c.out,
+                    OutFrame::Owned(frame.frame_type(), bytes),
+                    priority,
+                    self.metrics(),
+                );
             }
         }
     }
@@ -987,7 +1059,7 @@ impl Core {
             if let Some(c) = st.conns.get(id) {
                 push(
                     &c.out,
-                    OutFrame::Owned(encode(c.encoding, &frame)),
+                    out_frame(c.encoding, &frame),
                     Priority::Droppable,
                     self.metrics(),
                 );
@@ -1056,9 +1128,15 @@ impl Core {
 /// Pushes a frame; on overflow the connection is being closed as a slow
 /// consumer. Returns true when the connection is closing.
 fn push(out: &Outbound, frame: OutFrame, priority: Priority, m: &super::CoreMetrics) -> bool {
-    m.frames_out.add(1);
+    if let Some(ty) = frame.frame_type() {
+        m.frame_out(ty);
+    }
     match out.push(frame, priority) {
-        Pushed::Queued | Pushed::Dropped => false,
+        Pushed::Queued => false,
+        Pushed::Dropped => {
+            m.shed_frames.add(1);
+            false
+        }
         Pushed::SlowConsumer => {
             m.slow_consumer.add(1);
             true

@@ -28,6 +28,9 @@ pub trait Directory: Send + Sync + 'static {
     fn dm_channel(&self, a: u64, b: u64) -> BoxFut<Result<Option<u64>, DirectoryError>>;
     /// A user's accepted friends.
     fn friends(&self, user: u64) -> BoxFut<Result<Arc<[u64]>, DirectoryError>>;
+    /// Everyone who shares a channel (DM or group) with `user`: whose
+    /// presence they may ask for on demand.
+    fn co_members(&self, user: u64) -> BoxFut<Result<Arc<[u64]>, DirectoryError>>;
 }
 
 /// Verifies bearer tokens locally (signature, expiry, revocation list in

@@ -8,9 +8,12 @@ pub mod bus;
 pub mod conn;
 pub mod core;
 pub mod directory;
+pub mod link;
 pub mod metrics;
 pub mod net;
 pub mod outbound;
+pub mod push_hook;
+pub mod quic;
 pub mod runtime;
 pub mod wiring;
 
@@ -30,7 +33,8 @@ use tokio::sync::Notify;
 pub use self::core::CoreMsg;
 use self::core::{Core, Delivery};
 pub use self::directory::{Authenticator, Directory};
-pub use self::metrics::CoreMetrics;
+pub use self::metrics::{CoreMetrics, Transport};
+pub use self::push_hook::{NoPush, PushJob, PushSink};
 pub use self::runtime::IoMode;
 
 /// The gateway's tunables, fixed at start.
@@ -70,6 +74,41 @@ pub struct Settings {
     pub typing_interval: Duration,
     /// Bytes a connection may have queued before it is a slow consumer.
     pub outbound_limit_bytes: usize,
+    /// TLS for `wss://` on the WebSocket port (told apart from plain HTTP
+    /// by the first byte); `None` serves plain `ws://` only.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// Who may use plain `ws://`.
+    pub plain_ws: PlainWs,
+    /// The QUIC transport; `None` serves WebSocket only.
+    pub quic: Option<quic::QuicSettings>,
+}
+
+/// Who may connect with plain `ws://` (unencrypted).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PlainWs {
+    /// Clients on loopback addresses only (development on one machine).
+    Loopback,
+    /// Everyone (behind a TLS-terminating proxy, say).
+    Always,
+    /// No one: TLS is required.
+    Never,
+}
+
+impl PlainWs {
+    /// Whether a client at `ip` may connect without TLS.
+    pub fn allows(self, ip: std::net::IpAddr) -> bool {
+        match self {
+            PlainWs::Always => true,
+            PlainWs::Never => false,
+            PlainWs::Loopback => match ip {
+                std::net::IpAddr::V4(v4) => v4.is_loopback(),
+                std::net::IpAddr::V6(v6) => {
+                    v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
+                }
+            },
+        }
+    }
 }
 
 impl Default for Settings {
@@ -91,6 +130,9 @@ impl Default for Settings {
             send_burst: 50,
             typing_interval: Duration::from_secs(2),
             outbound_limit_bytes: 4 << 20,
+            tls: None,
+            plain_ws: PlainWs::Loopback,
+            quic: None,
         }
     }
 }
@@ -123,6 +165,8 @@ pub struct Shared {
     pub directory: Arc<dyn Directory>,
     /// Token verification.
     pub auth: Arc<dyn Authenticator>,
+    /// Where push jobs for members with no connected device go.
+    pub push: Arc<dyn PushSink>,
     /// Per-core counters, summed at scrape time.
     pub metrics: Vec<Arc<CoreMetrics>>,
     /// Stop accepting.
@@ -136,6 +180,8 @@ pub struct Gateway {
     threads: Vec<JoinHandle<()>>,
     /// The bound WebSocket address (the real port when 0 was asked for).
     pub ws_addr: SocketAddr,
+    /// The bound QUIC address, when QUIC is on.
+    pub quic_addr: Option<SocketAddr>,
 }
 
 /// Milliseconds since the Unix epoch.
@@ -184,6 +230,7 @@ impl Gateway {
         log: Arc<dyn MessageLog>,
         directory: Arc<dyn Directory>,
         auth: Arc<dyn Authenticator>,
+        push: Arc<dyn PushSink>,
     ) -> std::io::Result<Gateway> {
         let cores = settings.cores;
         assert_eq!(bus.cores(), cores);
@@ -200,6 +247,19 @@ impl Gateway {
         for _ in 1..cores {
             listeners.push(net::reuseport_listener(ws_addr)?);
         }
+        // The same for QUIC's UDP port.
+        let mut udp: Vec<Option<std::net::UdpSocket>> = (0..cores).map(|_| None).collect();
+        let mut quic_addr = None;
+        if let Some(q) = &settings.quic {
+            let first = quic::reuseport_udp(q.addr)?;
+            let addr = first.local_addr()?;
+            udp[0] = Some(first);
+            for slot in udp.iter_mut().skip(1) {
+                *slot = Some(quic::reuseport_udp(addr)?);
+            }
+            quic_addr = Some(addr);
+        }
+        let peers = quic::routing::peers(cores);
         let shared = Arc::new(Shared {
             settings: settings.clone(),
             io,
@@ -207,6 +267,7 @@ impl Gateway {
             log,
             directory,
             auth,
+            push,
             metrics: (0..cores)
                 .map(|_| Arc::new(CoreMetrics::default()))
                 .collect(),
@@ -215,8 +276,11 @@ impl Gateway {
         });
         let cpus = core_affinity::get_core_ids().unwrap_or_default();
         let mut threads = Vec::with_capacity(cores);
-        for (id, (listener, producer)) in listeners.into_iter().zip(producers).enumerate() {
+        for (id, ((listener, producer), udp)) in
+            listeners.into_iter().zip(producers).zip(udp).enumerate()
+        {
             let shared = shared.clone();
+            let peers = peers.clone();
             let cpu = (settings.pin_cores && !cpus.is_empty()).then(|| cpus[id % cpus.len()]);
             let thread = std::thread::Builder::new()
                 .name(format!("confab-core-{id}"))
@@ -224,19 +288,21 @@ impl Gateway {
                     if let Some(cpu) = cpu {
                         core_affinity::set_for_current(cpu);
                     }
-                    let result =
-                        runtime::block_on(io, move || core_main(id, shared, producer, listener));
+                    let result = runtime::block_on(io, move || {
+                        core_main(id, shared, producer, listener, udp, peers)
+                    });
                     if let Err(e) = result {
                         tracing::error!(core = id, error = %e, "core runtime failed");
                     }
                 })?;
             threads.push(thread);
         }
-        tracing::info!(addr = %ws_addr, cores, io = %io, "gateway listening");
+        tracing::info!(addr = %ws_addr, quic = ?quic_addr, cores, io = %io, "gateway listening");
         Ok(Gateway {
             shared,
             threads,
             ws_addr,
+            quic_addr,
         })
     }
 
@@ -274,20 +340,52 @@ async fn core_main(
     shared: Arc<Shared>,
     producer: Producer,
     listener: std::net::TcpListener,
+    udp: Option<std::net::UdpSocket>,
+    peers: quic::routing::Peers,
 ) {
     let core = Core::new(id, shared.clone(), producer);
     if shared.stopping.load(Ordering::Acquire) {
         return;
     }
     let accept = tokio::task::spawn_local(conn::accept_loop(core.clone(), listener));
+    let mut endpoint = None;
+    let mut quic_accept = None;
+    if let (Some(socket), Some(q)) = (udp, &shared.settings.quic) {
+        let cores = shared.bus.cores();
+        let heartbeat = shared.settings.heartbeat_interval;
+        match quic::endpoint(id, cores, socket, q, heartbeat, &peers) {
+            Ok(e) => {
+                quic_accept = Some(tokio::task::spawn_local(quic::accept_loop(
+                    core.clone(),
+                    e.clone(),
+                )));
+                endpoint = Some(e);
+            }
+            Err(e) => tracing::error!(core = id, error = %e, "QUIC endpoint failed"),
+        }
+    }
     let repair = tokio::task::spawn_local(repair_gaps(core.clone()));
     core.clone().run().await;
     accept.abort();
+    if let Some(a) = quic_accept {
+        a.abort();
+    }
     repair.abort();
-    // Let connections flush their close frames.
+    // Let connections flush their close frames; QUIC connections held here
+    // still get their sessions' last frames from the other cores.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
-    while core.connection_count() > 0 && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(10)).await;
+    while (core.connection_count() > 0 || core.links.transport_count() > 0)
+        && tokio::time::Instant::now() < deadline
+    {
+        core.drain_links();
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    if let Some(e) = endpoint {
+        e.close(
+            quinn::VarInt::from(confab_protocol::ErrorCode::GoingAway.code()),
+            b"server shutting down",
+        );
+        let _ = tokio::time::timeout(Duration::from_secs(1), e.wait_idle()).await;
     }
 }
 

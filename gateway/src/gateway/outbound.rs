@@ -12,10 +12,14 @@
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::rc::Rc;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use confab_protocol::fanout::Header;
+use confab_protocol::FrameType;
 use tokio::sync::Notify;
+
+use super::metrics::CoreMetrics;
 
 /// How a frame may be treated under pressure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,10 +33,13 @@ pub enum Priority {
 /// One queued protocol frame, not yet wrapped for the transport.
 #[derive(Debug)]
 pub enum OutFrame {
-    /// A frame encoded for this connection alone.
-    Owned(Vec<u8>),
-    /// A fan-out frame: per-recipient header then the shared body.
+    /// A frame encoded for this connection alone (the type is kept for
+    /// metrics and for choosing a QUIC carrier).
+    Owned(FrameType, Vec<u8>),
+    /// A fan-out `Message` frame: per-recipient header then the shared body.
     Shared {
+        /// The message's channel (QUIC sends each channel on its lane).
+        channel: u64,
         /// The recipient's header (length prefix / JSON prefix + inbox seq),
         /// built on the stack.
         header: Header,
@@ -47,14 +54,23 @@ impl OutFrame {
     /// Encoded length of the protocol frame.
     pub fn len(&self) -> usize {
         match self {
-            OutFrame::Owned(v) | OutFrame::Raw(v) => v.len(),
-            OutFrame::Shared { header, body } => header.as_bytes().len() + body.len(),
+            OutFrame::Owned(_, v) | OutFrame::Raw(v) => v.len(),
+            OutFrame::Shared { header, body, .. } => header.as_bytes().len() + body.len(),
         }
     }
 
     /// Whether the frame is empty (never, for a valid frame).
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// The protocol frame type (`None` for transport bytes).
+    pub fn frame_type(&self) -> Option<FrameType> {
+        match self {
+            OutFrame::Owned(t, _) => Some(*t),
+            OutFrame::Shared { .. } => Some(FrameType::Message),
+            OutFrame::Raw(_) => None,
+        }
     }
 }
 
@@ -82,6 +98,8 @@ pub struct Outbound {
     state: RefCell<State>,
     limit: usize,
     notify: Notify,
+    /// The core's metrics, whose outbound-bytes gauge follows this queue.
+    metrics: Option<Arc<CoreMetrics>>,
 }
 
 /// Result of a push.
@@ -98,13 +116,22 @@ pub enum Pushed {
 }
 
 impl Outbound {
-    /// A queue holding at most `limit_bytes` of frames.
-    pub fn new(limit_bytes: usize) -> Rc<Outbound> {
+    /// A queue holding at most `limit_bytes` of frames, counted in the
+    /// core's outbound-bytes gauge when `metrics` is given.
+    pub fn new(limit_bytes: usize, metrics: Option<Arc<CoreMetrics>>) -> Rc<Outbound> {
         Rc::new(Outbound {
             state: RefCell::default(),
             limit: limit_bytes,
             notify: Notify::new(),
+            metrics,
         })
+    }
+
+    fn gauge(&self, added: usize, removed: usize) {
+        if let Some(m) = &self.metrics {
+            m.outbound_bytes.add(added as u64);
+            m.outbound_bytes.sub(removed as u64);
+        }
     }
 
     /// Queues a frame.
@@ -122,7 +149,9 @@ impl Outbound {
             let before = s.frames.len();
             s.frames.retain(|(_, p)| *p == Priority::Required);
             if s.frames.len() != before {
-                s.bytes = s.frames.iter().map(|(f, _)| f.len()).sum();
+                let kept = s.frames.iter().map(|(f, _)| f.len()).sum();
+                self.gauge(0, s.bytes - kept);
+                s.bytes = kept;
             }
             // One frame larger than the whole budget still goes out on an
             // otherwise empty queue: a 100,000-character message must be
@@ -138,6 +167,7 @@ impl Outbound {
             }
         }
         s.bytes += len;
+        self.gauge(len, 0);
         s.frames.push_back((frame, priority));
         drop(s);
         self.notify.notify_one();
@@ -179,10 +209,12 @@ impl Outbound {
         self.state.borrow().close.is_some()
     }
 
-    /// Takes every queued frame (and the close reason once frames are out).
-    pub fn take(&self, into: &mut Vec<OutFrame>) -> Option<CloseReason> {
+    /// Takes every queued frame with its priority (and the close reason
+    /// once frames are out).
+    pub fn take(&self, into: &mut Vec<(OutFrame, Priority)>) -> Option<CloseReason> {
         let mut s = self.state.borrow_mut();
-        into.extend(s.frames.drain(..).map(|(f, _)| f));
+        into.extend(s.frames.drain(..));
+        self.gauge(0, s.bytes);
         s.bytes = 0;
         s.close.clone()
     }
@@ -192,9 +224,22 @@ impl Outbound {
         self.state.borrow().bytes
     }
 
+    /// Wakes the writer with nothing queued (the transport has bytes of
+    /// its own to flush).
+    pub fn nudge(&self) {
+        self.notify.notify_one();
+    }
+
     /// Waits for a push or a close.
     pub async fn wait(&self) {
         self.notify.notified().await;
+    }
+}
+
+impl Drop for Outbound {
+    fn drop(&mut self) {
+        let bytes = self.state.get_mut().bytes;
+        self.gauge(0, bytes);
     }
 }
 
@@ -203,12 +248,12 @@ mod tests {
     use super::*;
 
     fn frame(n: usize) -> OutFrame {
-        OutFrame::Owned(vec![0; n])
+        OutFrame::Owned(FrameType::Message, vec![0; n])
     }
 
     #[test]
     fn droppable_frames_go_first_then_slow_consumer() {
-        let q = Outbound::new(100);
+        let q = Outbound::new(100, None);
         assert_eq!(q.push(frame(40), Priority::Required), Pushed::Queued);
         assert_eq!(q.push(frame(40), Priority::Droppable), Pushed::Queued);
         // Full for a droppable frame: dropped, connection fine.
@@ -230,8 +275,30 @@ mod tests {
     }
 
     #[test]
+    fn the_core_gauge_follows_the_queued_bytes() {
+        let m = Arc::new(CoreMetrics::default());
+        let q = Outbound::new(100, Some(m.clone()));
+        q.push(frame(30), Priority::Required);
+        q.push(frame(30), Priority::Droppable);
+        assert_eq!(m.outbound_bytes.get(), 60);
+        // Shedding the droppable frame gives its bytes back.
+        q.push(frame(60), Priority::Required);
+        assert_eq!(m.outbound_bytes.get(), 90);
+        let mut out = Vec::new();
+        q.take(&mut out);
+        assert_eq!(m.outbound_bytes.get(), 0);
+        q.push(frame(10), Priority::Required);
+        drop(q);
+        assert_eq!(
+            m.outbound_bytes.get(),
+            0,
+            "a dropped queue releases its bytes"
+        );
+    }
+
+    #[test]
     fn an_oversize_frame_passes_an_empty_queue() {
-        let q = Outbound::new(100);
+        let q = Outbound::new(100, None);
         assert_eq!(q.push(frame(1000), Priority::Required), Pushed::Queued);
         assert_eq!(q.push(frame(1), Priority::Required), Pushed::SlowConsumer);
     }

@@ -69,6 +69,20 @@ impl Directory for StoreDirectory {
         })
     }
 
+    fn co_members(&self, user: u64) -> BoxFut<Result<Arc<[u64]>, DirectoryError>> {
+        self.run(move |s| async move {
+            let mut all = Vec::new();
+            for summary in s.user_channels(user).await.map_err(err)? {
+                if let Some(members) = s.channel_members(summary.channel.id).await.map_err(err)? {
+                    all.extend(members);
+                }
+            }
+            all.sort_unstable();
+            all.dedup();
+            Ok(Arc::from(all))
+        })
+    }
+
     fn friends(&self, user: u64) -> BoxFut<Result<Arc<[u64]>, DirectoryError>> {
         self.run(move |s| async move { Ok(Arc::from(s.friends(user).await.map_err(err)?)) })
     }

@@ -114,3 +114,54 @@ pub async fn history_pages_with_before_after_and_has_more(b: Backend) {
         .await
         .expect_error(400, "INVALID_PARAMETER");
 }
+
+pub async fn receipts_show_each_members_read_mark(b: Backend) {
+    let t = TestApi::start(b).await;
+    let ada = t.signup("ada").await;
+    let bob = t.signup("bob").await;
+    let cy = t.signup("cyd").await;
+    let r = t
+        .post(
+            "/v1/groups",
+            &ada.access,
+            json!({"name": "g", "members": [bob.user_id]}),
+        )
+        .await
+        .expect(201);
+    let g = r.body["channel_id"].as_u64().unwrap();
+    let path = format!("/v1/channels/{g}/receipts");
+    let r = t.get(&path, &ada.access).await.expect(200);
+    assert_eq!(r.body, json!({"receipts": []}));
+    // Marks as the gateway stores them on `Read`; they only move forward.
+    t.log
+        .set_read_up_to(ChannelId(g), UserId(bob.user_id), 7)
+        .unwrap();
+    t.log
+        .set_read_up_to(ChannelId(g), UserId(ada.user_id), 3)
+        .unwrap();
+    t.log
+        .set_read_up_to(ChannelId(g), UserId(bob.user_id), 5)
+        .unwrap();
+    let r = t.get(&path, &bob.access).await.expect(200);
+    let mut marks: Vec<(u64, u64)> = r.body["receipts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                m["user_id"].as_u64().unwrap(),
+                m["read_up_to"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    marks.sort();
+    let mut want = vec![(ada.user_id, 3), (bob.user_id, 7)];
+    want.sort();
+    assert_eq!(marks, want);
+    t.get(&path, &cy.access)
+        .await
+        .expect_error(403, "NOT_A_MEMBER");
+    t.get("/v1/channels/999999/receipts", &cy.access)
+        .await
+        .expect_error(404, "UNKNOWN_CHANNEL");
+}

@@ -80,6 +80,7 @@ both_backends! {
     ],
     history: [
         history_pages_with_before_after_and_has_more,
+        receipts_show_each_members_read_mark,
     ],
     misc: [
         discovery_advertises_the_gateway,

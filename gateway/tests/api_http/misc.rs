@@ -13,10 +13,15 @@ pub async fn discovery_advertises_the_gateway(b: Backend) {
         // No token needed.
         let r = t.call("GET", path, None, None).await.expect(200);
         assert_eq!(r.body["websocket_url"], "ws://127.0.0.1:8081/v1/ws");
+        assert_eq!(r.body["secure_websocket_url"], "wss://127.0.0.1:8081/v1/ws");
         assert_eq!(r.body["quic_addr"], "127.0.0.1:8443");
         assert_eq!(
             r.body["gateways"],
-            json!([{"websocket_url": "ws://127.0.0.1:8081/v1/ws", "quic_addr": "127.0.0.1:8443"}])
+            json!([{
+                "websocket_url": "ws://127.0.0.1:8081/v1/ws",
+                "secure_websocket_url": "wss://127.0.0.1:8081/v1/ws",
+                "quic_addr": "127.0.0.1:8443"
+            }])
         );
     }
     let t = TestApi::start_with(b, |s| {
@@ -33,7 +38,8 @@ pub async fn discovery_advertises_the_gateway(b: Backend) {
         )
         .await
         .expect(200);
-    assert_eq!(r.body["websocket_url"], "ws://chat.example:9001/v1/ws");
+    // Plain ws:// is for loopback clients only: remote ones get wss://.
+    assert_eq!(r.body["websocket_url"], "wss://chat.example:9001/v1/ws");
     assert_eq!(r.body["quic_addr"], "chat.example:9443");
 }
 
@@ -66,6 +72,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/v1/channels/{channel_id}"),
     ("get", "/v1/channels/{channel_id}/members"),
     ("get", "/v1/channels/{channel_id}/messages"),
+    ("get", "/v1/channels/{channel_id}/receipts"),
     ("get", "/v1/gateway"),
     ("get", "/v1/discovery"),
     ("get", "/v1/openapi.json"),
