@@ -598,4 +598,25 @@ mod tests {
             })
         ));
     }
+
+    #[test]
+    fn tls_and_plain_ws_keys_parse_and_a_lone_cert_is_refused() {
+        let c = Config::from_toml(
+            "[tls]\ncert_path = \"/etc/c.pem\"\nkey_path = \"/etc/k.pem\"\n[gateway]\nplain_ws = \"never\"\n",
+        )
+        .unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.gateway.plain_ws, PlainWs::Never);
+        assert_eq!(c.gateway.settings().plain_ws, PlainWs::Never);
+        assert_eq!(Config::default().gateway.plain_ws, PlainWs::Loopback);
+        let c = Config::from_toml("[tls]\ncert_path = \"/etc/c.pem\"\n").unwrap();
+        assert!(matches!(
+            c.validate(),
+            Err(ConfigError::Invalid {
+                key: "tls.cert_path",
+                ..
+            })
+        ));
+        assert!(Config::from_toml("[gateway]\nplain_ws = \"sometimes\"\n").is_err());
+    }
 }
