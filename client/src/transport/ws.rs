@@ -1,0 +1,203 @@
+//! WebSocket (`ws://`) and WebSocket over TLS (`wss://`), subprotocol
+//! `confab.v1`: one binary message per frame, length prefix included.
+//!
+//! TLS is done here with tokio-rustls rather than through tungstenite's
+//! TLS features, which would bring their own root-store and crypto-provider
+//! choices; this way both transports share one rustls configuration policy
+//! (ring, the roots from `TlsOptions`).
+
+use confab_protocol::binary;
+use confab_protocol::frame::Close;
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{SinkExt, StreamExt};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+use tokio_tungstenite::WebSocketStream;
+
+use super::{channels, close_for_code, take_batch, Channels, Connection, Incoming, Parts};
+use crate::config::Validated;
+use crate::url::Transport;
+
+/// A byte stream the WebSocket runs over: TCP, or TLS over TCP.
+trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+type Ws = WebSocketStream<Box<dyn Io>>;
+
+/// Application close codes are 4000 + the protocol's error number
+/// (docs/protocol.md, gateway `ws::close`).
+const APP_CLOSE_BASE: u16 = 4000;
+
+pub(crate) async fn connect(config: &Validated) -> Result<Connection, String> {
+    let url = &config.url;
+    let tcp = TcpStream::connect(url.authority())
+        .await
+        .map_err(|e| format!("TCP connect to {}: {e}", url.authority()))?;
+    // Frames are small and latency matters more than packet count.
+    let _ = tcp.set_nodelay(true);
+    let io: Box<dyn Io> = match (url.transport, &config.tls) {
+        (Transport::Wss, Some(tls)) => {
+            let connector = tokio_rustls::TlsConnector::from(tls.ws.clone());
+            let stream = connector
+                .connect(tls.server_name.clone(), tcp)
+                .await
+                .map_err(|e| format!("TLS handshake with {}: {e}", url.authority()))?;
+            Box::new(stream)
+        }
+        (Transport::Wss, None) => return Err("wss:// without TLS settings".into()),
+        _ => Box::new(tcp),
+    };
+    let mut request = url
+        .to_string()
+        .into_client_request()
+        .map_err(|e| format!("WebSocket request for {url}: {e}"))?;
+    request.headers_mut().insert(
+        "Sec-WebSocket-Protocol",
+        confab_protocol::WS_SUBPROTOCOL_BINARY
+            .parse()
+            .expect("a valid header value"),
+    );
+    // One message is one frame: allow the frame limit plus the prefix.
+    let limit = config.max_frame_bytes + 16;
+    let ws_config = WebSocketConfig::default()
+        .max_message_size(Some(limit))
+        .max_frame_size(Some(limit));
+    let (ws, response) = tokio_tungstenite::client_async_with_config(request, io, Some(ws_config))
+        .await
+        .map_err(|e| format!("WebSocket handshake with {url}: {e}"))?;
+    let chosen = response
+        .headers()
+        .get("Sec-WebSocket-Protocol")
+        .and_then(|v| v.to_str().ok());
+    if chosen != Some(confab_protocol::WS_SUBPROTOCOL_BINARY) {
+        return Err(format!(
+            "{url} did not accept subprotocol {} (answered {chosen:?})",
+            confab_protocol::WS_SUBPROTOCOL_BINARY
+        ));
+    }
+    tracing::debug!(%url, "WebSocket open");
+    let (sink, stream) = ws.split();
+    let Channels {
+        out,
+        out_rx,
+        in_tx,
+        incoming,
+    } = channels();
+    let writer = tokio::spawn(write_loop(sink, out_rx, in_tx.clone()));
+    let reader = tokio::spawn(read_loop(stream, in_tx, config.max_frame_bytes));
+    Ok(Parts {
+        out,
+        incoming,
+        writer,
+        readers: vec![reader],
+        quic: None,
+    }
+    .into())
+}
+
+async fn write_loop(
+    mut sink: SplitSink<Ws, WsMessage>,
+    mut rx: mpsc::UnboundedReceiver<Vec<u8>>,
+    lost: mpsc::Sender<Incoming>,
+) {
+    while let Some(first) = rx.recv().await {
+        let mut result = Ok(());
+        for frame in take_batch(first, &mut rx) {
+            result = sink.feed(WsMessage::Binary(frame.into())).await;
+            if result.is_err() {
+                break;
+            }
+        }
+        if result.is_ok() {
+            result = sink.flush().await;
+        }
+        if let Err(e) = result {
+            let _ = lost
+                .send(Incoming::Lost {
+                    reason: format!("WebSocket write: {e}"),
+                    close: None,
+                })
+                .await;
+            return;
+        }
+    }
+    // The driver is done with this connection: the close handshake.
+    let _ = sink.close().await;
+}
+
+async fn read_loop(mut stream: SplitStream<Ws>, tx: mpsc::Sender<Incoming>, max_frame: usize) {
+    let lost = loop {
+        let msg = match stream.next().await {
+            Some(Ok(msg)) => msg,
+            Some(Err(e)) => {
+                break Incoming::Lost {
+                    reason: format!("WebSocket read: {e}"),
+                    close: None,
+                }
+            }
+            None => {
+                break Incoming::Lost {
+                    reason: "the server closed the connection".into(),
+                    close: None,
+                }
+            }
+        };
+        match msg {
+            WsMessage::Binary(bytes) => match binary::decode_exact(&bytes, max_frame) {
+                Ok(frame) => {
+                    if tx.send(Incoming::Frame(frame)).await.is_err() {
+                        return;
+                    }
+                }
+                Err(e) if e.is_fatal() => break Incoming::Broken(format!("bad frame: {e}")),
+                // One bad frame from the server is skipped, as the
+                // protocol asks (docs/protocol.md 13.3).
+                Err(e) => tracing::warn!(error = %e, "skipping a malformed frame from the server"),
+            },
+            WsMessage::Text(_) => {
+                tracing::warn!("skipping a text message on the binary subprotocol")
+            }
+            WsMessage::Close(frame) => {
+                let (code, detail) = frame
+                    .map(|f| (u16::from(f.code), f.reason.to_string()))
+                    .unwrap_or((1005, String::new()));
+                break Incoming::Lost {
+                    reason: format!("the server closed the WebSocket ({code} {detail})"),
+                    close: app_close(code, &detail),
+                };
+            }
+            // Pings are answered by tungstenite itself.
+            WsMessage::Ping(_) | WsMessage::Pong(_) | WsMessage::Frame(_) => {}
+        }
+    };
+    let _ = tx.send(lost).await;
+}
+
+fn app_close(code: u16, detail: &str) -> Option<Close> {
+    if code > APP_CLOSE_BASE && code < APP_CLOSE_BASE + 1000 {
+        close_for_code(code - APP_CLOSE_BASE, detail)
+    } else {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn application_close_codes_map_back_to_protocol_errors() {
+        let c = app_close(4200, "").unwrap();
+        assert_eq!(c.code, 200);
+        assert_eq!(c.message, "UNAUTHENTICATED");
+        assert_eq!(app_close(4401, "slow").unwrap().message, "slow");
+        assert!(app_close(1000, "").is_none());
+        assert!(app_close(1001, "").is_none());
+        assert!(app_close(4000, "").is_none());
+        assert!(app_close(5000, "").is_none());
+    }
+}
