@@ -149,13 +149,13 @@ impl RoutedSocket {
             let Some(m) = self.moved_in.pop() else { break };
             let len = m.bytes.len().min(bufs[n].len());
             bufs[n][..len].copy_from_slice(&m.bytes[..len]);
-            let mut md = RecvMeta::default();
-            md.addr = m.from;
-            md.len = len;
-            md.stride = len;
-            md.ecn = m.ecn;
-            md.dst_ip = m.dst_ip;
-            meta[n] = md;
+            meta[n] = RecvMeta {
+                addr: m.from,
+                len,
+                stride: len,
+                ecn: m.ecn,
+                dst_ip: m.dst_ip,
+            };
             n += 1;
         }
         n
