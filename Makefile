@@ -3,7 +3,6 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 export PATH := $(HOME)/.cargo/bin:$(PATH)
-# One profile for clippy and the tests so RocksDB's C++ is built once.
 FUZZ_SECONDS ?= 30
 
 .PHONY: deps run test postgres fmt fmt-check lint bench fuzz fuzz-build clean
@@ -36,8 +35,15 @@ fmt:
 fmt-check:
 	$(CARGO) fmt --all -- --check
 
+# clippy only type-checks: nothing is linked, so RocksDB's C++ need not be
+# compiled for it. Without this, cargo runs librocksdb-sys's build script
+# separately for check and for test builds and compiles the C++ twice
+# (about 13 minutes each on 2 cores). ROCKSDB_LIB_DIR makes the build
+# script only generate the bindings and name a library that check mode
+# never links.
 lint:
-	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	ROCKSDB_LIB_DIR="$(CURDIR)/target/clippy-no-link" ROCKSDB_STATIC=1 \
+		$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 bench: deps
 	$(CARGO) bench -p confab-benches
