@@ -1035,6 +1035,12 @@ fn push_jobs_are_raised_only_for_members_with_no_connected_device() {
             a.post(1, Target::Channel(group), "first").await;
             let ack = a.ack().await;
             b.message().await;
+            for _ in 0..200 {
+                if !node.push_jobs.for_user(carol).is_empty() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
             // Carol has no device: one job, for her alone (not for the
             // sender, not for Bob, who is connected).
             let jobs = node.push_jobs.for_user(carol);
@@ -1062,6 +1068,14 @@ fn push_jobs_are_raised_only_for_members_with_no_connected_device() {
             assert_eq!(open_ws(&metrics), 1, "only Alice is connected");
             a.post(2, Target::Channel(group), "second").await;
             a.ack().await;
+            // The ack comes from Alice's core; Bob's may handle the
+            // delivery a moment later.
+            for _ in 0..200 {
+                if node.push_jobs.for_user(bob).len() + node.push_jobs.for_user(carol).len() >= 3 {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
             assert_eq!(node.push_jobs.for_user(bob).len(), 1);
             assert_eq!(node.push_jobs.for_user(carol).len(), 2);
             assert!(node.push_jobs.for_user(alice).is_empty());

@@ -17,7 +17,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::bus::owner_core;
 use super::core::{
-    encode, error_frame, out_frame, Attach, ConnId, Core, CoreMsg, NoticeKind, TypingNotice,
+    encode, error_frame, out_frame, push, Attach, ConnId, Core, CoreMsg, NoticeKind, TypingNotice,
 };
 use super::metrics::Transport;
 use super::net::Stream;
@@ -420,11 +420,11 @@ pub async fn run_session(core: Rc<Core>, who: Who, link: Link) {
         heartbeat_interval_ms: settings.heartbeat_interval.as_millis() as u32,
         limits: settings.limits(),
     });
-    push_counted(
-        &core,
+    push(
         &out,
         out_frame(encoding, &welcome),
         Priority::Required,
+        &core.shared.metrics[core.id],
     );
     let writer = match &link {
         Link::Ws { stream, .. } => {
@@ -473,11 +473,16 @@ pub async fn run_session(core: Rc<Core>, who: Who, link: Link) {
             core.watch(conn, &friends);
             if !friends.is_empty() {
                 let entries = presence_of(&core, user, &friends).await;
-                let push = Frame::Presence(frame::Presence {
+                let current = Frame::Presence(frame::Presence {
                     request_id: 0,
                     entries,
                 });
-                push_counted(&core, &out, out_frame(encoding, &push), Priority::Droppable);
+                push(
+                    &out,
+                    out_frame(encoding, &current),
+                    Priority::Droppable,
+                    &core.shared.metrics[core.id],
+                );
             }
         }
         replay(&core, &out, encoding, user, cursor.min(target), target).await;
@@ -584,7 +589,12 @@ async fn replay(
             has_more: !done,
             messages,
         });
-        push_counted(core, out, out_frame(encoding, &batch), Priority::Required);
+        push(
+            out,
+            out_frame(encoding, &batch),
+            Priority::Required,
+            &core.shared.metrics[core.id],
+        );
         if done {
             return;
         }
@@ -730,16 +740,6 @@ async fn read_loop(
                 }
             }
         }
-    }
-}
-
-/// Queues a frame built here (not by the core), counting it.
-fn push_counted(core: &Core, out: &Outbound, frame: OutFrame, priority: Priority) {
-    if let Some(ty) = frame.frame_type() {
-        core.shared.metrics[core.id].frame_out(ty);
-    }
-    if out.push(frame, priority) == super::outbound::Pushed::Dropped {
-        core.shared.metrics[core.id].shed_frames.add(1);
     }
 }
 

@@ -1127,7 +1127,12 @@ impl Core {
 
 /// Pushes a frame; on overflow the connection is being closed as a slow
 /// consumer. Returns true when the connection is closing.
-fn push(out: &Outbound, frame: OutFrame, priority: Priority, m: &super::CoreMetrics) -> bool {
+pub(super) fn push(
+    out: &Outbound,
+    frame: OutFrame,
+    priority: Priority,
+    m: &super::CoreMetrics,
+) -> bool {
     if let Some(ty) = frame.frame_type() {
         m.frame_out(ty);
     }

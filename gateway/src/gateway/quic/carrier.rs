@@ -83,7 +83,7 @@ fn spawn_carrier(open: Option<SendStream>, conn: Connection, credit: Arc<LinkCre
 }
 
 /// The bytes of a close: our `Error` (for a non-zero code) then `Close`.
-fn close_bytes(reason: &CloseReason) -> Vec<u8> {
+pub fn close_bytes(reason: &CloseReason) -> Vec<u8> {
     let mut v = Vec::new();
     if reason.code != 0 && reason.code != u16::MAX {
         let code = ErrorCode::from_code(reason.code);

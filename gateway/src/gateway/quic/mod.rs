@@ -17,15 +17,16 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
-use confab_protocol::frame::{self, Frame};
+use confab_protocol::frame::Frame;
 use confab_protocol::limits::negotiate_version;
-use confab_protocol::{binary, ErrorCode, FrameReader, FrameType};
+use confab_protocol::{ErrorCode, FrameReader, FrameType};
 use quinn::{Connection, RecvStream, SendStream, VarInt};
 
 pub use self::home::{home_read_loop, home_write_loop, HomeLink, QuicHandover};
 use super::bus::owner_core;
-use super::core::{error_frame, Core, CoreMsg};
+use super::core::{Core, CoreMsg};
 use super::link::{LinkCredit, LinkIn, LinkOut, LinkQueue};
+use super::outbound::CloseReason;
 
 /// QUIC application error code for streams a client may not open.
 pub const STREAM_REFUSED: u32 = 0x10;
@@ -159,15 +160,10 @@ pub async fn accept_loop(core: Rc<Core>, endpoint: quinn::Endpoint) {
 /// Refuses a session before it starts: `Error` and `Close` on the control
 /// stream, then the connection closes with the error code.
 async fn refuse(conn: &Connection, mut send: SendStream, code: ErrorCode, why: &str) {
-    let mut v = Vec::new();
-    binary::encode(&error_frame(code, why, None), &mut v);
-    binary::encode(
-        &Frame::Close(frame::Close {
-            code: code.code(),
-            message: why.into(),
-        }),
-        &mut v,
-    );
+    let v = carrier::close_bytes(&CloseReason {
+        code: code.code(),
+        message: why.into(),
+    });
     if send.write_all(&v).await.is_ok() && send.finish().is_ok() {
         let _ = tokio::time::timeout(Duration::from_secs(1), send.stopped()).await;
     }
