@@ -3,6 +3,13 @@
 //! tokens, over real sockets. The tests speak to the gateway only through
 //! the SDK's public API, as an application would.
 //!
+//! The tests that exercise the session model (1:1, groups, catch-up,
+//! history, presence, typing and receipts, refusals) run once over each
+//! transport the SDK offers: plain `ws://`, `wss://` and `quic://`, each
+//! against a node that serves all three, trusting the node's self-signed
+//! certificate as an app pinning its server's would. One more test keeps
+//! one user's devices on all three at once.
+//!
 //! The last test is the one the SDK exists for: a TCP proxy between a
 //! client and the gateway cuts the connection again and again while both
 //! users send, and the receiving side must still see every message exactly
@@ -16,10 +23,11 @@ use std::time::Duration;
 
 use confab_client::{
     Client, ClientConfig, ClientError, ClientEvent, ConnectionState, ErrorCode, Events,
-    HistoryAnchor, Message, SendAck, Target, Welcome,
+    HistoryAnchor, Message, SendAck, Target, TlsOptions, Transport, Welcome,
 };
 use confab_gateway::auth::{TokenSigner, TokenVerifier};
 use confab_gateway::events::EventBus;
+use confab_gateway::gateway::quic::QuicSettings;
 use confab_gateway::gateway::wiring::{forward_events, StoreDirectory};
 use confab_gateway::gateway::{make_bus, Gateway, IoMode, NoPush, Settings};
 use confab_gateway::store::Store;
@@ -83,12 +91,27 @@ struct Node {
     gateway: Option<Gateway>,
     pool: Option<WriterPool<RocksLog>>,
     ws_addr: SocketAddr,
+    quic_addr: SocketAddr,
+    /// What `config` connects over.
+    transport: Transport,
+    /// The node's self-signed certificate (DER), trusted by the clients.
+    cert: Vec<u8>,
     _dir: tempfile::TempDir,
 }
 
+/// Every transport, for the tests that must hold on each.
+const TRANSPORTS: [Transport; 3] = [Transport::Ws, Transport::Wss, Transport::Quic];
+
 impl Node {
+    /// A node whose clients connect over plain WebSocket.
     fn start(tweak: impl FnOnce(&mut Settings)) -> Node {
+        Node::on(Transport::Ws, tweak)
+    }
+
+    /// A node serving ws, wss and QUIC, whose `config` uses `transport`.
+    fn on(transport: Transport, tweak: impl FnOnce(&mut Settings)) -> Node {
         let dir = tempfile::tempdir().unwrap();
+        let id = confab_gateway::tls::load_or_generate(None, &dir.path().join("tls")).unwrap();
         let api = ApiRuntime::start();
         let events = EventBus::default();
         let (path, ev) = (dir.path().to_owned(), events.clone());
@@ -102,6 +125,11 @@ impl Node {
             io: IoMode::Epoll,
             pin_cores: false,
             presence_grace: Duration::from_millis(300),
+            tls: Some(confab_gateway::tls::websocket_config(&id).unwrap()),
+            quic: Some(QuicSettings {
+                addr: ([127, 0, 0, 1], 0).into(),
+                tls: confab_gateway::tls::quic_config(&id).unwrap(),
+            }),
             ..Settings::default()
         };
         tweak(&mut settings);
@@ -121,6 +149,7 @@ impl Node {
         .unwrap();
         api.handle.spawn(forward_events(events, bus));
         let ws_addr = gateway.ws_addr;
+        let quic_addr = gateway.quic_addr.unwrap();
         Node {
             api,
             store,
@@ -128,12 +157,25 @@ impl Node {
             gateway: Some(gateway),
             pool: Some(pool),
             ws_addr,
+            quic_addr,
+            transport,
+            cert: id.chain[0].to_vec(),
             _dir: dir,
         }
     }
 
     fn url(&self) -> String {
-        format!("ws://{}/v1/ws", self.ws_addr)
+        self.url_over(self.transport)
+    }
+
+    fn url_over(&self, transport: Transport) -> String {
+        match transport {
+            Transport::Ws => format!("ws://{}/v1/ws", self.ws_addr),
+            // By name: the certificate names localhost (and the loopback
+            // addresses), and an app connects by name.
+            Transport::Wss => format!("wss://localhost:{}/v1/ws", self.ws_addr.port()),
+            Transport::Quic => format!("quic://localhost:{}", self.quic_addr.port()),
+        }
     }
 
     fn user(&self, name: &str) -> u64 {
@@ -169,13 +211,22 @@ impl Node {
         assert!(accepted);
     }
 
-    /// A client configuration for a user's device, through `url`.
+    /// A client configuration for a user's device, through `url`,
+    /// trusting only the node's certificate.
     fn config_at(&self, url: &str, user: u64, device: u64) -> ClientConfig {
-        ClientConfig::new(url, self.token(user), device)
+        let mut config = ClientConfig::new(url, self.token(user), device);
+        config.tls = TlsOptions::new()
+            .without_system_roots()
+            .add_root_der(self.cert.clone());
+        config
     }
 
     fn config(&self, user: u64, device: u64) -> ClientConfig {
         self.config_at(&self.url(), user, device)
+    }
+
+    fn config_over(&self, transport: Transport, user: u64, device: u64) -> ClientConfig {
+        self.config_at(&self.url_over(transport), user, device)
     }
 }
 
@@ -254,9 +305,31 @@ async fn start(config: ClientConfig) -> (Client, Events) {
     (client, events)
 }
 
-#[test]
-fn one_to_one_reaches_every_device_and_resolves_the_send() {
-    let node = Node::start(|_| {});
+/// Runs a test once per transport, as `NAME::ws`, `NAME::wss` and
+/// `NAME::quic`, so a failure names the transport.
+macro_rules! over_each_transport {
+    ($name:ident) => {
+        mod $name {
+            use super::*;
+            #[test]
+            fn ws() {
+                super::$name(Transport::Ws)
+            }
+            #[test]
+            fn wss() {
+                super::$name(Transport::Wss)
+            }
+            #[test]
+            fn quic() {
+                super::$name(Transport::Quic)
+            }
+        }
+    };
+}
+
+over_each_transport!(one_to_one_reaches_every_device_and_resolves_the_send);
+fn one_to_one_reaches_every_device_and_resolves_the_send(transport: Transport) {
+    let node = Node::on(transport, |_| {});
     let (alice, bob) = (node.user("alice"), node.user("bob"));
     block_on(async {
         let (a1, mut a1_events) = start(node.config(alice, 1)).await;
@@ -306,9 +379,9 @@ fn one_to_one_reaches_every_device_and_resolves_the_send() {
     });
 }
 
-#[test]
-fn a_group_message_reaches_every_member_and_strangers_are_refused() {
-    let node = Node::start(|_| {});
+over_each_transport!(a_group_message_reaches_every_member_and_strangers_are_refused);
+fn a_group_message_reaches_every_member_and_strangers_are_refused(transport: Transport) {
+    let node = Node::on(transport, |_| {});
     let (alice, bob, carol, eve) = (
         node.user("alice"),
         node.user("bob"),
@@ -338,10 +411,10 @@ fn a_group_message_reaches_every_member_and_strangers_are_refused() {
     });
 }
 
-#[test]
-fn an_offline_device_catches_up_from_its_cursor_then_goes_live() {
+over_each_transport!(an_offline_device_catches_up_from_its_cursor_then_goes_live);
+fn an_offline_device_catches_up_from_its_cursor_then_goes_live(transport: Transport) {
     // Small pages, so the catch-up spans several replay batches.
-    let node = Node::start(|s| s.max_page = 3);
+    let node = Node::on(transport, |s| s.max_page = 3);
     let (alice, bob) = (node.user("alice"), node.user("bob"));
     block_on(async {
         let (a, _a_events) = start(node.config(alice, 1)).await;
@@ -373,9 +446,9 @@ fn an_offline_device_catches_up_from_its_cursor_then_goes_live() {
     });
 }
 
-#[test]
-fn history_pages_through_a_channel() {
-    let node = Node::start(|_| {});
+over_each_transport!(history_pages_through_a_channel);
+fn history_pages_through_a_channel(transport: Transport) {
+    let node = Node::on(transport, |_| {});
     let (alice, bob, eve) = (node.user("alice"), node.user("bob"), node.user("eve"));
     let group = node.group(alice, &[bob]);
     block_on(async {
@@ -415,9 +488,9 @@ fn history_pages_through_a_channel() {
     });
 }
 
-#[test]
-fn presence_is_queried_and_followed_by_subscription() {
-    let node = Node::start(|s| s.presence_grace = Duration::from_millis(200));
+over_each_transport!(presence_is_queried_and_followed_by_subscription);
+fn presence_is_queried_and_followed_by_subscription(transport: Transport) {
+    let node = Node::on(transport, |s| s.presence_grace = Duration::from_millis(200));
     let (alice, bob) = (node.user("alice"), node.user("bob"));
     node.befriend(alice, bob);
     block_on(async {
@@ -449,9 +522,9 @@ fn presence_is_queried_and_followed_by_subscription() {
     });
 }
 
-#[test]
-fn typing_and_read_receipts_reach_the_other_members() {
-    let node = Node::start(|s| s.typing_interval = Duration::from_millis(20));
+over_each_transport!(typing_and_read_receipts_reach_the_other_members);
+fn typing_and_read_receipts_reach_the_other_members(transport: Transport) {
+    let node = Node::on(transport, |s| s.typing_interval = Duration::from_millis(20));
     let (alice, bob) = (node.user("alice"), node.user("bob"));
     let group = node.group(alice, &[bob]);
     block_on(async {
@@ -486,9 +559,9 @@ fn typing_and_read_receipts_reach_the_other_members() {
     });
 }
 
-#[test]
-fn a_refused_token_stops_reconnecting_until_a_new_one_is_set() {
-    let node = Node::start(|_| {});
+over_each_transport!(a_refused_token_stops_reconnecting_until_a_new_one_is_set);
+fn a_refused_token_stops_reconnecting_until_a_new_one_is_set(transport: Transport) {
+    let node = Node::on(transport, |_| {});
     let alice = node.user("alice");
     let good = node.token(alice);
     block_on(async {
@@ -521,9 +594,9 @@ fn a_refused_token_stops_reconnecting_until_a_new_one_is_set() {
     });
 }
 
-#[test]
-fn close_ends_the_events_and_fails_later_calls() {
-    let node = Node::start(|_| {});
+over_each_transport!(close_ends_the_events_and_fails_later_calls);
+fn close_ends_the_events_and_fails_later_calls(transport: Transport) {
+    let node = Node::on(transport, |_| {});
     let alice = node.user("alice");
     block_on(async {
         let (client, mut events) = start(node.config(alice, 1)).await;
@@ -546,6 +619,55 @@ fn close_ends_the_events_and_fails_later_calls() {
             other.presence_query(vec![alice]).await,
             Err(ClientError::Closed)
         );
+    });
+}
+
+#[test]
+fn one_users_devices_on_every_transport_see_one_stream() {
+    let node = Node::start(|_| {});
+    let (alice, bob, carol) = (node.user("alice"), node.user("bob"), node.user("carol"));
+    let group = node.group(alice, &[bob, carol]);
+    block_on(async {
+        // Alice on all three transports at once, bob on QUIC, carol on wss.
+        let mut alices = Vec::new();
+        for (device, t) in (1..).zip(TRANSPORTS) {
+            alices.push(start(node.config_over(t, alice, device)).await);
+        }
+        let (b, mut b_events) = start(node.config_over(Transport::Quic, bob, 1)).await;
+        let (_c, mut c_events) = start(node.config_over(Transport::Wss, carol, 1)).await;
+
+        // Each of alice's devices sends in turn; everyone else sees every
+        // message once, in channel order, whatever carried it.
+        for (i, (client, _)) in alices.iter().enumerate() {
+            let ack = client
+                .send(Target::Channel(group), format!("from device {}", i + 1))
+                .await
+                .unwrap();
+            assert_eq!(ack.seq, i as u64 + 1);
+        }
+        let reply = b.send(Target::Channel(group), "bob here").await.unwrap();
+        assert_eq!(reply.seq, 4);
+        let texts = |sender_device: u64| format!("from device {sender_device}");
+        for events in [&mut b_events, &mut c_events] {
+            for seq in 1..=3 {
+                let m = message(events).await;
+                assert_eq!((m.seq, m.text), (seq, texts(seq)));
+            }
+        }
+        assert_eq!(message(&mut c_events).await.text, "bob here");
+        for (i, (_, events)) in alices.iter_mut().enumerate() {
+            let device = i as u64 + 1;
+            let mut seen = Vec::new();
+            while seen.len() < 3 {
+                let m = message(events).await;
+                // A device never gets its own send back as an event.
+                assert_ne!((m.sender_id, m.sender_device), (alice, device));
+                seen.push(m.seq);
+            }
+            let expected: Vec<u64> = (1..=4).filter(|&s| s != device).collect();
+            assert_eq!(seen, expected, "device {device} over {:?}", TRANSPORTS[i]);
+            assert_eq!(events.cursor(), 4);
+        }
     });
 }
 
