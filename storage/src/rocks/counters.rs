@@ -9,7 +9,7 @@
 //! stripes are released.
 
 use crate::error::StorageError;
-use crate::ids::{ChannelId, UserId};
+use crate::ids::{ChannelId, DeviceId, UserId};
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
 
@@ -24,10 +24,20 @@ pub(crate) struct ChannelCounter {
     pub timestamp_ms: u64,
 }
 
+/// Devices whose highest stored client message id a stripe remembers; past
+/// it the stripe forgets them all (they are reloaded by one seek each on
+/// next use). 64 stripes of this keep about a million devices, some 48 MB.
+const DEVICES_PER_STRIPE: usize = 16 * 1024;
+
 #[derive(Default)]
 pub(crate) struct Stripe {
     channels: HashMap<ChannelId, ChannelCounter>,
     inboxes: HashMap<UserId, u64>,
+    /// Per sending device, the highest client message id that has an
+    /// idempotency entry on disk (0: none). Clients number their sends
+    /// upwards, so almost every new send is above it and needs no lookup to
+    /// be known new; only retries (and out-of-order ids) are looked up.
+    devices: HashMap<(UserId, DeviceId), u64>,
 }
 
 pub(crate) struct Counters {
@@ -91,6 +101,26 @@ impl Locked<'_> {
     ) -> Result<&mut ChannelCounter, StorageError> {
         let stripe = self.stripe(channel_stripe(channel));
         match stripe.channels.entry(channel) {
+            std::collections::hash_map::Entry::Occupied(e) => Ok(e.into_mut()),
+            std::collections::hash_map::Entry::Vacant(e) => Ok(e.insert(load()?)),
+        }
+    }
+
+    /// The highest client message id stored for a sender's device (kept in
+    /// the sender's stripe), loaded with `load` on first use.
+    pub(crate) fn device_high(
+        &mut self,
+        sender: UserId,
+        device: DeviceId,
+        load: impl FnOnce() -> Result<u64, StorageError>,
+    ) -> Result<&mut u64, StorageError> {
+        let stripe = self.stripe(user_stripe(sender));
+        if stripe.devices.len() >= DEVICES_PER_STRIPE
+            && !stripe.devices.contains_key(&(sender, device))
+        {
+            stripe.devices.clear();
+        }
+        match stripe.devices.entry((sender, device)) {
             std::collections::hash_map::Entry::Occupied(e) => Ok(e.into_mut()),
             std::collections::hash_map::Entry::Vacant(e) => Ok(e.insert(load()?)),
         }

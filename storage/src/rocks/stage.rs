@@ -6,7 +6,7 @@ use super::counters::{channel_stripe, user_stripe, ChannelCounter};
 use super::{cf, unsynced, RocksLog};
 use crate::codec::{self, IdempotencyRecord};
 use crate::error::StorageError;
-use crate::ids::{ChannelId, UserId};
+use crate::ids::{ChannelId, DeviceId, UserId};
 use crate::model::{AppendOutcome, AppendRequest};
 use rocksdb::{ColumnFamily, ReadOptions, Snapshot, WriteBatch};
 use std::borrow::Cow;
@@ -46,15 +46,32 @@ impl RocksLog {
             .iter()
             .map(|r| codec::idempotency_key(r.sender, r.device, r.client_msg_id))
             .collect();
-        let earlier: Vec<Option<IdempotencyRecord>> = self
-            .db
-            .batched_multi_get_cf_opt(idem_cf, &idem_keys, false, &ReadOptions::default())
-            .into_iter()
-            .map(|found| match found? {
-                Some(value) => IdempotencyRecord::decode(&value).map(Some),
-                None => Ok(None),
-            })
-            .collect::<Result<_, StorageError>>()?;
+        // Only ids at or below their device's highest stored id can have an
+        // entry; the rest are new without a read. A busy writer's batch is
+        // then mostly lookup-free, where every miss used to cost a memtable
+        // and bloom probe per column-family level.
+        let mut lookups: Vec<usize> = Vec::new();
+        for (i, req) in batch.iter().enumerate() {
+            let high = *locked.device_high(req.sender, req.device, || {
+                self.load_device_high(idem_cf, req.sender, req.device)
+            })?;
+            if req.client_msg_id <= high {
+                lookups.push(i);
+            }
+        }
+        let mut earlier: Vec<Option<IdempotencyRecord>> = vec![None; batch.len()];
+        if !lookups.is_empty() {
+            let keys = lookups.iter().map(|&i| &idem_keys[i]);
+            let found =
+                self.db
+                    .batched_multi_get_cf_opt(idem_cf, keys, false, &ReadOptions::default());
+            for (&i, found) in lookups.iter().zip(found) {
+                earlier[i] = match found? {
+                    Some(value) => Some(IdempotencyRecord::decode(&value)?),
+                    None => None,
+                };
+            }
+        }
 
         let now = self.config.clock.now_ms();
         let window = self.config.idempotency_window_ms;
@@ -114,6 +131,10 @@ impl RocksLog {
             };
             wb.put_cf(idem_cf, idem_keys[i], rec.encode());
             first_in_batch.insert(idem_keys[i], i);
+            // Raised before the write lands, which is safe: the stripe stays
+            // locked until it has, and if it fails the log is poisoned.
+            let high = locked.device_high(req.sender, req.device, || Ok(0))?;
+            *high = (*high).max(req.client_msg_id);
             outcomes.push(AppendOutcome {
                 channel: req.channel,
                 seq,
@@ -151,6 +172,30 @@ impl RocksLog {
         };
         self.channel_marks.init(channel.0, counter.seq);
         Ok(counter)
+    }
+
+    /// The highest client message id with an idempotency entry for the
+    /// device: one `seek_for_prev` to `sender | device | u64::MAX`.
+    fn load_device_high(
+        &self,
+        idem_cf: &ColumnFamily,
+        sender: UserId,
+        device: DeviceId,
+    ) -> Result<u64, StorageError> {
+        let mut opts = ReadOptions::default();
+        opts.set_total_order_seek(true);
+        let lower = codec::idempotency_key(sender, device, 0);
+        opts.set_iterate_lower_bound(lower.to_vec());
+        let mut iter = self.db.raw_iterator_cf_opt(idem_cf, opts);
+        iter.seek_for_prev(codec::idempotency_key(sender, device, u64::MAX));
+        let high = match iter.key() {
+            Some(key) if key.len() == 24 && key[..16] == lower[..16] => {
+                u64::from_be_bytes(key[16..].try_into().expect("8 bytes"))
+            }
+            _ => 0,
+        };
+        iter.status()?;
+        Ok(high)
     }
 
     fn load_inbox(&self, user: UserId) -> Result<u64, StorageError> {

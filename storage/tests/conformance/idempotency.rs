@@ -110,3 +110,49 @@ pub fn retry_after_reopen_keeps_history_visible<E: Engine>() {
     assert_eq!(f.log.append(&[req(1, 7, 4, &[7], "d")]).unwrap()[0].seq, 4);
     assert_eq!(full_inbox(&f.log, 7).len(), 4);
 }
+
+/// Clients number sends upwards, but a retry reuses an older id and ids may
+/// arrive out of order (two connections of one device, a client restored
+/// from a backup). Each must be told apart from a new send whatever the
+/// order, before and after a reopen, and other devices' ids never interfere.
+pub fn ids_below_the_devices_highest_are_still_checked<E: Engine>() {
+    let f = Fixture::<E>::new();
+    let stored: Vec<u64> = f
+        .log
+        .append(&[req(1, 7, 10, &[7], "ten"), req(1, 7, 20, &[7], "twenty")])
+        .unwrap()
+        .iter()
+        .map(|o| o.seq)
+        .collect();
+    assert_eq!(stored, [1, 2]);
+    // Below the highest id but never used: new.
+    let fifteen = f.log.append(&[req(1, 7, 15, &[7], "fifteen")]).unwrap();
+    assert_eq!((fifteen[0].seq, fifteen[0].duplicate), (3, false));
+    // Retries of the highest, of one below it, of the out-of-order one.
+    for (id, seq) in [(20, 2), (10, 1), (15, 3)] {
+        let out = f.log.append(&[req(1, 7, id, &[7], "again")]).unwrap();
+        assert_eq!((out[0].seq, out[0].duplicate), (seq, true), "id {id}");
+    }
+    let f = f.reopen();
+    // After a reopen nothing is remembered in memory: the same answers.
+    let out = f
+        .log
+        .append(&[
+            req(1, 7, 15, &[7], "again"),
+            req(1, 7, 12, &[7], "twelve"),
+            req(1, 7, 21, &[7], "twenty-one"),
+            req(1, 7, 20, &[7], "again"),
+        ])
+        .unwrap();
+    let summary: Vec<_> = out.iter().map(|o| (o.seq, o.duplicate)).collect();
+    assert_eq!(summary, [(3, true), (4, false), (5, false), (2, true)]);
+    // Another device of the same user, and another user, start afresh.
+    let mut other_device = req(1, 7, 12, &[7], "phone");
+    other_device.device = DeviceId(2);
+    let out = f
+        .log
+        .append(&[other_device, req(1, 8, 12, &[8], "bob")])
+        .unwrap();
+    assert!(out.iter().all(|o| !o.duplicate));
+    assert_eq!(full_history(&f.log, 1).len(), 7);
+}

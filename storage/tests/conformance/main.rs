@@ -36,6 +36,7 @@ conformance!(
     idempotency::client_ids_are_scoped_by_sender_and_device,
     idempotency::entries_expire_after_the_window,
     idempotency::retry_after_reopen_keeps_history_visible,
+    idempotency::ids_below_the_devices_highest_are_still_checked,
     reads::empty_channel_and_inbox_read_as_empty,
     reads::history_pages_walk_both_directions,
     reads::history_page_boundaries_are_exact,
