@@ -723,18 +723,35 @@ async fn read_loop(
             .pending_frame_len()
             .saturating_sub(buf.len())
             .clamp(4096, 1 << 20);
-        match tokio::time::timeout(Duration::from_millis(500), stream.read(buf, want)).await {
-            Err(_) => {
-                if last_heard.elapsed() > silence_limit && !out.is_closing() {
-                    metrics.error(ErrorCode::HeartbeatTimeout);
-                    return Err(CloseReason {
-                        code: ErrorCode::HeartbeatTimeout.code(),
-                        message: "no heartbeat".into(),
-                    });
+        // The read is never abandoned while the connection lives: with
+        // io_uring the buffer (and whatever part of a frame it already
+        // holds) is lent to the kernel until the read completes, so a read
+        // dropped by a timeout loses those bytes and every frame after
+        // them is garbage. The timer only checks liveness meanwhile.
+        let read = stream.read(buf, want);
+        tokio::pin!(read);
+        let result = loop {
+            match tokio::time::timeout(Duration::from_millis(500), &mut read).await {
+                Ok(result) => break result,
+                Err(_) => {
+                    if out.is_closing() {
+                        let since = *closing_since.get_or_insert_with(Instant::now);
+                        if since.elapsed() > Duration::from_secs(2) {
+                            return Ok(());
+                        }
+                    } else if last_heard.elapsed() > silence_limit {
+                        metrics.error(ErrorCode::HeartbeatTimeout);
+                        return Err(CloseReason {
+                            code: ErrorCode::HeartbeatTimeout.code(),
+                            message: "no heartbeat".into(),
+                        });
+                    }
                 }
             }
-            Ok(Ok(0)) | Ok(Err(_)) => return Ok(()),
-            Ok(Ok(_)) => {
+        };
+        match result {
+            Ok(0) | Err(_) => return Ok(()),
+            Ok(_) => {
                 if stream.wants_flush() {
                     out.nudge();
                 }
