@@ -18,6 +18,9 @@
 //! CONFAB_BENCH_IDLE=20000 CONFAB_BENCH_LOAD_SECS=20 cargo bench --workspace --bench transport
 //! ```
 //!
+//! Under `cargo test` (no `--bench` argument) it runs a small smoke version
+//! (20 idle connections, 2 pairs for 1 s) unless the knobs say otherwise.
+//!
 //! Knobs (environment): `CONFAB_BENCH_IDLE` idle connections per transport
 //! (default 10000), `CONFAB_BENCH_PAIRS` sender/receiver pairs (default
 //! 50), `CONFAB_BENCH_WINDOW` sends in flight per sender (default 8),
@@ -55,8 +58,11 @@ fn main() {
         Some("__server") => server(Path::new(&args[2])),
         Some("__idle") => idle_clients(&args[2], Path::new(&args[3]), Path::new(&args[4])),
         Some("__load") => load_clients(&args[2], Path::new(&args[3]), Path::new(&args[4])),
-        // `cargo bench` passes `--bench` (and any filter): run everything.
-        _ => orchestrate(),
+        // `cargo bench` passes `--bench`: measure. `cargo test --all-targets`
+        // runs this executable without it, as criterion's test mode does:
+        // then a small run only proves the bench still works end to end,
+        // without spending CI minutes on 30,000 idle connections.
+        _ => orchestrate(args.iter().any(|a| a == "--bench")),
     }
 }
 
@@ -300,11 +306,16 @@ impl Drop for Clients {
     }
 }
 
-fn orchestrate() {
-    let idle: usize = env_or("CONFAB_BENCH_IDLE", 10_000);
-    let pairs: usize = env_or("CONFAB_BENCH_PAIRS", 50);
+fn orchestrate(measure: bool) {
+    let (idle, pairs, secs) = if measure {
+        (10_000, 50, 10)
+    } else {
+        (20, 2, 1)
+    };
+    let idle: usize = env_or("CONFAB_BENCH_IDLE", idle);
+    let pairs: usize = env_or("CONFAB_BENCH_PAIRS", pairs);
     let window: usize = env_or("CONFAB_BENCH_WINDOW", 8);
-    let secs: u64 = env_or("CONFAB_BENCH_LOAD_SECS", 10);
+    let secs: u64 = env_or("CONFAB_BENCH_LOAD_SECS", secs);
     let sync: String = env_or("CONFAB_BENCH_SYNC", "none".to_owned());
     let transports: String = env_or("CONFAB_BENCH_TRANSPORTS", "quic,wss,ws".to_owned());
     println!(
