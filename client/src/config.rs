@@ -2,6 +2,7 @@
 //! touches the network, so that a typo fails in `Client::connect` and not
 //! as an endless reconnect loop.
 
+use std::net::IpAddr;
 use std::time::Duration;
 
 use confab_protocol::binary::DEFAULT_MAX_FRAME_BYTES;
@@ -54,6 +55,13 @@ pub struct ClientConfig {
     /// protocol's default of 1 MiB, and at least what the server announces
     /// in `Welcome.limits.max_frame_bytes`.
     pub max_frame_bytes: usize,
+    /// The local address connections come from (the port is picked by the
+    /// system); `None` lets the system choose. One source address reaches
+    /// one server port through at most ~28,000 ephemeral ports, so a load
+    /// generator holding more connections spreads them over several
+    /// loopback addresses (127.0.0.x). Ignored for a server of the other
+    /// address family.
+    pub local_ip: Option<IpAddr>,
 }
 
 impl ClientConfig {
@@ -70,6 +78,7 @@ impl ClientConfig {
             max_pending_sends: 1024,
             connect_timeout: Duration::from_secs(10),
             max_frame_bytes: 16 << 20,
+            local_ip: None,
         }
     }
 
@@ -106,6 +115,7 @@ impl ClientConfig {
             tls,
             connect_timeout: self.connect_timeout,
             max_frame_bytes: self.max_frame_bytes,
+            local_ip: self.local_ip,
         })
     }
 }
@@ -117,6 +127,7 @@ pub(crate) struct Validated {
     pub tls: Option<BuiltTls>,
     pub connect_timeout: Duration,
     pub max_frame_bytes: usize,
+    pub local_ip: Option<IpAddr>,
 }
 
 #[cfg(test)]

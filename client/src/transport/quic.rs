@@ -9,7 +9,7 @@
 //! the same queue. Lanes may overtake each other; ordering by inbox
 //! sequence is the session's job, exactly as on WebSocket.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -42,7 +42,7 @@ pub(crate) async fn connect(
         .map_err(|e| format!("resolving {}: {e}", url.authority()))?
         .next()
         .ok_or_else(|| format!("{} resolves to no address", url.authority()))?;
-    let ep = client_endpoint(endpoint, addr, tls.quic.clone())?;
+    let ep = client_endpoint(endpoint, addr, config.local_ip, tls.quic.clone())?;
     let conn = ep
         .connect(addr, &tls.server_name_str())
         .map_err(|e| format!("QUIC connect to {addr}: {e}"))?
@@ -79,6 +79,7 @@ pub(crate) async fn connect(
 fn client_endpoint(
     slot: &mut Option<quinn::Endpoint>,
     addr: SocketAddr,
+    local_ip: Option<IpAddr>,
     tls: Arc<rustls::ClientConfig>,
 ) -> Result<quinn::Endpoint, String> {
     if let Some(ep) = slot {
@@ -90,7 +91,9 @@ fn client_endpoint(
             return Ok(ep.clone());
         }
     }
-    let bind: SocketAddr = if addr.is_ipv4() {
+    let bind: SocketAddr = if let Some(ip) = local_ip.filter(|ip| ip.is_ipv4() == addr.is_ipv4()) {
+        SocketAddr::new(ip, 0)
+    } else if addr.is_ipv4() {
         ([0, 0, 0, 0], 0).into()
     } else {
         (std::net::Ipv6Addr::UNSPECIFIED, 0).into()

@@ -6,12 +6,14 @@
 //! choices; this way both transports share one rustls configuration policy
 //! (ring, the roots from `TlsOptions`).
 
+use std::net::{IpAddr, SocketAddr};
+
 use confab_protocol::binary;
 use confab_protocol::frame::Close;
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
@@ -32,9 +34,41 @@ type Ws = WebSocketStream<Box<dyn Io>>;
 /// (docs/protocol.md, gateway `ws::close`).
 const APP_CLOSE_BASE: u16 = 4000;
 
+/// Connects from `local_ip` when it is set and the server has an address
+/// of its family (otherwise as `TcpStream::connect` would), trying each
+/// resolved address in turn.
+async fn tcp_connect(authority: String, local_ip: Option<IpAddr>) -> std::io::Result<TcpStream> {
+    let Some(ip) = local_ip else {
+        return TcpStream::connect(authority).await;
+    };
+    let addrs: Vec<SocketAddr> = tokio::net::lookup_host(authority).await?.collect();
+    let same_family: Vec<SocketAddr> = addrs
+        .iter()
+        .copied()
+        .filter(|a| a.is_ipv4() == ip.is_ipv4())
+        .collect();
+    if same_family.is_empty() {
+        return TcpStream::connect(&addrs[..]).await;
+    }
+    let mut last_err = None;
+    for addr in same_family {
+        let socket = if ip.is_ipv4() {
+            TcpSocket::new_v4()?
+        } else {
+            TcpSocket::new_v6()?
+        };
+        socket.bind(SocketAddr::new(ip, 0))?;
+        match socket.connect(addr).await {
+            Ok(stream) => return Ok(stream),
+            Err(e) => last_err = Some(e),
+        }
+    }
+    Err(last_err.expect("at least one address was tried"))
+}
+
 pub(crate) async fn connect(config: &Validated) -> Result<Connection, String> {
     let url = &config.url;
-    let tcp = TcpStream::connect(url.authority())
+    let tcp = tcp_connect(url.authority(), config.local_ip)
         .await
         .map_err(|e| format!("TCP connect to {}: {e}", url.authority()))?;
     // Frames are small and latency matters more than packet count.
