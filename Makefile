@@ -45,8 +45,13 @@ lint:
 	ROCKSDB_LIB_DIR="$(CURDIR)/target/clippy-no-link" ROCKSDB_STATIC=1 \
 		$(CARGO) clippy --workspace --all-targets -- -D warnings
 
+# criterion suites, then the load generator's fixed scenarios against a
+# freshly started release server; the latter rewrite their section of
+# docs/benchmarks.md (docs/loadgen.md).
 bench: deps
 	$(CARGO) bench -p confab-benches
+	$(CARGO) build --release -p confab-gateway -p confab-loadgen
+	./target/release/confab-loadgen bench --confab ./target/release/confab --write docs/benchmarks.md
 
 fuzz-build:
 	@./scripts/deps.sh --fuzz

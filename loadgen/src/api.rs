@@ -1,0 +1,231 @@
+//! The HTTP API as the load generator uses it: accounts, friends, DMs and
+//! groups are made exactly as an app makes them (docs/api.md), so setting
+//! up a run also exercises the API.
+
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context, Result};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::{Method, Request, StatusCode};
+use hyper_util::client::legacy::{connect::HttpConnector, Client};
+use hyper_util::rt::TokioExecutor;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+/// A signed-up virtual user.
+#[derive(Debug, Clone)]
+pub struct Account {
+    /// Its user id.
+    pub user_id: u64,
+    /// Its access token.
+    pub token: String,
+}
+
+/// Where the gateway is, from `GET /v1/gateway`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Discovery {
+    /// `ws://` (loopback) or `wss://` URL.
+    pub websocket_url: String,
+    /// `wss://` URL on the same port.
+    pub secure_websocket_url: String,
+    /// QUIC `host:port`.
+    pub quic_addr: String,
+}
+
+/// An HTTP/1.1 client for one API base URL.
+#[derive(Clone)]
+pub struct Api {
+    base: String,
+    http: Client<HttpConnector, Full<Bytes>>,
+}
+
+impl Api {
+    /// A client for `base` (for example `http://127.0.0.1:8080`).
+    pub fn new(base: &str) -> Result<Api> {
+        let base = base.trim_end_matches('/').to_owned();
+        if !base.starts_with("http://") {
+            bail!("--api must be an http:// URL, not {base:?}");
+        }
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(Duration::from_secs(10)));
+        let http = Client::builder(TokioExecutor::new())
+            .pool_max_idle_per_host(64)
+            .build(connector);
+        Ok(Api { base, http })
+    }
+
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> Result<(StatusCode, Value)> {
+        let url = if path.starts_with("http://") {
+            path.to_owned()
+        } else {
+            format!("{}{path}", self.base)
+        };
+        let mut req = Request::builder().method(method.clone()).uri(&url);
+        if let Some(t) = token {
+            req = req.header("authorization", format!("Bearer {t}"));
+        }
+        let body = match body {
+            Some(v) => {
+                req = req.header("content-type", "application/json");
+                Full::new(Bytes::from(serde_json::to_vec(&v)?))
+            }
+            None => Full::new(Bytes::new()),
+        };
+        let resp =
+            tokio::time::timeout(Duration::from_secs(30), self.http.request(req.body(body)?))
+                .await
+                .map_err(|_| anyhow!("{method} {url}: no answer in 30 s"))?
+                .with_context(|| format!("{method} {url}"))?;
+        let status = resp.status();
+        let bytes = resp.into_body().collect().await?.to_bytes();
+        let value = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
+        };
+        Ok((status, value))
+    }
+
+    async fn expect(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> Result<Value> {
+        let (status, value) = self.call(method.clone(), path, token, body).await?;
+        if !status.is_success() {
+            bail!("{method} {path}: {status}: {value}");
+        }
+        Ok(value)
+    }
+
+    /// `POST /v1/signup`.
+    pub async fn signup(&self, username: &str, password: &str) -> Result<Account> {
+        let v = self
+            .expect(
+                Method::POST,
+                "/v1/signup",
+                None,
+                Some(json!({"username": username, "password": password})),
+            )
+            .await?;
+        Ok(Account {
+            user_id: field_u64(&v, "user_id")?,
+            token: v["access_token"]
+                .as_str()
+                .ok_or_else(|| anyhow!("signup answer without access_token: {v}"))?
+                .to_owned(),
+        })
+    }
+
+    /// `POST /v1/friends/{b}` as `a`, then `POST /v1/friends/{a}/accept`
+    /// as `b`.
+    pub async fn befriend(&self, a: &Account, b: &Account) -> Result<()> {
+        self.expect(
+            Method::POST,
+            &format!("/v1/friends/{}", b.user_id),
+            Some(&a.token),
+            None,
+        )
+        .await?;
+        self.expect(
+            Method::POST,
+            &format!("/v1/friends/{}/accept", a.user_id),
+            Some(&b.token),
+            None,
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// `POST /v1/dms`: the DM channel of `a` and `b`.
+    pub async fn dm(&self, a: &Account, b: &Account) -> Result<u64> {
+        let v = self
+            .expect(
+                Method::POST,
+                "/v1/dms",
+                Some(&a.token),
+                Some(json!({"user_id": b.user_id})),
+            )
+            .await?;
+        field_u64(&v, "channel_id")
+    }
+
+    /// `POST /v1/groups` by `owner` with `members`.
+    pub async fn group(&self, owner: &Account, name: &str, members: &[u64]) -> Result<u64> {
+        let v = self
+            .expect(
+                Method::POST,
+                "/v1/groups",
+                Some(&owner.token),
+                Some(json!({"name": name, "members": members})),
+            )
+            .await?;
+        field_u64(&v, "channel_id")
+    }
+
+    /// `GET /v1/gateway`.
+    pub async fn discovery(&self) -> Result<Discovery> {
+        let v = self.expect(Method::GET, "/v1/gateway", None, None).await?;
+        Ok(serde_json::from_value(v)?)
+    }
+
+    /// The server's resident memory from its Prometheus endpoint
+    /// (`confab_process_resident_memory_bytes`).
+    pub async fn server_rss(&self, metrics_url: &str) -> Result<u64> {
+        let (status, v) = self.call(Method::GET, metrics_url, None, None).await?;
+        if !status.is_success() {
+            bail!("GET {metrics_url}: {status}");
+        }
+        let text = v
+            .as_str()
+            .map(str::to_owned)
+            .unwrap_or_else(|| v.to_string());
+        parse_metric(&text, "confab_process_resident_memory_bytes")
+            .ok_or_else(|| anyhow!("{metrics_url} has no confab_process_resident_memory_bytes"))
+    }
+}
+
+fn field_u64(v: &Value, name: &str) -> Result<u64> {
+    v[name]
+        .as_u64()
+        .ok_or_else(|| anyhow!("answer without {name}: {v}"))
+}
+
+/// The value of an unlabelled sample in Prometheus text format.
+pub fn parse_metric(text: &str, name: &str) -> Option<u64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .find_map(|l| {
+            let (n, v) = l.split_once(' ')?;
+            (n == name).then(|| v.trim().parse::<f64>().ok())?
+        })
+        .map(|v| v as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metric_lines_are_found_by_exact_name() {
+        let text = "# HELP confab_process_resident_memory_bytes x\n\
+                    confab_process_resident_memory_bytes_total 1\n\
+                    confab_process_resident_memory_bytes 123456\n";
+        assert_eq!(
+            parse_metric(text, "confab_process_resident_memory_bytes"),
+            Some(123456)
+        );
+        assert_eq!(parse_metric(text, "nope"), None);
+    }
+}

@@ -1,0 +1,295 @@
+//! `confab-loadgen`: realistic chat traffic against a confab server, with
+//! honest latency (open loop, measured from the scheduled send time) and
+//! a ledger that proves nothing was lost, repeated or reordered while it
+//! measured. See docs/loadgen.md.
+//!
+//! ```text
+//! confab-loadgen plan --profile dau50m
+//! confab-loadgen run --profile smoke --transport mix --json out.json --html out.html
+//! ```
+
+mod api;
+mod bench;
+mod ledger;
+mod plan;
+mod profile;
+mod report;
+mod run;
+mod stats;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+
+use crate::plan::Plan;
+use crate::profile::Profile;
+use crate::run::{RunOptions, TransportChoice};
+
+/// Load generator for confab.
+#[derive(Debug, Parser)]
+#[command(name = "confab-loadgen", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Prints what a profile means for a deployment: peak rates,
+    /// connections, storage per day and nodes needed. Sends nothing.
+    Plan {
+        /// A built-in profile (dau50m, smoke, fanout, idle, burst) or a
+        /// TOML file.
+        #[arg(long, default_value = "dau50m")]
+        profile: String,
+        /// Share of the peak population one machine would drive.
+        #[arg(long)]
+        scale: Option<f64>,
+        /// Prints the plan as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Prints a built-in profile's TOML, to copy and edit.
+    Profile {
+        /// The built-in profile.
+        name: String,
+    },
+    /// Drives the profile's traffic against a running server and reports.
+    /// Exits with status 2 if anything was lost, duplicated, out of order
+    /// or refused.
+    Run(RunArgs),
+    /// The fixed scenarios of `make bench`: starts a fresh `confab serve`
+    /// for each group of runs, searches for the highest sustained rates,
+    /// and rewrites the load generator's section of docs/benchmarks.md.
+    Bench {
+        /// The `confab` binary (a release build).
+        #[arg(long, default_value = "target/release/confab")]
+        confab: PathBuf,
+        /// The markdown file whose load-generator section is rewritten;
+        /// without it the section is printed.
+        #[arg(long)]
+        write: Option<PathBuf>,
+        /// Directory for every step's JSON report.
+        #[arg(long, default_value = "target/loadgen-bench")]
+        reports: PathBuf,
+        /// Measured seconds per step.
+        #[arg(long, default_value_t = 10.0)]
+        seconds: f64,
+        /// Idle connections to hold for the memory figure.
+        #[arg(long, default_value_t = 30_000)]
+        idle_connections: u64,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+struct RunArgs {
+    /// The server's HTTP API; the gateway addresses come from its
+    /// `/v1/gateway`.
+    #[arg(
+        long,
+        env = "CONFAB_LOADGEN_API",
+        default_value = "http://127.0.0.1:8080"
+    )]
+    api: String,
+    /// The server's Prometheus endpoint (for its memory).
+    #[arg(
+        long,
+        env = "CONFAB_LOADGEN_METRICS",
+        default_value = "http://127.0.0.1:9090/metrics"
+    )]
+    metrics: String,
+    /// A built-in profile (dau50m, smoke, fanout, idle, burst) or a TOML
+    /// file.
+    #[arg(long, default_value = "smoke")]
+    profile: String,
+    /// Transport of the devices (`mix`: ws, wss and quic in turn).
+    #[arg(long, value_enum, default_value = "ws")]
+    transport: TransportChoice,
+    /// Share of the profile's peak population to drive (default: the
+    /// profile's `run.scale`).
+    #[arg(long)]
+    scale: Option<f64>,
+    /// Measured seconds (default: the profile's).
+    #[arg(long)]
+    duration: Option<f64>,
+    /// Seconds of traffic before measuring (default: the profile's).
+    #[arg(long)]
+    warmup: Option<f64>,
+    /// Messages per second, replacing the scaled model's rate.
+    #[arg(long)]
+    rate: Option<f64>,
+    /// PEM certificate to trust for wss and quic (a development server's
+    /// self-signed `<data_dir>/tls/*.crt`).
+    #[arg(long)]
+    ca: Option<PathBuf>,
+    /// Seconds to wait after the last send for outstanding acks and
+    /// deliveries.
+    #[arg(long, default_value_t = 15.0)]
+    drain: f64,
+    /// Users whose whole inbox a fresh device syncs at the end.
+    #[arg(long, default_value_t = 10)]
+    sync_users: usize,
+    /// Seed of the run's random choices.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Writes the report as one JSON object.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Writes a self-contained HTML report with plots.
+    #[arg(long)]
+    html: Option<PathBuf>,
+    /// Loopback source addresses to spread connections over (127.0.0.1
+    /// to 127.0.0.N; default: one per 20,000 connections when the server
+    /// is on loopback).
+    #[arg(long)]
+    source_ips: Option<u32>,
+    /// No progress bar and no plan on stderr.
+    #[arg(long)]
+    quiet: bool,
+    /// Threads of the client runtime.
+    #[arg(long, default_value_t = 2)]
+    threads: usize,
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match main_result() {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("confab-loadgen: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn main_result() -> Result<ExitCode> {
+    match Cli::parse().command {
+        Command::Plan {
+            profile,
+            scale,
+            json,
+        } => {
+            let profile = Profile::load(&profile)?;
+            let plan = Plan::new(&profile);
+            let slice = plan.slice(
+                &profile,
+                scale.unwrap_or(profile.run.scale),
+                profile.run.rate,
+            );
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(
+                        &serde_json::json!({"plan": plan, "slice": slice})
+                    )?
+                );
+            } else {
+                print!("{}", plan.render(&profile, Some(&slice)));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Profile { name } => {
+            let (_, text) = profile::BUILT_IN
+                .iter()
+                .find(|(n, _)| *n == name)
+                .with_context(|| format!("no built-in profile {name:?}"))?;
+            print!("{text}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Run(args) => run_command(args),
+        Command::Bench {
+            confab,
+            write,
+            reports,
+            seconds,
+            idle_connections,
+        } => {
+            anyhow::ensure!(seconds > 0.0, "--seconds must be > 0");
+            let opts = bench::BenchOptions {
+                confab,
+                reports,
+                seconds,
+                idle_connections,
+            };
+            let section = bench::bench(&opts)?;
+            match write {
+                Some(path) => {
+                    let text = std::fs::read_to_string(&path).unwrap_or_default();
+                    std::fs::write(&path, bench::replace_section(&text, &section)?)
+                        .with_context(|| format!("writing {}", path.display()))?;
+                    eprintln!("rewrote the load generator's section of {}", path.display());
+                }
+                None => println!("{section}"),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn seconds(name: &str, v: f64) -> Result<Duration> {
+    anyhow::ensure!(
+        v.is_finite() && v >= 0.0,
+        "{name} must be a number of seconds ≥ 0"
+    );
+    Ok(Duration::from_secs_f64(v))
+}
+
+fn run_command(args: RunArgs) -> Result<ExitCode> {
+    let profile = Profile::load(&args.profile)?;
+    let scale = args.scale.unwrap_or(profile.run.scale);
+    anyhow::ensure!(scale > 0.0 && scale <= 1.0, "--scale must be in (0, 1]");
+    if let Some(r) = args.rate {
+        anyhow::ensure!(r.is_finite() && r >= 0.0, "--rate must be ≥ 0");
+    }
+    let duration = seconds(
+        "--duration",
+        args.duration.unwrap_or(profile.run.duration_s),
+    )?;
+    anyhow::ensure!(!duration.is_zero(), "--duration must be > 0");
+    let opts = RunOptions {
+        api: args.api,
+        metrics: args.metrics,
+        transport: args.transport,
+        scale,
+        duration,
+        warmup: seconds("--warmup", args.warmup.unwrap_or(profile.run.warmup_s))?,
+        rate: args.rate,
+        ca: args.ca,
+        drain: seconds("--drain", args.drain)?,
+        sync_users: args.sync_users,
+        source_ips: args.source_ips,
+        quiet: args.quiet,
+        seed: args.seed,
+        profile,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(args.threads.max(1))
+        .enable_all()
+        .build()?;
+    let report = runtime.block_on(run::run(opts))?;
+    print!("{}", report.summary());
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_vec_pretty(&report)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    if let Some(path) = &args.html {
+        std::fs::write(path, report.html())
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    // Clients' background tasks may still hold sockets; don't wait for them.
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    Ok(if report.passed {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(2)
+    })
+}

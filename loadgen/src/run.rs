@@ -1,0 +1,816 @@
+//! `run`: drives a profile's traffic against a live server and keeps the
+//! books.
+//!
+//! Set-up goes through the HTTP API as an app would (signup, friends, DMs,
+//! groups, discovery); traffic goes through the client SDK over the chosen
+//! transports. Sends are open-loop: a Poisson process decides when each one
+//! is due, the scheduler never waits for an answer, and latencies count
+//! from the due time, so a server that stalls shows up as latency and not
+//! as a politely lower send rate.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use confab_client::{Client, ClientConfig, ClientError, ClientEvent, Events, Target, TlsOptions};
+use futures_util::stream::{self, StreamExt};
+use indicatif::{ProgressBar, ProgressStyle};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+use crate::api::{Account, Api, Discovery};
+use crate::ledger::{self, DeviceBook, ErrorCounts, Ledger};
+use crate::plan::Plan;
+use crate::profile::{Bucket, Profile};
+use crate::report::{Report, SyncCheck};
+use crate::stats::{Counters, Latency, Timeline};
+
+/// Connections per loopback source address before the run spreads them
+/// over more: one address reaches one server port through ~28,000
+/// ephemeral ports (Linux's default range), less what TIME_WAIT holds.
+const CONNECTIONS_PER_SOURCE: f64 = 20_000.0;
+
+/// Which transports the devices use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TransportChoice {
+    /// WebSocket over TCP (loopback servers only, by default).
+    Ws,
+    /// WebSocket over TLS.
+    Wss,
+    /// QUIC.
+    Quic,
+    /// Devices take ws, wss and quic in turn.
+    Mix,
+}
+
+/// Everything `run` was asked to do.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// The API's base URL.
+    pub api: String,
+    /// The server's Prometheus endpoint.
+    pub metrics: String,
+    /// The profile (already loaded).
+    pub profile: Profile,
+    /// Transports.
+    pub transport: TransportChoice,
+    /// Share of the peak population to drive.
+    pub scale: f64,
+    /// Measured seconds.
+    pub duration: Duration,
+    /// Seconds of traffic before measuring.
+    pub warmup: Duration,
+    /// Messages per second replacing the model's.
+    pub rate: Option<f64>,
+    /// CA certificate to trust for wss and QUIC (the server's own
+    /// self-signed one in development).
+    pub ca: Option<PathBuf>,
+    /// How long to wait after the last send for acks and deliveries.
+    pub drain: Duration,
+    /// Users whose complete inbox a fresh device syncs at the end.
+    pub sync_users: usize,
+    /// Loopback source addresses to spread connections over (127.0.0.1 up
+    /// to 127.0.0.N); `None` picks one per 20,000 connections when the
+    /// server is on loopback.
+    pub source_ips: Option<u32>,
+    /// No progress bar.
+    pub quiet: bool,
+    /// Seed of the run's random choices (targets, lengths, arrivals).
+    pub seed: u64,
+}
+
+/// A channel the run created.
+struct Chan {
+    id: u64,
+    members: Vec<usize>,
+    /// Devices of all members.
+    devices: u32,
+}
+
+/// A virtual user.
+struct User {
+    account: Account,
+    devices: Vec<usize>,
+    dms: Vec<usize>,
+    groups: Vec<usize>,
+}
+
+/// A connected device.
+struct Device {
+    client: Client,
+    /// Sequences of its own acknowledged sends: (channel, seq).
+    own: Mutex<Vec<(u64, u64)>>,
+}
+
+/// What every task of the run shares.
+struct Shared {
+    start: Instant,
+    ledger: Ledger,
+    counters: Counters,
+    ack: Latency,
+    delivery: Latency,
+    connect: Latency,
+    errors: Mutex<ErrorCounts>,
+    corrupted: AtomicU64,
+    measured_acked: AtomicU64,
+    measured_delivered: AtomicU64,
+    /// Messages acknowledged in each user's channels (what a new device of
+    /// theirs must sync).
+    inbox: Vec<AtomicU64>,
+    read_receipts: f64,
+}
+
+impl Shared {
+    fn error(&self, name: impl Into<String>) {
+        *self.errors.lock().unwrap().entry(name.into()).or_insert(0) += 1;
+    }
+
+    fn since_start_ns(&self) -> u64 {
+        self.start.elapsed().as_nanos() as u64
+    }
+}
+
+fn error_name(e: &ClientError) -> String {
+    match e {
+        ClientError::Server { code, .. } | ClientError::Refused { code, .. } => {
+            code.name().to_owned()
+        }
+        ClientError::InvalidText(code) => code.name().to_owned(),
+        ClientError::TooManyPending(_) => "CLIENT_TOO_MANY_PENDING".into(),
+        ClientError::Closed => "CLIENT_CLOSED".into(),
+        other => format!("CLIENT_{}", short_kind(&format!("{other:?}"))),
+    }
+}
+
+fn short_kind(debug: &str) -> String {
+    debug
+        .split(|c: char| !c.is_alphanumeric())
+        .next()
+        .unwrap_or("ERROR")
+        .to_uppercase()
+}
+
+fn pick_bucket(rng: &mut StdRng, buckets: &[Bucket]) -> u32 {
+    let total: f64 = buckets.iter().map(|b| b.weight).sum();
+    let mut x = rng.random::<f64>() * total;
+    for b in buckets {
+        if x < b.weight {
+            return rng.random_range(b.min..=b.max);
+        }
+        x -= b.weight;
+    }
+    let b = buckets.last().unwrap();
+    rng.random_range(b.min..=b.max)
+}
+
+fn pick_devices(rng: &mut StdRng, devices: &[(u32, f64)]) -> u32 {
+    let total: f64 = devices.iter().map(|d| d.1).sum();
+    let mut x = rng.random::<f64>() * total;
+    for &(n, w) in devices {
+        if x < w {
+            return n;
+        }
+        x -= w;
+    }
+    devices.last().unwrap().0
+}
+
+/// Runs the profile and returns the report.
+pub async fn run(opts: RunOptions) -> Result<Report> {
+    let profile = &opts.profile;
+    let plan = Plan::new(profile);
+    let slice = plan.slice(profile, opts.scale, opts.rate.or(profile.run.rate));
+    if !opts.quiet {
+        eprint!("{}", plan.render(profile, Some(&slice)));
+    }
+    raise_fd_limit((slice.connections * 1.2) as u64 + 1024);
+    let mut rng = StdRng::seed_from_u64(opts.seed);
+    let api = Api::new(&opts.api)?;
+    let discovery = api
+        .discovery()
+        .await
+        .with_context(|| format!("is a confab server listening at {}?", opts.api))?;
+
+    // Accounts.
+    let setup_started = Instant::now();
+    let n_users = slice.users as usize;
+    // Fresh names per run (not from the seed: a repeated run against the
+    // same server must not collide with the users of the last one).
+    let tag = run_tag();
+    let password = format!("loadgen password {tag}");
+    let accounts: Vec<Account> = stream::iter(0..n_users)
+        .map(|i| {
+            let api = api.clone();
+            let name = format!("lg{tag}u{i}");
+            let password = password.clone();
+            async move { api.signup(&name, &password).await }
+        })
+        .buffered(8)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<Result<_>>()
+        .context("signing up the virtual users")?;
+
+    // Channels: DMs with the next `dm_partners` users (so every user has
+    // partners), then groups of sampled sizes with random members.
+    let mut users: Vec<User> = accounts
+        .into_iter()
+        .map(|account| User {
+            account,
+            devices: Vec::new(),
+            dms: Vec::new(),
+            groups: Vec::new(),
+        })
+        .collect();
+    let mut chans: Vec<Chan> = Vec::new();
+    let mut pairs = Vec::new();
+    let partners = (profile.population.dm_partners as usize).min(n_users - 1);
+    for i in 0..n_users {
+        for k in 1..=partners {
+            let j = (i + k) % n_users;
+            let pair = (i.min(j), i.max(j));
+            if !pairs.contains(&pair) {
+                pairs.push(pair);
+            }
+        }
+    }
+    let dm_ids: Vec<u64> = stream::iter(pairs.iter().copied())
+        .map(|(a, b)| {
+            let api = api.clone();
+            let (a, b) = (users[a].account.clone(), users[b].account.clone());
+            async move {
+                api.befriend(&a, &b).await?;
+                api.dm(&a, &b).await
+            }
+        })
+        .buffered(16)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<Result<_>>()
+        .context("making friends and DMs")?;
+    for (&(a, b), id) in pairs.iter().zip(dm_ids) {
+        users[a].dms.push(chans.len());
+        users[b].dms.push(chans.len());
+        chans.push(Chan {
+            id,
+            members: vec![a, b],
+            devices: 0,
+        });
+    }
+    let mut groups = Vec::new();
+    if profile.traffic.one_to_one_share < 1.0 && n_users >= 3 {
+        let count = (n_users as f64 * profile.population.groups_per_user
+            / profile.mean_group_size())
+        .ceil() as usize;
+        for g in 0..count {
+            let size = (pick_bucket(&mut rng, &profile.traffic.group_sizes) as usize).min(n_users);
+            let mut members: Vec<usize> = rand::seq::index::sample(&mut rng, n_users, size)
+                .into_iter()
+                .collect();
+            members.sort_unstable();
+            groups.push((format!("loadgen {tag} {g}"), members));
+        }
+    }
+    let group_ids: Vec<u64> = stream::iter(groups.iter())
+        .map(|(name, members)| {
+            let api = api.clone();
+            let owner = users[members[0]].account.clone();
+            let ids: Vec<u64> = members[1..]
+                .iter()
+                .map(|&m| users[m].account.user_id)
+                .collect();
+            async move { api.group(&owner, name, &ids).await }
+        })
+        .buffered(8)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<Result<_>>()
+        .context("creating the groups")?;
+    for ((_, members), id) in groups.into_iter().zip(group_ids) {
+        for &m in &members {
+            users[m].groups.push(chans.len());
+        }
+        chans.push(Chan {
+            id,
+            members,
+            devices: 0,
+        });
+    }
+    let setup_s = setup_started.elapsed().as_secs_f64();
+
+    // Devices.
+    let urls = transport_urls(&discovery, opts.transport)?;
+    let tls = match &opts.ca {
+        Some(ca) => TlsOptions::new().add_root_pem_file(ca),
+        None => TlsOptions::new(),
+    };
+    let rss_before = api.server_rss(&opts.metrics).await.ok();
+    let shared = Arc::new(Shared {
+        start: Instant::now(),
+        ledger: Ledger::default(),
+        counters: Counters::default(),
+        ack: Latency::default(),
+        delivery: Latency::default(),
+        connect: Latency::default(),
+        errors: Mutex::new(ErrorCounts::new()),
+        corrupted: AtomicU64::new(0),
+        measured_acked: AtomicU64::new(0),
+        measured_delivered: AtomicU64::new(0),
+        inbox: (0..n_users).map(|_| AtomicU64::new(0)).collect(),
+        read_receipts: profile.traffic.read_receipts_per_message,
+    });
+    let loopback = urls
+        .iter()
+        .all(|u| u.contains("://127.") || u.contains("://localhost"));
+    let sources = match opts.source_ips {
+        Some(n) => n.clamp(1, 254),
+        None if loopback => {
+            ((slice.connections / CONNECTIONS_PER_SOURCE).ceil() as u32).clamp(1, 254)
+        }
+        None => 1,
+    };
+    let mut devices: Vec<Arc<Device>> = Vec::new();
+    let mut books = Vec::new();
+    let mut transports_used = Vec::new();
+    for user in users.iter_mut() {
+        let n = pick_devices(&mut rng, &profile.population.devices);
+        for d in 1..=u64::from(n) {
+            let index = devices.len();
+            let url = &urls[index % urls.len()];
+            transports_used.push(url.clone());
+            let mut config = ClientConfig::new(url, &user.account.token, d);
+            config.tls = tls.clone();
+            config.max_pending_sends = 1 << 20;
+            if sources > 1 {
+                config.local_ip = Some([127, 0, 0, 1 + (index as u32 % sources) as u8].into());
+            }
+            let (client, events) = Client::connect(config)?;
+            let device = Arc::new(Device {
+                client,
+                own: Mutex::new(Vec::new()),
+            });
+            books.push(tokio::spawn(device_events(
+                events,
+                device.clone(),
+                shared.clone(),
+                Instant::now(),
+                opts.seed ^ index as u64,
+            )));
+            user.devices.push(index);
+            devices.push(device);
+        }
+    }
+    for chan in &mut chans {
+        chan.devices = chan
+            .members
+            .iter()
+            .map(|&m| users[m].devices.len() as u32)
+            .sum();
+    }
+    // Every device online before traffic: a device that is still
+    // connecting would get its messages by sync, not live.
+    let deadline =
+        Instant::now() + Duration::from_secs(60) + Duration::from_millis(devices.len() as u64);
+    while shared.counters.connected.load(Ordering::Relaxed) < devices.len() as u64 {
+        if Instant::now() > deadline {
+            bail!(
+                "only {} of {} devices connected within the deadline; errors so far: {:?}",
+                shared.counters.connected.load(Ordering::Relaxed),
+                devices.len(),
+                shared.errors.lock().unwrap()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let connected_at = Instant::now();
+    let rss_connected = api.server_rss(&opts.metrics).await.ok();
+
+    // Traffic.
+    let users = Arc::new(users);
+    let chans = Arc::new(chans);
+    let devices = Arc::new(devices);
+    let total = opts.warmup + opts.duration;
+    let bar = progress(opts.quiet, total);
+    let traffic_start = tokio::time::Instant::now();
+    let measure_from = shared.since_start_ns() + opts.warmup.as_nanos() as u64;
+    let sender = tokio::spawn(schedule(
+        shared.clone(),
+        users.clone(),
+        chans.clone(),
+        devices.clone(),
+        profile.clone(),
+        slice.messages_per_s,
+        traffic_start,
+        total,
+        measure_from,
+        StdRng::seed_from_u64(opts.seed.wrapping_add(1)),
+    ));
+    let mut timeline = Timeline::new(&shared.counters);
+    let mut warm_timeline = 0;
+    let mut tick = tokio::time::interval_at(
+        traffic_start + Duration::from_secs(1),
+        Duration::from_secs(1),
+    );
+    for s in 1..=total.as_secs_f64().ceil() as u64 {
+        tick.tick().await;
+        let second = timeline.tick(&shared.counters);
+        if Duration::from_secs(s) <= opts.warmup {
+            warm_timeline += 1;
+        }
+        bar.set_position(s);
+        bar.set_message(format!(
+            "{} msgs/s  {} deliveries/s  ack p99 {} µs  delivery p99 {} µs  {} connected",
+            second.acked,
+            second.delivered,
+            shared.ack.summary().p99_us,
+            shared.delivery.summary().p99_us,
+            second.connections
+        ));
+    }
+    sender.await?;
+
+    // Drain: every ack and every delivery, or the deadline.
+    let drain_deadline = Instant::now() + opts.drain;
+    loop {
+        let (owed, unacked) = shared.ledger.outstanding();
+        if owed == 0 && unacked == 0 {
+            break;
+        }
+        if Instant::now() > drain_deadline {
+            break;
+        }
+        bar.set_message(format!(
+            "draining: {owed} deliveries and {unacked} acks outstanding"
+        ));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    bar.finish_and_clear();
+    let (owed, unacked) = shared.ledger.outstanding();
+    for (id, device, chars) in shared.ledger.unanswered(10) {
+        tracing::warn!(
+            id,
+            device,
+            chars,
+            url = %transports_used[device as usize],
+            "send never answered"
+        );
+    }
+    if unacked > 0 {
+        *shared
+            .errors
+            .lock()
+            .unwrap()
+            .entry("UNACKED_AT_END".into())
+            .or_insert(0) += unacked;
+    }
+    let server_rss_bytes = api.server_rss(&opts.metrics).await.ok();
+
+    // A fresh device per sampled user syncs that user's whole inbox.
+    let sync = sync_check(&shared, &users, &urls, &tls, opts.sync_users, unacked == 0).await;
+
+    // Close, and read each device's books.
+    for d in devices.iter() {
+        d.client.close().await;
+    }
+    let mut check = ledger::BookCheck::default();
+    for (i, handle) in books.into_iter().enumerate() {
+        let mut book = handle.await?;
+        for (channel, seq) in devices[i].own.lock().unwrap().drain(..) {
+            book.own.entry(channel).or_default().push(seq);
+        }
+        let c = book.check();
+        check.duplicated += c.duplicated;
+        check.gaps += c.gaps;
+        check.out_of_order += c.out_of_order;
+    }
+    let measured_s = opts.duration.as_secs_f64();
+    let seconds: Vec<_> = timeline
+        .seconds
+        .split_off(warm_timeline.min(timeline.seconds.len()));
+    let c = &shared.counters;
+    let errors = shared.errors.lock().unwrap().clone();
+    let report = Report::build(crate::report::Inputs {
+        profile: profile.clone(),
+        plan,
+        slice,
+        transport: opts.transport,
+        urls,
+        duration_s: measured_s,
+        warmup_s: opts.warmup.as_secs_f64(),
+        setup_s,
+        connect_s: (connected_at - shared.start).as_secs_f64(),
+        users: n_users as u64,
+        channels: chans.len() as u64,
+        connections: devices.len() as u64,
+        sent: c.sent.load(Ordering::Relaxed),
+        acked: c.acked.load(Ordering::Relaxed),
+        delivered: c.delivered.load(Ordering::Relaxed),
+        expected_deliveries: shared.ledger.expected_deliveries(),
+        measured_acked: shared.measured_acked.load(Ordering::Relaxed),
+        measured_delivered: shared.measured_delivered.load(Ordering::Relaxed),
+        lost: owed + sync.missing,
+        duplicated: check.duplicated + sync.duplicated,
+        gaps: check.gaps + sync.gaps,
+        out_of_order: check.out_of_order,
+        corrupted: shared.corrupted.load(Ordering::Relaxed),
+        errors,
+        reconnects: c.disconnects.load(Ordering::Relaxed),
+        ack: shared.ack.summary(),
+        delivery: shared.delivery.summary(),
+        connect: shared.connect.summary(),
+        ack_cdf: shared.ack.cdf(200),
+        delivery_cdf: shared.delivery.cdf(200),
+        timeline: seconds,
+        sync,
+        server_rss_bytes,
+        server_rss_before_connect: rss_before,
+        server_rss_connected: rss_connected,
+    });
+    Ok(report)
+}
+
+/// Six base-36 characters from the clock and the process id.
+fn run_tag() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    let mut x = nanos ^ (u64::from(std::process::id()) << 40);
+    (0..6)
+        .map(|_| {
+            let c = b"abcdefghijklmnopqrstuvwxyz0123456789"[(x % 36) as usize];
+            x /= 36;
+            char::from(c)
+        })
+        .collect()
+}
+
+fn transport_urls(d: &Discovery, choice: TransportChoice) -> Result<Vec<String>> {
+    let ws = d.websocket_url.clone();
+    if choice == TransportChoice::Ws && !ws.starts_with("ws://") {
+        bail!("the server offers no plain ws:// to this client ({ws}); use --transport wss");
+    }
+    let wss = d.secure_websocket_url.clone();
+    let quic = format!("quic://{}", d.quic_addr);
+    Ok(match choice {
+        TransportChoice::Ws => vec![ws],
+        TransportChoice::Wss => vec![wss],
+        TransportChoice::Quic => vec![quic],
+        TransportChoice::Mix if ws.starts_with("ws://") => vec![ws, wss, quic],
+        TransportChoice::Mix => vec![wss, quic],
+    })
+}
+
+fn progress(quiet: bool, total: Duration) -> ProgressBar {
+    if quiet {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(total.as_secs_f64().ceil() as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len}s {msg}")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    bar
+}
+
+/// Raises the open-file limit towards what the run needs (one descriptor
+/// per TCP connection; QUIC shares one UDP socket per client endpoint).
+fn raise_fd_limit(want: u64) {
+    match rlimit::increase_nofile_limit(want) {
+        Ok(got) if got < want => tracing::warn!(
+            "open-file limit is {got}, below the {want} this run may need (raise the hard limit)"
+        ),
+        Ok(_) => {}
+        Err(e) => tracing::warn!("could not raise the open-file limit: {e}"),
+    }
+}
+
+/// The open-loop sender: Poisson arrivals at `rate` (times the burst
+/// factor inside a burst), each a random user's random device sending to
+/// one of its channels.
+#[allow(clippy::too_many_arguments)]
+async fn schedule(
+    shared: Arc<Shared>,
+    users: Arc<Vec<User>>,
+    chans: Arc<Vec<Chan>>,
+    devices: Arc<Vec<Arc<Device>>>,
+    profile: Profile,
+    rate: f64,
+    start: tokio::time::Instant,
+    total: Duration,
+    measure_from_ns: u64,
+    mut rng: StdRng,
+) {
+    let senders: Vec<usize> = (0..users.len())
+        .filter(|&u| !users[u].dms.is_empty() || !users[u].groups.is_empty())
+        .collect();
+    if rate <= 0.0 || senders.is_empty() {
+        tokio::time::sleep_until(start + total).await;
+        return;
+    }
+    let burst = profile.run.burst;
+    let share = profile.traffic.one_to_one_share;
+    let offset_ns =
+        shared.since_start_ns() - (tokio::time::Instant::now() - start).as_nanos() as u64;
+    let mut at = 0.0f64; // seconds since start
+    let mut id = 0u64;
+    loop {
+        let r = match burst {
+            Some(b) if at % b.every_s < b.length_s => rate * b.factor,
+            _ => rate,
+        };
+        // Exponential gap: the Poisson process's inter-arrival time.
+        at += -(1.0 - rng.random::<f64>()).ln() / r;
+        if at >= total.as_secs_f64() {
+            break;
+        }
+        let due = start + Duration::from_secs_f64(at);
+        if due > tokio::time::Instant::now() {
+            tokio::time::sleep_until(due).await;
+        }
+        let u = senders[rng.random_range(0..senders.len())];
+        let user = &users[u];
+        let device = user.devices[rng.random_range(0..user.devices.len())];
+        let use_dm =
+            !user.dms.is_empty() && (user.groups.is_empty() || rng.random::<f64>() < share);
+        let list = if use_dm { &user.dms } else { &user.groups };
+        let chan = list[rng.random_range(0..list.len())];
+        let c = &chans[chan];
+        let chars = pick_bucket(&mut rng, &profile.traffic.message_chars);
+        let scheduled_ns = offset_ns + (at * 1e9) as u64;
+        let measured = scheduled_ns >= measure_from_ns;
+        shared.ledger.register(
+            id,
+            device as u32,
+            scheduled_ns,
+            c.devices - 1,
+            chars.max(tag_len(id)),
+            measured,
+        );
+        let text = ledger::message_text(id, chars);
+        let dev = devices[device].clone();
+        if rng.random::<f64>() < profile.traffic.typing_per_message {
+            let _ = dev.client.typing(c.id);
+        }
+        let fut = dev.client.send(Target::Channel(c.id), text);
+        shared.counters.sent.fetch_add(1, Ordering::Relaxed);
+        let shared = shared.clone();
+        let members: Vec<usize> = c.members.clone();
+        tokio::spawn(async move {
+            match fut.await {
+                Ok(ack) => {
+                    let now = shared.since_start_ns();
+                    shared.ledger.acked(id);
+                    dev.own.lock().unwrap().push((ack.channel_id, ack.seq));
+                    for m in members {
+                        shared.inbox[m].fetch_add(1, Ordering::Relaxed);
+                    }
+                    shared.counters.acked.fetch_add(1, Ordering::Relaxed);
+                    if measured {
+                        shared.measured_acked.fetch_add(1, Ordering::Relaxed);
+                        shared
+                            .ack
+                            .record_us(now.saturating_sub(scheduled_ns) / 1000);
+                    }
+                }
+                Err(e) => {
+                    shared.ledger.failed(id);
+                    shared.error(error_name(&e));
+                }
+            }
+        });
+        id += 1;
+    }
+}
+
+fn tag_len(id: u64) -> u32 {
+    format!("lg{id:x} ").len() as u32
+}
+
+/// Reads one device's events until its client closes.
+async fn device_events(
+    mut events: Events,
+    device: Arc<Device>,
+    shared: Arc<Shared>,
+    created: Instant,
+    seed: u64,
+) -> DeviceBook {
+    let mut book = DeviceBook::default();
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut connected = false;
+    let mut first = true;
+    while let Some(event) = events.recv().await {
+        match event {
+            ClientEvent::Message(m) => {
+                let now = shared.since_start_ns();
+                book.seen.entry(m.channel_id).or_default().push(m.seq);
+                match ledger::parse_id(&m.text).and_then(|id| shared.ledger.delivered(id, &m.text))
+                {
+                    Some(d) => {
+                        shared.counters.delivered.fetch_add(1, Ordering::Relaxed);
+                        if d.measured {
+                            shared.measured_delivered.fetch_add(1, Ordering::Relaxed);
+                            shared
+                                .delivery
+                                .record_us(now.saturating_sub(d.scheduled_ns) / 1000);
+                        }
+                    }
+                    None => {
+                        shared.corrupted.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                if rng.random::<f64>() < shared.read_receipts {
+                    let _ = device.client.read(m.channel_id, m.seq);
+                }
+            }
+            ClientEvent::Connected(_) => {
+                if first {
+                    shared
+                        .connect
+                        .record_us(created.elapsed().as_micros() as u64);
+                    first = false;
+                }
+                if !connected {
+                    connected = true;
+                    shared.counters.connected.fetch_add(1, Ordering::Relaxed);
+                }
+                shared.counters.connects.fetch_add(1, Ordering::Relaxed);
+            }
+            ClientEvent::Disconnected { .. } if connected => {
+                connected = false;
+                shared.counters.connected.fetch_sub(1, Ordering::Relaxed);
+                shared.counters.disconnects.fetch_add(1, Ordering::Relaxed);
+            }
+            ClientEvent::Refused { code, .. } => shared.error(format!("REFUSED_{}", code.name())),
+            ClientEvent::ServerError(e) => {
+                tracing::warn!(code = e.code.name(), message = %e.message, "server error");
+                shared.error(e.code.name());
+            }
+            ClientEvent::SendFailed { error, .. } => shared.error(error_name(&error)),
+            ClientEvent::Closed => break,
+            _ => {}
+        }
+    }
+    book
+}
+
+/// Connects a new device (cursor 0) for up to `n` users and times how long
+/// it takes to receive their whole inbox; every message must arrive once.
+async fn sync_check(
+    shared: &Arc<Shared>,
+    users: &Arc<Vec<User>>,
+    urls: &[String],
+    tls: &TlsOptions,
+    n: usize,
+    settled: bool,
+) -> SyncCheck {
+    let mut out = SyncCheck::default();
+    if !settled {
+        // Some send's fate is unknown, so the expected inbox is too.
+        return out;
+    }
+    let sync = Latency::default();
+    for (u, user) in users.iter().enumerate().take(n) {
+        let expected = shared.inbox[u].load(Ordering::Relaxed);
+        let mut config = ClientConfig::new(&urls[u % urls.len()], &user.account.token, 1_000_000);
+        config.tls = tls.clone();
+        let started = Instant::now();
+        let Ok((client, mut events)) = Client::connect(config) else {
+            out.missing += expected;
+            continue;
+        };
+        let mut book = DeviceBook::default();
+        let mut got = 0u64;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while got < expected {
+            match tokio::time::timeout_at(deadline, events.recv()).await {
+                Ok(Some(ClientEvent::Message(m))) => {
+                    book.seen.entry(m.channel_id).or_default().push(m.seq);
+                    if ledger::parse_id(&m.text).is_none() {
+                        shared.corrupted.fetch_add(1, Ordering::Relaxed);
+                    }
+                    got += 1;
+                }
+                Ok(Some(ClientEvent::Closed)) | Ok(None) | Err(_) => break,
+                Ok(Some(_)) => {}
+            }
+        }
+        sync.record_us(started.elapsed().as_micros() as u64);
+        let c = book.check();
+        out.users += 1;
+        out.messages += got;
+        out.missing += expected.saturating_sub(got);
+        out.duplicated += c.duplicated;
+        out.gaps += c.gaps;
+        client.close().await;
+    }
+    out.latency = sync.summary();
+    out
+}

@@ -1,0 +1,296 @@
+//! The `confab-loadgen` binary against a real node (gateway threads,
+//! RocksDB log, SQLite API store, TLS) on loopback: the smoke profile over
+//! every transport must pass its own correctness ledger and write reports
+//! a script and a person can read; `plan` and bad input behave.
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use confab_gateway::config::Config;
+
+const BIN: &str = env!("CARGO_BIN_EXE_confab-loadgen");
+
+fn free_tcp_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A node on its own threads for the rest of the test process.
+struct Node {
+    _dir: tempfile::TempDir,
+    dir: PathBuf,
+    api: u16,
+    metrics: u16,
+}
+
+impl Node {
+    fn start() -> Node {
+        let dir = tempfile::tempdir().unwrap();
+        let (api, ws, quic, metrics) = (
+            free_tcp_port(),
+            free_tcp_port(),
+            free_udp_port(),
+            free_tcp_port(),
+        );
+        // Cheap password hashing: the smoke run signs up 20 users and the
+        // hash's cost is not what this test is about. The send rate limit
+        // is raised because the run's senders are random users.
+        let toml = format!(
+            r#"data_dir = "{dir}"
+[api]
+addr = "127.0.0.1:{api}"
+token_secret = "the loadgen test's token secret, 32+ bytes"
+password_memory_kib = 64
+password_iterations = 1
+[gateway]
+ws_addr = "127.0.0.1:{ws}"
+quic_addr = "127.0.0.1:{quic}"
+pin_cores = false
+send_rate_per_s = 100000
+send_burst = 100000
+[metrics]
+addr = "127.0.0.1:{metrics}"
+[storage]
+sync = "batch"
+"#,
+            dir = dir.path().display(),
+        );
+        let config: Config = toml::from_str(&toml).unwrap();
+        config.validate().unwrap();
+        std::thread::spawn(move || confab_gateway::serve::run(config).unwrap());
+        let node = Node {
+            dir: dir.path().to_owned(),
+            _dir: dir,
+            api,
+            metrics,
+        };
+        node.wait_ready();
+        node
+    }
+
+    fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let addr: SocketAddr = ([127, 0, 0, 1], self.api).into();
+        loop {
+            assert!(Instant::now() < deadline, "the node did not start");
+            if let Ok(mut s) = TcpStream::connect(addr) {
+                use std::io::{Read, Write};
+                let _ = s.write_all(b"GET /readyz HTTP/1.0\r\n\r\n");
+                let mut reply = String::new();
+                let _ = s.read_to_string(&mut reply);
+                if reply.starts_with("HTTP/1.1 200") || reply.starts_with("HTTP/1.0 200") {
+                    return;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn cert(&self) -> PathBuf {
+        std::fs::read_dir(self.dir.join("tls"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.extension().is_some_and(|e| e == "crt"))
+            .expect("the node's generated certificate")
+    }
+
+    fn run(&self, out: &Path, args: &[&str]) -> (std::process::Output, serde_json::Value) {
+        let json = out.join("report.json");
+        let output = Command::new(BIN)
+            .arg("run")
+            .arg("--api")
+            .arg(format!("http://127.0.0.1:{}", self.api))
+            .arg("--metrics")
+            .arg(format!("http://127.0.0.1:{}/metrics", self.metrics))
+            .arg("--ca")
+            .arg(self.cert())
+            .arg("--json")
+            .arg(&json)
+            .arg("--html")
+            .arg(out.join("report.html"))
+            .arg("--quiet")
+            .args(args)
+            .output()
+            .unwrap();
+        let report = std::fs::read(&json)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or(serde_json::Value::Null);
+        (output, report)
+    }
+}
+
+fn u(report: &serde_json::Value, field: &str) -> u64 {
+    report[field]
+        .as_u64()
+        .unwrap_or_else(|| panic!("report field {field}: {}", report[field]))
+}
+
+#[test]
+fn smoke_profile_over_every_transport_passes_its_ledger() {
+    let node = Node::start();
+    let out = tempfile::tempdir().unwrap();
+    let (output, report) = node.run(
+        out.path(),
+        &[
+            "--profile",
+            "smoke",
+            "--transport",
+            "mix",
+            "--duration",
+            "3",
+        ],
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "status {:?}\nstdout:\n{stdout}\nstderr:\n{stderr}",
+        output.status
+    );
+    assert!(stdout.contains("PASSED"), "{stdout}");
+
+    // The issue's report fields, with values that mean the run did its job.
+    for field in [
+        "profile",
+        "transport",
+        "duration_s",
+        "users",
+        "connections",
+        "sent",
+        "acked",
+        "delivered",
+        "lost",
+        "duplicated",
+        "gaps",
+        "errors",
+        "msgs_per_s",
+        "deliveries_per_s",
+        "ack_p50_us",
+        "ack_p99_us",
+        "delivery_p50_us",
+        "delivery_p99_us",
+        "delivery_p999_us",
+        "server_rss_bytes",
+        "capacity",
+    ] {
+        assert!(!report[field].is_null(), "report lacks {field}: {report}");
+    }
+    assert_eq!(report["profile"], "smoke");
+    assert_eq!(report["transport"], "mix");
+    assert_eq!(u(&report, "users"), 20);
+    // Every user has one or two devices, spread over ws, wss and quic.
+    assert!(u(&report, "connections") >= 20);
+    let urls = report["urls"].as_array().unwrap();
+    assert_eq!(urls.len(), 3, "{urls:?}");
+    // 40 msgs/s for 4 s (warm-up included): a Poisson count, not exact.
+    let sent = u(&report, "sent");
+    assert!((60..=260).contains(&sent), "sent {sent}");
+    assert_eq!(u(&report, "acked"), sent);
+    let owed = u(&report, "expected_deliveries");
+    assert!(
+        owed >= sent,
+        "every message has a recipient device: {owed} < {sent}"
+    );
+    assert_eq!(u(&report, "delivered"), owed);
+    for zero in [
+        "lost",
+        "duplicated",
+        "gaps",
+        "out_of_order",
+        "corrupted",
+        "errors_total",
+    ] {
+        assert_eq!(u(&report, zero), 0, "{zero}: {report}");
+    }
+    assert!(u(&report, "ack_p99_us") >= u(&report, "ack_p50_us"));
+    assert!(u(&report, "ack_p50_us") > 0);
+    assert!(u(&report, "delivery_p50_us") > 0);
+    assert!(u(&report, "server_rss_bytes") > 1 << 20);
+    // A fresh device per sampled user synced that user's whole inbox.
+    assert_eq!(u(&report["sync"], "users"), 10);
+    assert!(u(&report["sync"], "messages") > 0);
+    assert_eq!(u(&report["sync"], "missing"), 0);
+    assert!(u(&report["capacity"]["nodes"], "needed") >= 1);
+    // One timeline entry per measured second.
+    assert_eq!(report["timeline"].as_array().unwrap().len(), 3);
+
+    let html = std::fs::read_to_string(out.path().join("report.html")).unwrap();
+    assert!(html.starts_with("<!doctype html>"));
+    assert!(
+        html.matches("<svg").count() >= 3,
+        "latency, throughput and connection plots"
+    );
+    assert!(!html.contains("<script"), "self-contained, no scripts");
+}
+
+#[test]
+fn plan_prints_the_deployment_arithmetic() {
+    let out = Command::new(BIN)
+        .args(["plan", "--profile", "dau50m", "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["plan"]["dau"], 50_000_000);
+    assert_eq!(v["plan"]["messages_per_day"].as_f64().unwrap(), 2.0e9);
+    assert!(v["plan"]["nodes"]["needed"].as_u64().unwrap() >= 1);
+    assert_eq!(v["slice"]["users"], 5000);
+
+    let text = Command::new(BIN).args(["plan"]).output().unwrap();
+    let text = String::from_utf8(text.stdout).unwrap();
+    assert!(text.contains("nodes needed"), "{text}");
+    assert!(text.contains("storage/day"), "{text}");
+}
+
+#[test]
+fn bad_input_is_refused_with_a_clear_message() {
+    let out = Command::new(BIN)
+        .args(["run", "--profile", "/no/such/profile.toml"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("not a built-in profile"), "{err}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("typo.toml");
+    let text = String::from_utf8(
+        Command::new(BIN)
+            .args(["profile", "smoke"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    std::fs::write(&path, text.replace("duration_s", "duraton_s")).unwrap();
+    let out = Command::new(BIN)
+        .args(["plan", "--profile", path.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("duraton_s"), "{err}");
+
+    // Nothing listens on port 1: the run says where it looked.
+    let out = Command::new(BIN)
+        .args(["run", "--api", "http://127.0.0.1:1", "--quiet"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("http://127.0.0.1:1"), "{err}");
+}
