@@ -125,6 +125,10 @@ impl TlsOptions {
         ws.alpn_protocols.clear();
         let mut quic = base;
         quic.alpn_protocols = vec![confab_protocol::ALPN.to_vec()];
+        // Reconnects resume with 0-RTT: the Hello goes out with the first
+        // flight. Only the Hello does: everything else waits for the
+        // Welcome, which the server sends after the handshake completes.
+        quic.enable_early_data = true;
         Ok(BuiltTls {
             server_name,
             ws: Arc::new(ws),

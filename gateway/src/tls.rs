@@ -133,6 +133,9 @@ pub fn websocket_config(id: &Identity) -> Result<Arc<rustls::ServerConfig>, TlsE
     Ok(Arc::new(config))
 }
 
+/// Resumable QUIC sessions a node remembers (a few hundred bytes each).
+pub const QUIC_RESUMPTION_CACHE: usize = 32_768;
+
 /// The rustls server config for QUIC: TLS 1.3 only, ALPN `confab/1`,
 /// 0-RTT accepted (the session refuses `Send` until the handshake is
 /// complete, so nothing replayable is acted on).
@@ -142,8 +145,15 @@ pub fn quic_config(id: &Identity) -> Result<Arc<rustls::ServerConfig>, TlsError>
         .with_no_client_auth()
         .with_single_cert(id.chain.clone(), id.key.clone_key())?;
     config.alpn_protocols = vec![QUIC_ALPN.to_vec()];
-    // 0-RTT needs resumption; stateless tickets keep no per-client state.
-    config.ticketer = rustls::crypto::ring::Ticketer::new()?;
+    // 0-RTT needs resumption, and rustls accepts early data only with
+    // stateful resumption (a ticket names a cache entry that is taken on
+    // use, so one ticket's early data cannot be replayed to this node);
+    // with stateless tickets it refuses every 0-RTT attempt. One ticket
+    // per connection is enough: a client uses one per reconnect and gets a
+    // new one each time. Entries beyond the cache's size evict the oldest,
+    // whose clients then make a full handshake.
+    config.session_storage = rustls::server::ServerSessionMemoryCache::new(QUIC_RESUMPTION_CACHE);
+    config.send_tls13_tickets = 1;
     config.max_early_data_size = u32::MAX;
     Ok(Arc::new(config))
 }

@@ -1580,6 +1580,78 @@ fn a_bad_token_over_quic_gets_a_typed_error_and_close() {
     });
 }
 
+/// A returning QUIC client resumes with 0-RTT: its Hello rides the first
+/// flight and the server accepts the early data (rustls refuses it with
+/// stateless tickets, so this needs the node's resumption cache).
+#[test]
+fn a_returning_quic_client_resumes_with_0rtt() {
+    let certs = tempfile::tempdir().unwrap();
+    let id = confab_gateway::tls::load_or_generate(None, certs.path()).unwrap();
+    let node = quic_node(IoMode::Epoll, &id);
+    let alice = node.user("alice");
+    block_on(async {
+        let addr = node.gateway.as_ref().unwrap().quic_addr.unwrap();
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(id.chain[0].clone()).unwrap();
+        let mut tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        tls.alpn_protocols = vec![b"confab/1".to_vec()];
+        tls.enable_early_data = true;
+        let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls).unwrap();
+        let mut endpoint = quinn::Endpoint::client(([127, 0, 0, 1], 0).into()).unwrap();
+        endpoint.set_default_client_config(quinn::ClientConfig::new(Arc::new(crypto)));
+        let token = node.token(alice);
+
+        // Once with a full handshake, to get a ticket.
+        let connecting = endpoint.connect(addr, "localhost").unwrap();
+        let connecting = match connecting.into_0rtt() {
+            Ok(_) => panic!("no ticket yet, so no 0-RTT"),
+            Err(c) => c,
+        };
+        let conn = connecting.await.unwrap();
+        let (mut control, recv) = conn.open_bi().await.unwrap();
+        let (tx, mut frames) = tokio::sync::mpsc::unbounded_channel();
+        spawn_frame_reader(recv, Carrier::Control, tx);
+        control
+            .write_all(&binary::encode_to_vec(&hello(&token, 1, 0)))
+            .await
+            .unwrap();
+        let first = tokio::time::timeout(Duration::from_secs(10), frames.recv()).await;
+        assert!(
+            matches!(first, Ok(Some((_, Frame::Welcome(_))))),
+            "{first:?}"
+        );
+        // The ticket comes after the handshake; give it a moment.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        conn.close(0u32.into(), b"bye");
+
+        // Again: the Hello goes out as 0-RTT data, and is answered.
+        let connecting = endpoint.connect(addr, "localhost").unwrap();
+        let Ok((conn, accepted)) = connecting.into_0rtt() else {
+            panic!("the first connection left a ticket that allows 0-RTT");
+        };
+        let (mut control, recv) = conn.open_bi().await.unwrap();
+        let (tx, mut frames) = tokio::sync::mpsc::unbounded_channel();
+        spawn_frame_reader(recv, Carrier::Control, tx);
+        control
+            .write_all(&binary::encode_to_vec(&hello(&token, 1, 0)))
+            .await
+            .unwrap();
+        assert!(accepted.await, "the node accepted the early data");
+        let first = tokio::time::timeout(Duration::from_secs(10), frames.recv()).await;
+        match first {
+            Ok(Some((_, Frame::Welcome(w)))) => assert_eq!(w.user_id, alice),
+            other => panic!("expected Welcome, got {other:?}"),
+        }
+        conn.close(0u32.into(), b"bye");
+    });
+}
+
 #[test]
 fn a_quic_session_survives_the_client_changing_address() {
     both_backends(|io| {

@@ -43,11 +43,25 @@ pub(crate) async fn connect(
         .next()
         .ok_or_else(|| format!("{} resolves to no address", url.authority()))?;
     let ep = client_endpoint(endpoint, addr, config.local_ip, tls.quic.clone())?;
-    let conn = ep
+    let connecting = ep
         .connect(addr, &tls.server_name_str())
-        .map_err(|e| format!("QUIC connect to {addr}: {e}"))?
-        .await
-        .map_err(|e| format!("QUIC handshake with {addr}: {e}"))?;
+        .map_err(|e| format!("QUIC connect to {addr}: {e}"))?;
+    // With a ticket from an earlier connection the control stream opens in
+    // 0-RTT and the Hello rides the first flight. Only the Hello: the
+    // driver sends nothing else before the Welcome, which comes after the
+    // handshake. If the server rejects the early data (it restarted, or
+    // its ticket cache evicted ours), the Hello was lost: the connection
+    // is reported lost and the reconnect makes a full handshake with the
+    // fresh ticket this one brought.
+    let (conn, zero_rtt) = match connecting.into_0rtt() {
+        Ok((conn, accepted)) => (conn, Some(accepted)),
+        Err(connecting) => (
+            connecting
+                .await
+                .map_err(|e| format!("QUIC handshake with {addr}: {e}"))?,
+            None,
+        ),
+    };
     let (send, recv) = conn
         .open_bi()
         .await
@@ -63,12 +77,26 @@ pub(crate) async fn connect(
     let writer = tokio::spawn(write_loop(conn.clone(), send, out_rx, in_tx.clone()));
     let control = tokio::spawn(read_control(recv, in_tx.clone(), max));
     let lanes = tokio::spawn(accept_lanes(conn.clone(), in_tx.clone(), max));
-    let datagrams = tokio::spawn(read_datagrams(conn.clone(), in_tx, max));
+    let datagrams = tokio::spawn(read_datagrams(conn.clone(), in_tx.clone(), max));
+    let mut readers = vec![control, lanes, datagrams];
+    if let Some(accepted) = zero_rtt {
+        readers.push(tokio::spawn(async move {
+            if !accepted.await {
+                tracing::debug!(%addr, "0-RTT rejected; reconnecting");
+                let _ = in_tx
+                    .send(Incoming::Lost {
+                        reason: "the server rejected 0-RTT data".into(),
+                        close: None,
+                    })
+                    .await;
+            }
+        }));
+    }
     Ok(Parts {
         out,
         incoming,
         writer,
-        readers: vec![control, lanes, datagrams],
+        readers,
         quic: Some(conn),
     }
     .into())
