@@ -41,6 +41,7 @@ struct Node {
 
 /// Runs the node until a shutdown signal.
 pub fn run(config: Config) -> anyhow::Result<()> {
+    raise_open_file_limit();
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
     let log_dir = config.data_dir.join("log");
@@ -229,4 +230,18 @@ async fn render_metrics(State(node): State<Arc<Node>>) -> impl IntoResponse {
         crate::gateway::metrics::render(&mut text, &node.gateway, &node.io.to_string());
         text
     })
+}
+
+/// Every connection holds a descriptor, and the usual soft limit (1024) is
+/// far below what a node serves: raise it to the hard limit, which only
+/// the administrator can move.
+fn raise_open_file_limit() {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(n) if n < 65_536 => warn!(
+            open_files = n,
+            "the open-file limit caps this node's connections; raise the hard limit (ulimit -Hn, LimitNOFILE=)"
+        ),
+        Ok(n) => info!(open_files = n, "open-file limit"),
+        Err(e) => warn!("could not raise the open-file limit: {e}"),
+    }
 }

@@ -443,7 +443,19 @@ pub fn bench(opts: &BenchOptions) -> Result<String> {
     // Idle connections on a fresh server, so its memory is theirs.
     let server = Server::start(&opts.confab, "batch")?;
     let idle = Profile::load("idle")?;
-    let users = (opts.idle_connections as f64 / idle.mean_devices()).ceil();
+    // The server and the load generator each hold one descriptor per
+    // connection: stay below the hard limit, with room for the log's files.
+    let hard = rlimit::getrlimit(rlimit::Resource::NOFILE)
+        .map(|(_, hard)| hard)
+        .unwrap_or(u64::MAX);
+    let target = opts.idle_connections.min(hard.saturating_sub(2_000));
+    if target < opts.idle_connections {
+        eprintln!(
+            "idle: {target} connections, not {}: the open-file hard limit is {hard}",
+            opts.idle_connections
+        );
+    }
+    let users = (target as f64 / idle.mean_devices()).ceil();
     let scale = users / (idle.population.dau as f64 * idle.population.peak_concurrent_ratio);
     let r = b.run(
         &server,
@@ -455,7 +467,7 @@ pub fn bench(opts: &BenchOptions) -> Result<String> {
         opts.seconds,
     )?;
     rows.push((
-        "idle ws connections held".into(),
+        format!("idle ws connections (open-file hard limit {hard})"),
         format!(
             "{} connections, server RSS {:.0} MiB, **{} bytes per connection**",
             r.connections,
