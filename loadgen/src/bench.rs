@@ -524,7 +524,12 @@ fn section(opts: &BenchOptions, rows: &[(String, String, String)], steps: &[Step
         machine(),
         opts.confab.display()
     );
-    let _ = writeln!(o, "```sh\nmake bench   # runs: confab-loadgen bench --confab target/release/confab --write docs/benchmarks.md\n```\n");
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let _ = writeln!(
+        o,
+        "```sh\nconfab-loadgen {}   # `make bench` runs it with the defaults\n```\n",
+        args.join(" ")
+    );
     let _ = writeln!(
         o,
         "Each step runs {:.0} s after a 2 s warm-up. A rate counts as sustained when the ledger is clean, \

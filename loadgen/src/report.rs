@@ -430,19 +430,8 @@ fn cdf_svg(series: &[Series<&Vec<(u64, f64)>>]) -> String {
         );
     }
     for (k, (name, color, points)) in series.iter().enumerate() {
-        let pts: Vec<String> = points
-            .iter()
-            .map(|&(us, q)| format!("{:.1},{:.1}", lx(us as f64), ly(q)))
-            .collect();
-        let _ = write!(
-            o,
-            "<polyline fill=\"none\" stroke=\"{color}\" stroke-width=\"2\" points=\"{}\"/>\
-             <text x=\"{}\" y=\"{}\" fill=\"{color}\" font-size=\"12\">{}</text>",
-            pts.join(" "),
-            PAD + 10.0,
-            PAD + 15.0 * k as f64,
-            esc(name)
-        );
+        let xy = points.iter().map(|&(us, q)| (lx(us as f64), ly(q)));
+        polyline(&mut o, k, name, color, xy);
     }
     o.push_str("</svg>");
     o
@@ -474,22 +463,32 @@ fn line_svg(series: &[Series<Vec<(f64, f64)>>]) -> String {
         max_x
     );
     for (k, (name, color, points)) in series.iter().enumerate() {
-        let pts: Vec<String> = points
-            .iter()
-            .map(|&(x, y)| format!("{:.1},{:.1}", lx(x), ly(y)))
-            .collect();
-        let _ = write!(
-            o,
-            "<polyline fill=\"none\" stroke=\"{color}\" stroke-width=\"2\" points=\"{}\"/>\
-             <text x=\"{}\" y=\"{}\" fill=\"{color}\" font-size=\"12\">{}</text>",
-            pts.join(" "),
-            PAD + 10.0,
-            PAD + 15.0 * k as f64,
-            esc(name)
-        );
+        let xy = points.iter().map(|&(x, y)| (lx(x), ly(y)));
+        polyline(&mut o, k, name, color, xy);
     }
     o.push_str("</svg>");
     o
+}
+
+/// Series `k`'s line through points already in plot coordinates, and its
+/// label in the top-left corner.
+fn polyline(
+    o: &mut String,
+    k: usize,
+    name: &str,
+    color: &str,
+    xy: impl Iterator<Item = (f64, f64)>,
+) {
+    let pts: Vec<String> = xy.map(|(x, y)| format!("{x:.1},{y:.1}")).collect();
+    let _ = write!(
+        o,
+        "<polyline fill=\"none\" stroke=\"{color}\" stroke-width=\"2\" points=\"{}\"/>\
+         <text x=\"{}\" y=\"{}\" fill=\"{color}\" font-size=\"12\">{}</text>",
+        pts.join(" "),
+        PAD + 10.0,
+        PAD + 15.0 * k as f64,
+        esc(name)
+    );
 }
 
 fn axes(o: &mut String) {
