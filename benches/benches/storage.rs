@@ -36,6 +36,7 @@ fn dm_batch(n: usize, next_id: &mut u64) -> Vec<AppendRequest> {
                 client_msg_id: id,
                 recipients: vec![UserId(channel * 2), UserId(channel * 2 + 1)],
                 text: vec![b'x'; TEXT_BYTES],
+                push_to: Vec::new(),
             }
         })
         .collect()
@@ -167,6 +168,7 @@ fn group_fan_out(c: &mut Criterion) {
                                 client_msg_id: next,
                                 recipients: members.clone(),
                                 text: vec![b'x'; TEXT_BYTES],
+                                push_to: Vec::new(),
                             }
                         })
                         .collect::<Vec<_>>()
@@ -194,6 +196,7 @@ fn reads(c: &mut Criterion) {
                 client_msg_id: chunk * 1000 + i,
                 recipients: vec![UserId(1), UserId(2)],
                 text: vec![b'x'; TEXT_BYTES],
+                push_to: Vec::new(),
             })
             .collect();
         log.append(&batch).unwrap();

@@ -58,6 +58,8 @@ pub struct Config {
     pub storage: StorageConfig,
     /// TLS for `wss://` and QUIC.
     pub tls: TlsConfig,
+    /// Push notifications for members with no device online.
+    pub push: crate::push::config::PushConfig,
 }
 
 /// Where the TLS certificate and key are. Unset, a self-signed pair is
@@ -260,6 +262,7 @@ impl Default for Config {
             metrics: MetricsConfig::default(),
             storage: StorageConfig::default(),
             tls: TlsConfig::default(),
+            push: crate::push::config::PushConfig::default(),
         }
     }
 }
@@ -465,6 +468,7 @@ impl Config {
         self.api.validate()?;
         self.gateway.validate()?;
         self.tls.validate()?;
+        self.push.validate()?;
         let addrs = [
             ("api.addr", self.api.addr),
             ("gateway.ws_addr", self.gateway.ws_addr),

@@ -8,6 +8,7 @@ pub mod config;
 pub mod events;
 pub mod gateway;
 pub mod metrics;
+pub mod push;
 pub mod serve;
 pub mod store;
 pub mod tls;

@@ -81,6 +81,10 @@ struct ServeArgs {
         hide_env_values = true
     )]
     database_url: Option<String>,
+    /// Run the push service (true/false); providers are configured in the
+    /// file's `[push]` section.
+    #[arg(long, env = "CONFAB_PUSH_ENABLED", value_name = "BOOL")]
+    push_enabled: Option<bool>,
 }
 
 impl ServeArgs {
@@ -124,6 +128,16 @@ impl ServeArgs {
         if let Ok(v) = std::env::var("CONFAB_TOKEN_SECRET") {
             if !v.is_empty() {
                 c.api.token_secret = Some(v);
+            }
+        }
+        if let Some(v) = self.push_enabled {
+            c.push.enabled = v;
+        }
+        // Likewise the webhook signing key (it completes a `[push.webhook]`
+        // section of the file).
+        if let Ok(v) = std::env::var("CONFAB_PUSH_WEBHOOK_SECRET") {
+            if let (Some(hook), false) = (c.push.webhook.as_mut(), v.is_empty()) {
+                hook.secret = v;
             }
         }
         c.validate()?;

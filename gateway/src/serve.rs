@@ -36,6 +36,7 @@ struct Node {
     storage: Arc<WriterStats>,
     gateway: Vec<Arc<CoreMetrics>>,
     io: IoMode,
+    push: Option<Arc<crate::push::PushMetrics>>,
     ready: AtomicBool,
 }
 
@@ -110,6 +111,31 @@ pub fn run(config: Config) -> anyhow::Result<()> {
             api.store().clone(),
             tokio::runtime::Handle::current(),
         ));
+        // Push: built before the gateway so that no delivery finds it
+        // missing; its worker reloads what the outbox holds.
+        let mut push_metrics = None;
+        let providers = if config.push.enabled {
+            crate::push::providers(&config.push).context("setting up push providers")?
+        } else {
+            Default::default()
+        };
+        let (push_sink, push_worker): (Arc<dyn crate::gateway::PushSink>, _) =
+            if !providers.is_empty() {
+                let names: Vec<&str> = providers.values().map(|p| p.name()).collect();
+                info!(providers = ?names, preview = config.push.include_preview, "push service on");
+                let (service, worker) = crate::push::start(
+                    &config.push,
+                    log.clone() as Arc<dyn MessageLog>,
+                    api.store().clone(),
+                    providers,
+                );
+                push_metrics = Some(service.metrics());
+                (service, Some(worker))
+            } else {
+                // Nothing could be sent: write no jobs at all.
+                info!("push service off (push.enabled = false, or no provider in [push])");
+                (Arc::new(NoPush), None)
+            };
         let gateway = Gateway::start(
             settings,
             bus.clone(),
@@ -117,9 +143,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
             log.clone() as Arc<dyn MessageLog>,
             directory,
             Arc::new(api.verifier().clone()),
-            // The push service (its own issue) plugs in here; until then
-            // the jobs are counted in confab_push_jobs_total.
-            Arc::new(NoPush),
+            push_sink,
         )
         .with_context(|| format!("starting the gateway on {}", config.gateway.ws_addr))?;
         tokio::spawn(forward_events(api.store().events().clone(), bus));
@@ -128,6 +152,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
             storage: pool.stats_handle(),
             gateway: gateway.metrics(),
             io: gateway.io(),
+            push: push_metrics,
             ready: AtomicBool::new(false),
         });
         let served = serve_http(&config, node, api).await;
@@ -137,6 +162,10 @@ pub fn run(config: Config) -> anyhow::Result<()> {
             .await
             .context("stopping the gateway")?;
         info!("gateway stopped");
+        if let Some(worker) = push_worker {
+            // Pending jobs stay in the outbox for the next start.
+            worker.shutdown().await;
+        }
         served
     });
     drop(runtime);
@@ -228,6 +257,9 @@ async fn render_metrics(State(node): State<Arc<Node>>) -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], {
         let mut text = metrics::render(node.started, &node.storage);
         crate::gateway::metrics::render(&mut text, &node.gateway, &node.io.to_string());
+        if let Some(push) = &node.push {
+            push.render(&mut text);
+        }
         text
     })
 }

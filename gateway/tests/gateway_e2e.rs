@@ -10,7 +10,7 @@ use std::time::Duration;
 use confab_gateway::auth::{TokenSigner, TokenVerifier};
 use confab_gateway::events::EventBus;
 use confab_gateway::gateway::wiring::{forward_events, StoreDirectory};
-use confab_gateway::gateway::{make_bus, Gateway, IoMode, PushJob, PushSink, Settings};
+use confab_gateway::gateway::{make_bus, Found, Gateway, IoMode, PushJob, PushSink, Settings};
 use confab_gateway::store::Store;
 use confab_protocol::frame::{self, Frame, Target};
 use confab_protocol::{binary, ErrorCode};
@@ -176,24 +176,45 @@ impl Node {
     }
 }
 
-/// Push jobs raised by the gateway, as the push service would get them.
+/// Push jobs raised by the gateway, as the push service would get them,
+/// with the presence it was told.
 #[derive(Default)]
-struct RecordedPushes(std::sync::Mutex<Vec<PushJob>>);
+struct RecordedPushes {
+    jobs: std::sync::Mutex<Vec<(PushJob, Found)>>,
+    online: std::sync::Mutex<std::collections::HashMap<u64, i64>>,
+}
 
 impl PushSink for RecordedPushes {
-    fn offline_delivery(&self, job: PushJob) {
-        self.0.lock().unwrap().push(job);
+    fn wants_job(&self, user: u64) -> bool {
+        self.online.lock().unwrap().get(&user).copied().unwrap_or(0) == 0
+    }
+    fn presence(&self, user: u64, online: bool) {
+        *self.online.lock().unwrap().entry(user).or_default() += if online { 1 } else { -1 };
+    }
+    fn delivered(&self, job: PushJob, found: Found) {
+        self.jobs.lock().unwrap().push((job, found));
     }
 }
 
 impl RecordedPushes {
+    /// Jobs for a member found with no device connected.
     fn for_user(&self, user: u64) -> Vec<PushJob> {
-        self.0
+        self.jobs
             .lock()
             .unwrap()
             .iter()
-            .filter(|j| j.user == user)
-            .copied()
+            .filter(|(j, f)| j.user == user && matches!(f, Found::Offline { .. }))
+            .map(|(j, _)| *j)
+            .collect()
+    }
+
+    fn found(&self, user: u64) -> Vec<Found> {
+        self.jobs
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(j, _)| j.user == user)
+            .map(|(_, f)| *f)
             .collect()
     }
 }
@@ -1106,6 +1127,16 @@ fn push_jobs_are_raised_only_for_members_with_no_connected_device() {
             );
             assert!(node.push_jobs.for_user(bob).is_empty());
             assert!(node.push_jobs.for_user(alice).is_empty());
+            // Carol was offline at submit time, so her job rode the
+            // message's batch into the outbox; Bob's and Alice's did not.
+            assert_eq!(
+                node.push_jobs.found(carol),
+                [Found::Offline { durable: true }]
+            );
+            assert!(node.push_jobs.found(bob).is_empty());
+            let outbox = node.log.outbox_scan(None, 100).unwrap();
+            assert_eq!(outbox.len(), 1);
+            assert_eq!((outbox[0].key.user.0, outbox[0].key.seq), (carol, ack.seq));
 
             // Bob's only device leaves: the next message wakes him too.
             drop(b);
@@ -1129,6 +1160,12 @@ fn push_jobs_are_raised_only_for_members_with_no_connected_device() {
             assert_eq!(node.push_jobs.for_user(bob).len(), 1);
             assert_eq!(node.push_jobs.for_user(carol).len(), 2);
             assert!(node.push_jobs.for_user(alice).is_empty());
+            // Bob's core told the push side the moment his last device left.
+            assert_eq!(
+                node.push_jobs.found(bob),
+                [Found::Offline { durable: true }]
+            );
+            assert_eq!(node.log.outbox_scan(None, 100).unwrap().len(), 3);
         });
 
         // The scrape shows frames by type, the fan-out sizes and the jobs.

@@ -6,7 +6,7 @@
 
 use crate::error::StorageError;
 use crate::ids::{ChannelId, DeviceId, UserId};
-use crate::model::{Cursor, StoredMessage};
+use crate::model::{Cursor, OutboxEntry, OutboxKey, StoredMessage};
 
 /// Bytes of the shared 8-byte prefix (channel id or user id) that the prefix
 /// extractors and bloom filters work on.
@@ -71,6 +71,49 @@ pub(crate) fn idempotency_key(sender: UserId, device: DeviceId, client_msg_id: u
     key[8..16].copy_from_slice(&device.0.to_be_bytes());
     key[16..].copy_from_slice(&client_msg_id.to_be_bytes());
     key
+}
+
+/// `user | channel | seq` in the outbox column family: a user's jobs are
+/// adjacent, and within them a channel's, in message order.
+pub(crate) fn outbox_key(key: OutboxKey) -> [u8; 24] {
+    let mut out = [0u8; 24];
+    out[..8].copy_from_slice(&key.user.0.to_be_bytes());
+    out[8..16].copy_from_slice(&key.channel.0.to_be_bytes());
+    out[16..].copy_from_slice(&key.seq.to_be_bytes());
+    out
+}
+
+/// `inbox_seq | sender | timestamp_ms`, the outbox value.
+pub(crate) fn outbox_value(entry: &OutboxEntry) -> [u8; 24] {
+    let mut out = [0u8; 24];
+    out[..8].copy_from_slice(&entry.inbox_seq.to_be_bytes());
+    out[8..16].copy_from_slice(&entry.sender.0.to_be_bytes());
+    out[16..].copy_from_slice(&entry.timestamp_ms.to_be_bytes());
+    out
+}
+
+/// Inverse of [`outbox_key`] and [`outbox_value`].
+pub(crate) fn decode_outbox(key: &[u8], value: &[u8]) -> Result<OutboxEntry, StorageError> {
+    if key.len() != 24 || value.len() != 24 {
+        return Err(corrupt(
+            "outbox entry",
+            format!(
+                "{}-byte key, {}-byte value, expected 24 and 24",
+                key.len(),
+                value.len()
+            ),
+        ));
+    }
+    Ok(OutboxEntry {
+        key: OutboxKey {
+            user: UserId(be(&key[..8])),
+            channel: ChannelId(be(&key[8..16])),
+            seq: be(&key[16..]),
+        },
+        inbox_seq: be(&value[..8]),
+        sender: UserId(be(&value[8..16])),
+        timestamp_ms: be(&value[16..]),
+    })
 }
 
 /// Appends a message record (header + text) to `out`.

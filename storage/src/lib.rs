@@ -31,8 +31,8 @@ pub use ids::{ChannelId, DeviceId, UserId};
 pub use log::{LogConfig, MessageLog, DEFAULT_IDEMPOTENCY_WINDOW_MS};
 pub use memory::MemoryLog;
 pub use model::{
-    AppendOutcome, AppendRequest, Cursor, HistoryAnchor, InboxEntry, Page, StoredMessage,
-    MAX_PAGE_LIMIT, MAX_RECIPIENTS, MAX_TEXT_BYTES,
+    AppendOutcome, AppendRequest, Cursor, HistoryAnchor, InboxEntry, OutboxEntry, OutboxKey, Page,
+    StoredMessage, MAX_PAGE_LIMIT, MAX_RECIPIENTS, MAX_TEXT_BYTES,
 };
 pub use rocks::{cf, RocksLog};
 pub use sync_policy::SyncPolicy;

@@ -5,7 +5,9 @@ use crate::clock::{Clock, SystemClock};
 use crate::error::StorageError;
 use crate::ids::{ChannelId, DeviceId, UserId};
 use crate::model::StoredMessage;
-use crate::model::{AppendOutcome, AppendRequest, Cursor, HistoryAnchor, InboxEntry, Page};
+use crate::model::{
+    AppendOutcome, AppendRequest, Cursor, HistoryAnchor, InboxEntry, OutboxEntry, OutboxKey, Page,
+};
 use crate::sync_policy::SyncPolicy;
 use std::fmt;
 use std::sync::Arc;
@@ -138,4 +140,24 @@ pub trait MessageLog: Send + Sync + 'static {
 
     /// Every read mark of a channel, by user id.
     fn read_marks(&self, channel: ChannelId) -> Result<Vec<(UserId, u64)>, StorageError>;
+
+    /// Adds push jobs decided after their message was stored (a member who
+    /// went offline between submit and delivery). Durable under
+    /// [`SyncPolicy::Batch`] when this returns; an existing job is
+    /// overwritten with the same value.
+    fn outbox_put(&self, entries: &[OutboxEntry]) -> Result<(), StorageError>;
+
+    /// Removes settled push jobs (sent, dropped or given up on); absent
+    /// keys are ignored.
+    fn outbox_remove(&self, keys: &[OutboxKey]) -> Result<(), StorageError>;
+
+    /// Pending push jobs in key order (user, channel, seq), starting after
+    /// `after` (from the first when `None`), at most `limit` (clamped to
+    /// [`crate::MAX_PAGE_LIMIT`]). Jobs staged but not yet published may
+    /// show; the push worker reads the outbox only when it starts.
+    fn outbox_scan(
+        &self,
+        after: Option<OutboxKey>,
+        limit: usize,
+    ) -> Result<Vec<OutboxEntry>, StorageError>;
 }

@@ -7,8 +7,8 @@ use crate::error::StorageError;
 use crate::ids::{ChannelId, DeviceId, UserId};
 use crate::log::{LogConfig, MessageLog};
 use crate::model::{
-    AppendOutcome, AppendRequest, Cursor, HistoryAnchor, InboxEntry, Page, StoredMessage,
-    MAX_PAGE_LIMIT,
+    AppendOutcome, AppendRequest, Cursor, HistoryAnchor, InboxEntry, OutboxEntry, OutboxKey, Page,
+    StoredMessage, MAX_PAGE_LIMIT,
 };
 use crate::sync_policy::SyncPolicy;
 use std::collections::{HashMap, VecDeque};
@@ -31,6 +31,7 @@ struct State {
     cursors: HashMap<(UserId, DeviceId), Cursor>,
     receipts: std::collections::BTreeMap<(ChannelId, UserId), u64>,
     last_seen: HashMap<UserId, u64>,
+    outbox: std::collections::BTreeMap<OutboxKey, OutboxEntry>,
 }
 
 /// [`MessageLog`] kept in process memory.
@@ -130,6 +131,9 @@ impl MessageLog for MemoryLog {
                 inbox.push((user, entries.len() as u64));
             }
             let sender_inbox_seq = crate::model::sender_seq(&inbox, req.sender);
+            for entry in crate::model::push_jobs(req, seq, &inbox, timestamp_ms) {
+                state.outbox.insert(entry.key, entry);
+            }
             let rec = IdempotencyRecord {
                 channel: req.channel,
                 seq,
@@ -298,6 +302,38 @@ impl MessageLog for MemoryLog {
             .receipts
             .range((channel, UserId(0))..=(channel, UserId(u64::MAX)))
             .map(|((_, u), s)| (*u, *s))
+            .collect())
+    }
+
+    fn outbox_put(&self, entries: &[OutboxEntry]) -> Result<(), StorageError> {
+        let mut state = self.lock()?;
+        for entry in entries {
+            state.outbox.insert(entry.key, *entry);
+        }
+        Ok(())
+    }
+
+    fn outbox_remove(&self, keys: &[OutboxKey]) -> Result<(), StorageError> {
+        let mut state = self.lock()?;
+        for key in keys {
+            state.outbox.remove(key);
+        }
+        Ok(())
+    }
+
+    fn outbox_scan(
+        &self,
+        after: Option<OutboxKey>,
+        limit: usize,
+    ) -> Result<Vec<OutboxEntry>, StorageError> {
+        use std::ops::Bound;
+        let state = self.lock()?;
+        let start = after.map_or(Bound::Unbounded, Bound::Excluded);
+        Ok(state
+            .outbox
+            .range((start, Bound::Unbounded))
+            .take(limit.min(MAX_PAGE_LIMIT))
+            .map(|(_, e)| *e)
             .collect())
     }
 }

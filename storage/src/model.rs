@@ -33,6 +33,12 @@ pub struct AppendRequest {
     pub recipients: Vec<UserId>,
     /// UTF-8 text, validated by the caller; stored as bytes.
     pub text: Vec<u8>,
+    /// Recipients to write a push job for (those with no device online when
+    /// the message was submitted). The job rides the message's own batch,
+    /// so no crash can keep one without the other. Users not among
+    /// `recipients`, the sender, and repeats are ignored; a duplicate
+    /// (retried) message writes none.
+    pub push_to: Vec<UserId>,
 }
 
 impl AppendRequest {
@@ -103,6 +109,33 @@ pub(crate) fn sender_seq(inbox: &[(UserId, u64)], sender: UserId) -> u64 {
         .map_or(0, |&(_, s)| s)
 }
 
+/// The outbox entries a stored request writes: one per member of
+/// `push_to` that got an inbox pointer, never the sender.
+pub(crate) fn push_jobs<'a>(
+    req: &'a AppendRequest,
+    seq: u64,
+    inbox: &'a [(UserId, u64)],
+    timestamp_ms: u64,
+) -> impl Iterator<Item = OutboxEntry> + 'a {
+    req.push_to
+        .iter()
+        .enumerate()
+        .filter(move |&(i, &user)| user != req.sender && !req.push_to[..i].contains(&user))
+        .filter_map(move |(_, &user)| {
+            let &(_, inbox_seq) = inbox.iter().find(|(u, _)| *u == user)?;
+            Some(OutboxEntry {
+                key: OutboxKey {
+                    user,
+                    channel: req.channel,
+                    seq,
+                },
+                inbox_seq,
+                sender: req.sender,
+                timestamp_ms,
+            })
+        })
+}
+
 /// A message as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredMessage {
@@ -154,6 +187,31 @@ pub enum HistoryAnchor {
     After(u64),
 }
 
+/// Where a push job sits in the outbox: one per (recipient, message).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct OutboxKey {
+    /// The member to notify.
+    pub user: UserId,
+    /// The message's channel.
+    pub channel: ChannelId,
+    /// The message's channel sequence.
+    pub seq: u64,
+}
+
+/// A pending push job: a stored message for a member who had no device
+/// online.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutboxEntry {
+    /// Which job.
+    pub key: OutboxKey,
+    /// The message's place in the member's inbox.
+    pub inbox_seq: u64,
+    /// The message's author.
+    pub sender: UserId,
+    /// When the message was stored (ms since the epoch): the job's age.
+    pub timestamp_ms: u64,
+}
+
 /// A device's position in its user's inbox.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Cursor {
@@ -175,6 +233,7 @@ mod tests {
             client_msg_id: 1,
             recipients: recipients.into_iter().map(UserId).collect(),
             text: vec![b'x'; text_len],
+            push_to: Vec::new(),
         }
     }
 

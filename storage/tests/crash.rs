@@ -39,6 +39,7 @@ fn request_for(client_msg_id: u64) -> AppendRequest {
         // Users 1..=3 are in every channel; 10+c only in channel c.
         recipients: vec![UserId(1), UserId(2), UserId(3), UserId(10 + channel)],
         text: format!("message {client_msg_id}").into_bytes(),
+        push_to: Vec::new(),
     }
 }
 

@@ -16,6 +16,7 @@ fn request(client_msg_id: u64) -> AppendRequest {
         client_msg_id,
         recipients: vec![UserId(1)],
         text: b"x".to_vec(),
+        push_to: Vec::new(),
     }
 }
 

@@ -24,6 +24,8 @@ pub struct DeviceView {
     platform: Platform,
     push_token: String,
     created_at: u64,
+    /// False once the provider reported the token dead.
+    push_active: bool,
 }
 
 impl From<Device> for DeviceView {
@@ -33,6 +35,7 @@ impl From<Device> for DeviceView {
             platform: d.platform,
             push_token: d.push_token,
             created_at: d.created_at,
+            push_active: d.push_invalid_at.is_none(),
         }
     }
 }

@@ -21,6 +21,7 @@ mod friends;
 mod groups;
 mod history;
 mod me;
+mod mute;
 pub mod openapi;
 pub mod ratelimit;
 mod receipts;
@@ -332,6 +333,10 @@ pub fn router(state: ApiState) -> Router {
         .route(
             "/v1/channels/{channel_id}/receipts",
             get(receipts::receipts),
+        )
+        .route(
+            "/v1/channels/{channel_id}/mute",
+            get(mute::get_mute).put(mute::set_mute),
         )
         .route("/v1/gateway", get(discovery::gateway))
         .route("/v1/discovery", get(discovery::gateway))

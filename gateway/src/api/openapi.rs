@@ -514,6 +514,34 @@ fn operations() -> Vec<(&'static str, &'static str, Op)> {
             },
         ),
         (
+            "/v1/channels/{channel_id}/mute",
+            "get",
+            Op {
+                id: "getMute",
+                summary: "Whether the caller muted push notifications of a channel",
+                tag: "channels",
+                auth: true,
+                params: vec![channel()],
+                body: None,
+                ok: ("200", "The caller's mute state", Some("MuteState")),
+                errors: &["400", "403", "404"],
+            },
+        ),
+        (
+            "/v1/channels/{channel_id}/mute",
+            "put",
+            Op {
+                id: "setMute",
+                summary: "Mute or unmute push notifications of a channel for the caller",
+                tag: "channels",
+                auth: true,
+                params: vec![channel()],
+                body: Some("SetMute"),
+                ok: ("200", "The new mute state", Some("MuteState")),
+                errors: &["400", "403", "404"],
+            },
+        ),
+        (
             "/v1/gateway",
             "get",
             Op {
@@ -614,10 +642,16 @@ fn schemas() -> Value {
             "push_token": { "type": "string", "minLength": 1, "maxLength": 4096,
                             "description": "The provider's token; a webhook's URL" }
         })),
-        "Device": object(&["device_id", "platform", "push_token", "created_at"], json!({
+        "Device": object(&["device_id", "platform", "push_token", "created_at", "push_active"], json!({
             "device_id": int64(),
             "platform": { "type": "string", "enum": ["fcm", "apns", "webhook"] },
-            "push_token": { "type": "string" }, "created_at": int64()
+            "push_token": { "type": "string" }, "created_at": int64(),
+            "push_active": { "type": "boolean",
+                "description": "false once the provider reported the token dead; registering it again restores it" }
+        })),
+        "SetMute": object(&["muted"], json!({ "muted": { "type": "boolean" } })),
+        "MuteState": object(&["channel_id", "muted"], json!({
+            "channel_id": int64(), "muted": { "type": "boolean" }
         })),
         "DeviceList": object(&["devices"], json!({
             "devices": { "type": "array", "items": schema_ref("Device") }

@@ -30,7 +30,7 @@ use super::bus::owner_core;
 use super::directory::{Cache, Invalidation};
 use super::metrics::Transport;
 use super::outbound::{CloseReason, OutFrame, Outbound, Priority, Pushed};
-use super::push_hook::PushJob;
+use super::push_hook::{Found, PushJob};
 use super::{now_ms, Shared};
 use crate::ws::Encoding;
 
@@ -56,6 +56,10 @@ pub struct Delivery {
     pub timestamp_ms: u64,
     /// (recipient, their inbox seq) for every member.
     pub entries: Vec<(u64, u64)>,
+    /// Members whose push job was written with the message; `None` for a
+    /// message read back from storage to fill a gap, which was pushed (or
+    /// not) when it was first delivered and must not be pushed again.
+    pub push_to: Option<Vec<u64>>,
 }
 
 /// What a [`TypingNotice`] tells.
@@ -186,6 +190,7 @@ struct PendingSend {
     client_msg_id: u64,
     sender_device: u64,
     text: String,
+    push_to: Vec<u64>,
     submitted: Instant,
 }
 
@@ -421,6 +426,7 @@ impl Core {
         });
         // A reconnect inside the grace period cancels the pending offline.
         slot.grace_gen += 1;
+        let first_device = slot.conns.is_empty();
         slot.conns.push(id);
         let attach = if published_online {
             Attach::Init
@@ -431,6 +437,9 @@ impl Core {
             slot.tokens = self.shared.settings.send_burst as f64;
         }
         drop(st);
+        if first_device {
+            self.shared.push.presence(user, true);
+        }
         self.metrics().connection_opened(transport);
         if published_online {
             self.publish_presence(PresenceInfo {
@@ -509,6 +518,11 @@ impl Core {
         }
         let stopping = st.stopping;
         drop(st);
+        if start_grace.is_some() {
+            // Push cares about devices, not the presence grace period: a
+            // message arriving now wakes the phone.
+            self.shared.push.presence(c.user, false);
+        }
         for target in unwatch {
             self.unwatch(conn, target);
         }
@@ -645,6 +659,15 @@ impl Core {
         let mut st = self.state.borrow_mut();
         let token = st.next_token;
         st.next_token += 1;
+        // Decided now so the job rides the message's batch: a crash after
+        // the commit cannot lose it. Empty (no allocation) in the common
+        // case where everyone is online.
+        let push = &self.shared.push;
+        let push_to: Vec<u64> = members
+            .iter()
+            .copied()
+            .filter(|&m| m != sender && push.wants_job(m))
+            .collect();
         let request = AppendRequest {
             channel: ChannelId(channel),
             sender: UserId(sender),
@@ -652,6 +675,7 @@ impl Core {
             client_msg_id,
             recipients: members.iter().map(|m| UserId(*m)).collect(),
             text: text.as_bytes().to_vec(),
+            push_to: push_to.iter().map(|&m| UserId(m)).collect(),
         };
         match self.producer.borrow_mut().submit(token, request) {
             Ok(()) => {
@@ -663,6 +687,7 @@ impl Core {
                         client_msg_id,
                         sender_device: device,
                         text,
+                        push_to,
                         submitted: Instant::now(),
                     },
                 );
@@ -732,6 +757,7 @@ impl Core {
             seq: outcome.seq,
             timestamp_ms: outcome.timestamp_ms,
             entries: outcome.inbox.iter().map(|(u, s)| (u.0, *s)).collect(),
+            push_to: Some(p.push_to),
         });
         self.route(delivery);
     }
@@ -768,16 +794,25 @@ impl Core {
             // No device connected (a user in the offline grace period has
             // none either): the push service may wake them.
             let connected = st.users.get(&user).is_some_and(|s| !s.conns.is_empty());
-            if !connected && user != d.sender {
-                self.metrics().push_jobs.add(1);
-                self.shared.push.offline_delivery(PushJob {
-                    user,
-                    channel: d.channel,
-                    seq: d.seq,
-                    inbox_seq: seq,
-                    sender: d.sender,
-                    timestamp_ms: d.timestamp_ms,
-                });
+            if let (Some(push_to), true) = (&d.push_to, user != d.sender) {
+                let durable = push_to.contains(&user);
+                let found = if !connected {
+                    self.metrics().push_jobs.add(1);
+                    Some(Found::Offline { durable })
+                } else {
+                    durable.then_some(Found::OnlineAfterAll)
+                };
+                if let Some(found) = found {
+                    let job = PushJob {
+                        user,
+                        channel: d.channel,
+                        seq: d.seq,
+                        inbox_seq: seq,
+                        sender: d.sender,
+                        timestamp_ms: d.timestamp_ms,
+                    };
+                    self.shared.push.delivered(job, found);
+                }
             }
             let Some(slot) = st.users.get_mut(&user) else {
                 continue;

@@ -34,7 +34,7 @@ pub use self::core::CoreMsg;
 use self::core::{Core, Delivery};
 pub use self::directory::{Authenticator, Directory};
 pub use self::metrics::{CoreMetrics, Transport};
-pub use self::push_hook::{NoPush, PushJob, PushSink};
+pub use self::push_hook::{Found, NoPush, PushJob, PushSink};
 pub use self::runtime::IoMode;
 
 /// The gateway's tunables, fixed at start.
@@ -431,6 +431,7 @@ async fn repair_gaps(core: Rc<Core>) {
                         seq: m.seq,
                         timestamp_ms: m.timestamp_ms,
                         entries: vec![(user, e.inbox_seq)],
+                        push_to: None,
                     };
                     (e.inbox_seq, Arc::new(d))
                 })

@@ -4,19 +4,22 @@
 use super::{db, un, unix_now, Device, Platform, Result, Store};
 use crate::events::DirectoryEvent;
 
-type DeviceRow = (i64, i64, String, String, i64);
+type DeviceRow = (i64, i64, String, String, i64, Option<i64>);
 
-fn device((id, user_id, platform, push_token, created_at): DeviceRow) -> Result<Device> {
+fn device(
+    (id, user_id, platform, push_token, created_at, push_invalid_at): DeviceRow,
+) -> Result<Device> {
     Ok(Device {
         id: un(id),
         user_id: un(user_id),
         platform: platform.parse()?,
         push_token,
         created_at: un(created_at),
+        push_invalid_at: push_invalid_at.map(un),
     })
 }
 
-const COLUMNS: &str = "id, user_id, platform, push_token, created_at";
+const COLUMNS: &str = "id, user_id, platform, push_token, created_at, push_invalid_at";
 
 impl Store {
     /// Registers a device of `user_id` with its push token; idempotent for
@@ -39,6 +42,17 @@ impl Store {
             .fetch_optional(&mut *tx)
             .await?;
             match existing {
+                // Registered again by its owner: the app has a working token
+                // again, even if the provider once reported it dead.
+                Some(row) if un(row.1) == user_id && row.5.is_some() => {
+                    let row: DeviceRow = sqlx::query_as(&format!(
+                        "UPDATE devices SET push_invalid_at = NULL WHERE id = $1 RETURNING {COLUMNS}"
+                    ))
+                    .bind(row.0)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                    (device(row)?, None)
+                }
                 Some(row) if un(row.1) == user_id => (device(row)?, None),
                 other => {
                     let previous_owner = other.map(|row| un(row.1));
@@ -92,19 +106,25 @@ impl Store {
         Ok(removed > 0)
     }
 
-    /// Removes a push token the provider reported as dead (uninstalled app);
-    /// returns the user it belonged to, if any.
-    pub async fn remove_push_token(
+    /// Marks a push token the provider reported dead (app uninstalled,
+    /// token rotated): the device stays, but gets no pushes until its app
+    /// registers a token again. Returns the user it belongs to, if any
+    /// device holds the token and it was not marked already.
+    pub async fn mark_push_token_dead(
         &self,
         platform: Platform,
         push_token: &str,
     ) -> Result<Option<u64>> {
+        let now = db(unix_now());
         let row: Option<(i64,)> = with_pool!(self, |pool| {
             sqlx::query_as(
-                "DELETE FROM devices WHERE platform = $1 AND push_token = $2 RETURNING user_id",
+                "UPDATE devices SET push_invalid_at = $3
+                 WHERE platform = $1 AND push_token = $2 AND push_invalid_at IS NULL
+                 RETURNING user_id",
             )
             .bind(platform.as_str())
             .bind(push_token)
+            .bind(now)
             .fetch_optional(pool)
             .await?
         });

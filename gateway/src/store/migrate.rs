@@ -22,18 +22,32 @@ pub(super) struct Migration {
 }
 
 /// SQLite's migrations, oldest first.
-pub(super) const SQLITE: &[Migration] = &[Migration {
-    version: 1,
-    name: "0001_directory.sql",
-    sql: include_str!("../../migrations/sqlite/0001_directory.sql"),
-}];
+pub(super) const SQLITE: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "0001_directory.sql",
+        sql: include_str!("../../migrations/sqlite/0001_directory.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "0002_push.sql",
+        sql: include_str!("../../migrations/sqlite/0002_push.sql"),
+    },
+];
 
 /// PostgreSQL's migrations, oldest first.
-pub(super) const POSTGRES: &[Migration] = &[Migration {
-    version: 1,
-    name: "0001_directory.sql",
-    sql: include_str!("../../migrations/postgres/0001_directory.sql"),
-}];
+pub(super) const POSTGRES: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "0001_directory.sql",
+        sql: include_str!("../../migrations/postgres/0001_directory.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "0002_push.sql",
+        sql: include_str!("../../migrations/postgres/0002_push.sql"),
+    },
+];
 
 /// Arbitrary constant naming confab's migration lock among a database's
 /// advisory locks.

@@ -85,6 +85,7 @@ mod devices;
 mod friends;
 mod migrate;
 mod model;
+mod mute;
 mod sessions;
 mod users;
 

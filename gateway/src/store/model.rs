@@ -44,6 +44,9 @@ pub struct Device {
     pub push_token: String,
     /// Unix seconds.
     pub created_at: u64,
+    /// When the provider reported the token dead (Unix seconds); such a
+    /// device gets no pushes until it registers a token again.
+    pub push_invalid_at: Option<u64>,
 }
 
 /// What a member may do in a channel.

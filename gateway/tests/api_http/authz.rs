@@ -66,6 +66,7 @@ pub async fn authorization_matrix(b: Backend) {
             client_msg_id: 1,
             recipients: vec![UserId(owner.user_id), UserId(member.user_id)],
             text: b"secret plans".to_vec(),
+            push_to: Vec::new(),
         }])
         .unwrap();
 

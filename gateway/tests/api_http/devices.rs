@@ -161,22 +161,37 @@ pub async fn devices_register_list_and_unregister(b: Backend) {
         .expect_error(400, "INVALID_PARAMETER");
     assert_eq!(t.state.store().devices(ada.user_id).await.unwrap().len(), 1);
 
-    // The push service's dead-token removal.
+    // The push service's dead-token mark: the device stays (its id is the
+    // gateway's device_id) but shows as inactive, once.
+    let store = t.state.store();
     assert_eq!(
-        t.state
-            .store()
-            .remove_push_token(Platform::Apns, "apns-tablet")
+        store
+            .mark_push_token_dead(Platform::Apns, "apns-tablet")
             .await
             .unwrap(),
         Some(ada.user_id)
     );
-    assert!(t
-        .state
-        .store()
-        .devices(ada.user_id)
+    assert_eq!(
+        store
+            .mark_push_token_dead(Platform::Apns, "apns-tablet")
+            .await
+            .unwrap(),
+        None
+    );
+    let listed = t.get("/v1/devices", &ada.access).await.expect(200).body;
+    assert_eq!(listed["devices"][0]["push_active"], false);
+    // The app registering its token again revives it, same device id.
+    let again = t
+        .post(
+            "/v1/devices",
+            &ada.access,
+            json!({"platform": "apns", "push_token": "apns-tablet"}),
+        )
         .await
-        .unwrap()
-        .is_empty());
+        .expect(200)
+        .body;
+    assert_eq!(again["push_active"], true);
+    assert_eq!(again["device_id"], listed["devices"][0]["device_id"]);
     t.call("GET", "/v1/devices", None, None)
         .await
         .expect_error(401, "UNAUTHENTICATED");

@@ -42,6 +42,7 @@ pub async fn history_pages_with_before_after_and_has_more(b: Backend) {
             client_msg_id: 1000 + i,
             recipients: vec![UserId(ada.user_id), UserId(bob.user_id)],
             text: format!("message {i} ✓").into_bytes(),
+            push_to: Vec::new(),
         })
         .collect();
     let outcomes = t.log.append(&batch).unwrap();

@@ -17,6 +17,7 @@ mod friends;
 mod groups;
 mod history;
 mod misc;
+mod mute;
 mod profiles;
 
 /// Instantiates each case once per backend: `sqlite::<module>::<case>` and
@@ -60,6 +61,9 @@ both_backends! {
     ],
     devices: [
         devices_register_list_and_unregister,
+    ],
+    mute: [
+        mute_is_per_member_and_members_only,
     ],
     friends: [
         friend_requests_accept_list_and_remove,

@@ -73,6 +73,8 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/v1/channels/{channel_id}/members"),
     ("get", "/v1/channels/{channel_id}/messages"),
     ("get", "/v1/channels/{channel_id}/receipts"),
+    ("get", "/v1/channels/{channel_id}/mute"),
+    ("put", "/v1/channels/{channel_id}/mute"),
     ("get", "/v1/gateway"),
     ("get", "/v1/discovery"),
     ("get", "/v1/openapi.json"),

@@ -25,9 +25,21 @@ pub const PRESENCE: &str = "presence";
 /// Read receipts: `channel | user` → highest channel seq the user read.
 pub const RECEIPTS: &str = "receipts";
 
+/// Push jobs: `user | channel | seq` → `inbox_seq | sender | timestamp_ms`,
+/// written in the message's batch, deleted once the push is settled.
+pub const OUTBOX: &str = "outbox";
+
 /// Every column family the log opens (RocksDB's mandatory `default` is left
 /// empty).
-pub const ALL: [&str; 6] = [MESSAGES, INBOX, IDEMPOTENCY, CURSORS, PRESENCE, RECEIPTS];
+pub const ALL: [&str; 7] = [
+    MESSAGES,
+    INBOX,
+    IDEMPOTENCY,
+    CURSORS,
+    PRESENCE,
+    RECEIPTS,
+    OUTBOX,
+];
 
 const MIB: usize = 1 << 20;
 
@@ -175,6 +187,15 @@ fn column_family_options_with_cache(
             opts.set_write_buffer_size(16 * MIB);
             opts.set_compression_type(DBCompressionType::Lz4);
             opts.set_merge_operator_associative("confab.receipt_max", merge_u64_max);
+        }
+        OUTBOX => {
+            // A queue: written and deleted once each, read in full only when
+            // the push worker starts. Small memtables keep its tombstones
+            // from pinning WAL files; deletes of keys still in the memtable
+            // cancel out before they ever reach an SST.
+            opts.set_block_based_table_factory(&table(cache, false, 4 * 1024));
+            opts.set_write_buffer_size(8 * MIB);
+            opts.set_compression_type(DBCompressionType::Lz4);
         }
         _ => return None,
     }

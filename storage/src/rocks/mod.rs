@@ -5,6 +5,7 @@
 pub mod cf;
 mod counters;
 mod interval;
+mod outbox;
 mod read;
 mod stage;
 
@@ -12,7 +13,9 @@ use crate::error::StorageError;
 use crate::ids::{ChannelId, DeviceId, UserId};
 use crate::log::{LogConfig, MessageLog};
 use crate::model::StoredMessage;
-use crate::model::{AppendOutcome, AppendRequest, Cursor, HistoryAnchor, InboxEntry, Page};
+use crate::model::{
+    AppendOutcome, AppendRequest, Cursor, HistoryAnchor, InboxEntry, OutboxEntry, OutboxKey, Page,
+};
 use crate::sync_policy::SyncPolicy;
 use crate::watermark::Watermarks;
 use counters::Counters;
@@ -255,5 +258,23 @@ impl MessageLog for RocksLog {
             marks.push((UserId(user), crate::codec::decode_u64(&value, "receipt")?));
         }
         Ok(marks)
+    }
+
+    fn outbox_put(&self, entries: &[OutboxEntry]) -> Result<(), StorageError> {
+        self.check_poisoned()?;
+        self.put_outbox(entries)
+    }
+
+    fn outbox_remove(&self, keys: &[OutboxKey]) -> Result<(), StorageError> {
+        self.check_poisoned()?;
+        self.remove_outbox(keys)
+    }
+
+    fn outbox_scan(
+        &self,
+        after: Option<OutboxKey>,
+        limit: usize,
+    ) -> Result<Vec<OutboxEntry>, StorageError> {
+        self.scan_outbox(after, limit)
     }
 }

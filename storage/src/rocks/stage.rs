@@ -27,6 +27,7 @@ impl RocksLog {
         let messages_cf = self.cf(cf::MESSAGES)?;
         let inbox_cf = self.cf(cf::INBOX)?;
         let idem_cf = self.cf(cf::IDEMPOTENCY)?;
+        let outbox_cf = self.cf(cf::OUTBOX)?;
 
         let recipients: Vec<Cow<'_, [UserId]>> =
             batch.iter().map(AppendRequest::unique_recipients).collect();
@@ -122,6 +123,13 @@ impl RocksLog {
                 inbox.push((user, *last));
             }
             let sender_inbox_seq = crate::model::sender_seq(&inbox, req.sender);
+            for entry in crate::model::push_jobs(req, seq, &inbox, timestamp_ms) {
+                wb.put_cf(
+                    outbox_cf,
+                    codec::outbox_key(entry.key),
+                    codec::outbox_value(&entry),
+                );
+            }
 
             let rec = IdempotencyRecord {
                 channel: req.channel,

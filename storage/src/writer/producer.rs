@@ -43,8 +43,9 @@ pub struct SubmitError {
     pub reason: SubmitRejection,
     /// The caller's token.
     pub token: u64,
-    /// The request, untouched.
-    pub request: AppendRequest,
+    /// The request, untouched (boxed: refusals are rare, and an unboxed
+    /// request would make every `Result` of `submit` large).
+    pub request: Box<AppendRequest>,
 }
 
 /// One producing core's connection to the writer pool. `Send` but used from
@@ -91,7 +92,7 @@ impl Producer {
             Err(SubmitError {
                 reason,
                 token,
-                request,
+                request: Box::new(request),
             })
         };
         if let Err(invalid) = request.validate() {

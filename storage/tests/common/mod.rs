@@ -23,6 +23,7 @@ pub fn req(
         client_msg_id,
         recipients: recipients.iter().copied().map(UserId).collect(),
         text: text.as_bytes().to_vec(),
+        push_to: Vec::new(),
     }
 }
 

@@ -9,6 +9,7 @@ mod common;
 mod appends;
 mod harness;
 mod idempotency;
+mod outbox;
 mod reads;
 mod records;
 
@@ -46,4 +47,8 @@ conformance!(
     records::last_seen_only_moves_forward,
     records::read_marks_only_move_forward_per_channel,
     records::counters_continue_after_reopen,
+    outbox::jobs_are_written_with_the_message,
+    outbox::a_retried_message_writes_no_second_job,
+    outbox::jobs_survive_a_reopen_until_removed,
+    outbox::scan_pages_in_key_order,
 );

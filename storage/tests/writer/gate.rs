@@ -4,7 +4,7 @@
 
 use confab_storage::{
     AppendOutcome, AppendRequest, ChannelId, Cursor, DeviceId, HistoryAnchor, InboxEntry,
-    MessageLog, Page, StorageError, StoredMessage, SyncPolicy, UserId,
+    MessageLog, OutboxEntry, OutboxKey, Page, StorageError, StoredMessage, SyncPolicy, UserId,
 };
 use std::sync::{Condvar, Mutex};
 
@@ -154,5 +154,21 @@ impl<L: MessageLog> MessageLog for GatedLog<L> {
 
     fn read_marks(&self, channel: ChannelId) -> Result<Vec<(UserId, u64)>, StorageError> {
         self.inner.read_marks(channel)
+    }
+
+    fn outbox_put(&self, entries: &[OutboxEntry]) -> Result<(), StorageError> {
+        self.inner.outbox_put(entries)
+    }
+
+    fn outbox_remove(&self, keys: &[OutboxKey]) -> Result<(), StorageError> {
+        self.inner.outbox_remove(keys)
+    }
+
+    fn outbox_scan(
+        &self,
+        after: Option<OutboxKey>,
+        limit: usize,
+    ) -> Result<Vec<OutboxEntry>, StorageError> {
+        self.inner.outbox_scan(after, limit)
     }
 }

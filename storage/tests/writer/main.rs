@@ -104,13 +104,13 @@ fn a_full_queue_refuses_instead_of_blocking() {
     let refused = p.submit(5, req(1, 1, 5, &[1], "one too many")).unwrap_err();
     assert_eq!(refused.reason, SubmitRejection::QueueFull);
     assert_eq!(refused.token, 5);
-    assert_eq!(refused.request, req(1, 1, 5, &[1], "one too many"));
+    assert_eq!(*refused.request, req(1, 1, 5, &[1], "one too many"));
     assert_eq!(p.outstanding(), 5);
 
     log.release();
     assert_eq!(collect(p, 5).len(), 5);
     // Space again once the writer drained the queue.
-    p.submit(5, refused.request).unwrap();
+    p.submit(5, *refused.request).unwrap();
     let last = collect(p, 1).remove(0);
     assert_eq!((last.token, last.result.unwrap().seq), (5, 6));
 }
@@ -136,7 +136,7 @@ fn in_flight_limit_holds_until_completions_are_collected() {
     let refused = p.submit(3, req(3, 1, 3, &[1], "x")).unwrap_err();
     assert_eq!(refused.reason, SubmitRejection::InFlightLimit);
     assert!(p.poll().is_some());
-    p.submit(3, refused.request).unwrap();
+    p.submit(3, *refused.request).unwrap();
     assert_eq!(collect(p, 3).len(), 3);
     assert_eq!(
         pool.stats().syncs.load(Ordering::SeqCst),
@@ -305,7 +305,7 @@ fn sharded_writers_keep_shared_inboxes_gapless_and_ordered() {
                                     e.reason,
                                     SubmitRejection::QueueFull | SubmitRejection::InFlightLimit
                                 ));
-                                request = e.request;
+                                request = *e.request;
                                 p.drain_into(&mut done);
                                 std::thread::yield_now();
                             }
