@@ -337,3 +337,69 @@ async fn eventually_depth_zero(server: &Server) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+#[tokio::test]
+async fn jobs_older_than_max_age_are_given_up() {
+    let relay = Relay::start().await;
+    relay.set_down(true);
+    let server = Server::start(&relay.url(), "collapse_ms = 100\nmax_age_secs = 1").await;
+    let (ada, _bob, dm) = ada_and_bob(&server).await;
+    let ada_app = server.connect(&ada).await;
+    ada_app
+        .send(Target::Channel(dm), "soon stale")
+        .await
+        .unwrap();
+    eventually("a failed attempt", || {
+        !relay.attempts("https://relay.test/bob").is_empty()
+    })
+    .await;
+
+    // Past the age limit the job is dropped, not retried for ever.
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let m = server.metrics().await;
+        let expired = server::metric(
+            &m,
+            "confab_push_jobs_dropped_total{provider=\"none\",reason=\"expired\"}",
+        );
+        if expired == 1 && server::metric(&m, "confab_push_outbox_depth") == 0 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never expired:\n{m}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    relay.set_down(false);
+    let tried = relay.attempts("https://relay.test/bob").len();
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert_eq!(
+        relay.attempts("https://relay.test/bob").len(),
+        tried,
+        "retried after giving up"
+    );
+    assert!(relay.delivered("https://relay.test/bob").is_empty());
+}
+
+#[tokio::test]
+async fn previews_carry_the_sender_name_and_the_start_of_the_text_only_when_configured() {
+    let relay = Relay::start().await;
+    let server = Server::start(&relay.url(), "collapse_ms = 100\ninclude_preview = true").await;
+    let (ada, _bob, dm) = ada_and_bob(&server).await;
+    let ada_app = server.connect(&ada).await;
+    let long = format!("hello {}", "é".repeat(200));
+    ada_app
+        .send(Target::Channel(dm), long.clone())
+        .await
+        .unwrap();
+    eventually("the push", || {
+        relay.delivered("https://relay.test/bob").len() == 1
+    })
+    .await;
+    let n = &relay.delivered("https://relay.test/bob")[0];
+    assert_eq!(n["preview"]["title"], "ada");
+    let body = n["preview"]["body"].as_str().unwrap();
+    assert_eq!(body.chars().count(), 120);
+    assert!(long.starts_with(body));
+}
