@@ -44,11 +44,6 @@ impl PushMetrics {
         self.created[source as usize].fetch_add(n, Ordering::Relaxed);
     }
 
-    /// Jobs created so far from `source`.
-    pub fn created_count(&self, source: Source) -> u64 {
-        self.created[source as usize].load(Ordering::Relaxed)
-    }
-
     fn with(&self, f: impl FnOnce(&mut Labelled)) {
         // A panic elsewhere must not stop the counting.
         let mut l = self.by_label.lock().unwrap_or_else(|e| e.into_inner());
@@ -80,12 +75,6 @@ impl PushMetrics {
     pub fn set_depth(&self, depth: u64, oldest_age_ms: u64) {
         self.depth.store(depth, Ordering::Relaxed);
         self.oldest_ms.store(oldest_age_ms, Ordering::Relaxed);
-    }
-
-    /// Sent notifications of a provider so far.
-    pub fn sent_count(&self, provider: &str) -> u64 {
-        let l = self.by_label.lock().unwrap_or_else(|e| e.into_inner());
-        l.sent.get(provider).copied().unwrap_or(0)
     }
 
     /// Appends the series in Prometheus text format.

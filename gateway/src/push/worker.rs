@@ -378,11 +378,7 @@ impl Worker {
                 .filter(|e| now_ms.saturating_sub(e.timestamp_ms) > max_age)
                 .map(|e| e.key.seq)
                 .collect();
-            for seq in &expired {
-                if let Some(e) = group.entries.remove(seq) {
-                    self.settled.push(e.key);
-                }
-            }
+            settle(&mut group.entries, &expired, &mut self.settled);
             if !expired.is_empty() {
                 self.pending_jobs -= expired.len();
                 self.ctx
@@ -429,13 +425,7 @@ impl Worker {
         group.in_flight = false;
         match f.verdict {
             Verdict::Dropped(reason) => {
-                let mut n = 0;
-                for seq in &f.covered {
-                    if let Some(e) = group.entries.remove(seq) {
-                        self.settled.push(e.key);
-                        n += 1;
-                    }
-                }
+                let n = settle(&mut group.entries, &f.covered, &mut self.settled);
                 self.pending_jobs -= n;
                 self.ctx.metrics.dropped("none", reason, n as u64);
             }
@@ -448,17 +438,11 @@ impl Worker {
                         return;
                     }
                 }
-                let mut n = 0u32;
-                for seq in &f.covered {
-                    if let Some(e) = group.entries.remove(seq) {
-                        self.settled.push(e.key);
-                        n += 1;
-                    }
-                }
-                self.pending_jobs -= n as usize;
+                let n = settle(&mut group.entries, &f.covered, &mut self.settled);
+                self.pending_jobs -= n;
                 if sent {
                     let badge = self.badges.entry(key).or_insert((0, 0));
-                    badge.0 = badge.0.saturating_add(n);
+                    badge.0 = badge.0.saturating_add(n as u32);
                     badge.1 = now_ms();
                 }
             }
@@ -517,7 +501,24 @@ impl Worker {
     }
 }
 
-/// One notification round: mute check, devices, then each device through
+/// Takes `seqs` out of a group's pending jobs and queues their outbox
+/// deletion; returns how many were still pending (an `Online` event may
+/// have settled some meanwhile).
+fn settle(
+    entries: &mut BTreeMap<u64, OutboxEntry>,
+    seqs: &[u64],
+    settled: &mut Vec<OutboxKey>,
+) -> usize {
+    let before = settled.len();
+    settled.extend(
+        seqs.iter()
+            .filter_map(|seq| entries.remove(seq))
+            .map(|e| e.key),
+    );
+    settled.len() - before
+}
+
+/// One notification round: devices, mute check, then each device through
 /// its provider.
 async fn attempt_group(ctx: &Ctx, a: Attempt) -> Verdict {
     let store_retry = |e: crate::store::StoreError| {
