@@ -192,6 +192,15 @@ impl Client {
         self.command(Command::SetToken(token.into()))
     }
 
+    /// Drops the current connection at once, without a `Close`, as a lost
+    /// network would, and reconnects after the usual backoff: unacked
+    /// sends go again with their ids and the inbox resumes from the
+    /// cursor. For testing resumption (the load generator's churn); a
+    /// no-op while not connected.
+    pub fn reconnect(&self) -> Result<(), ClientError> {
+        self.command(Command::Reconnect)
+    }
+
     /// Where the client stands.
     pub fn state(&self) -> ConnectionState {
         ConnectionState::from_u8(self.shared.state.load(Ordering::Acquire))

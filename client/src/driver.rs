@@ -70,6 +70,7 @@ pub(crate) enum Command {
         channel_id: u64,
     },
     SetToken(String),
+    Reconnect,
     Close(oneshot::Sender<()>),
 }
 
@@ -77,6 +78,8 @@ pub(crate) enum Command {
 #[derive(Debug, PartialEq, Eq)]
 enum Flow {
     Continue,
+    /// Drop the connection (if any) and reconnect.
+    Reconnect,
     Exit,
 }
 
@@ -280,8 +283,16 @@ impl Driver {
             tokio::select! {
                 incoming = conn.incoming.recv() => {
                     let mut next = incoming;
-                    for _ in 0..FRAMES_PER_PASS {
-                        match next {
+                    for pass in 0..FRAMES_PER_PASS {
+                        // Taken only when this pass will handle it: a frame
+                        // taken after the last pass would be dropped.
+                        if pass > 0 {
+                            match conn.incoming.try_recv() {
+                                Ok(more) => next = Some(more),
+                                Err(_) => break,
+                            }
+                        }
+                        match next.take() {
                             Some(Incoming::Frame(frame)) => {
                                 tracing::trace!(frame = frame.frame_type().name(), "received");
                                 self.session.handle(Instant::now(), frame);
@@ -315,22 +326,25 @@ impl Driver {
                                 return self.publish().unwrap_or(End::Lost(reason));
                             }
                         }
-                        match conn.incoming.try_recv() {
-                            Ok(more) => next = Some(more),
-                            Err(_) => break,
-                        }
                     }
                 }
                 command = self.commands.recv() => {
-                    let exit = match command {
-                        Some(command) => self.on_command(command) == Flow::Exit,
-                        None => true,
+                    let flow = match command {
+                        Some(command) => self.on_command(command),
+                        None => Flow::Exit,
                     };
-                    if exit {
-                        self.session.close();
-                        self.flush(&conn);
-                        conn.shutdown(CLOSE_GRACE).await;
-                        return End::Exit;
+                    match flow {
+                        Flow::Continue => {}
+                        // Dropping `conn` tears the transport down unannounced.
+                        Flow::Reconnect => {
+                            return End::Lost("the application dropped the connection".into())
+                        }
+                        Flow::Exit => {
+                            self.session.close();
+                            self.flush(&conn);
+                            conn.shutdown(CLOSE_GRACE).await;
+                            return End::Exit;
+                        }
                     }
                 }
                 () = tick => self.session.handle_timeout(Instant::now()),
@@ -409,6 +423,7 @@ impl Driver {
                     self.attempt = 0;
                 }
             }
+            Command::Reconnect => return Flow::Reconnect,
             Command::Close(done) => {
                 self.closers.push(done);
                 return Flow::Exit;

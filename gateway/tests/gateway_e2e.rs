@@ -13,7 +13,7 @@ use confab_gateway::gateway::wiring::{forward_events, StoreDirectory};
 use confab_gateway::gateway::{make_bus, Found, Gateway, IoMode, PushJob, PushSink, Settings};
 use confab_gateway::store::Store;
 use confab_protocol::frame::{self, Frame, Target};
-use confab_protocol::{binary, ErrorCode};
+use confab_protocol::{binary, ErrorCode, FrameType};
 use confab_storage::writer::{WriterConfig, WriterPool};
 use confab_storage::{LogConfig, MessageLog, RocksLog};
 use futures_util::{SinkExt, StreamExt};
@@ -88,6 +88,14 @@ struct Node {
 
 impl Node {
     fn start(io: IoMode, tweak: impl FnOnce(&mut Settings)) -> Node {
+        Node::start_with_writers(io, tweak, WriterConfig::default())
+    }
+
+    fn start_with_writers(
+        io: IoMode,
+        tweak: impl FnOnce(&mut Settings),
+        writers: WriterConfig,
+    ) -> Node {
         let dir = tempfile::tempdir().unwrap();
         let api = ApiRuntime::start();
         let events = EventBus::default();
@@ -106,8 +114,7 @@ impl Node {
         };
         tweak(&mut settings);
         let (bus, wakers) = make_bus(settings.cores);
-        let (pool, producers) =
-            WriterPool::start(log.clone(), WriterConfig::default(), wakers).unwrap();
+        let (pool, producers) = WriterPool::start(log.clone(), writers, wakers).unwrap();
         let directory = Arc::new(StoreDirectory::new(store.clone(), api.handle().clone()));
         let verifier = Arc::new(TokenVerifier::new(KEY));
         let shared_verifier = verifier.clone();
@@ -652,6 +659,78 @@ fn a_retried_send_is_acked_again_and_delivered_once() {
                 "twice",
                 "the retry was not delivered again"
             );
+        });
+    });
+}
+
+#[test]
+fn a_send_refused_under_back_pressure_names_itself_and_can_be_retried() {
+    both_backends(|io| {
+        // One send in storage per core at a time: the rest of a burst is
+        // refused with UNAVAILABLE until the first is acked.
+        let writers = WriterConfig {
+            max_in_flight: 1,
+            queue_capacity: 1,
+            ..WriterConfig::default()
+        };
+        let node = Node::start_with_writers(
+            io,
+            |s| {
+                s.send_rate_per_s = 100_000;
+                s.send_burst = 100_000;
+            },
+            writers,
+        );
+        let (alice, bob) = (node.user("alice"), node.user("bob"));
+        block_on(async {
+            let mut a = Client::connect(&node, alice, 1, 0).await;
+            a.replay().await;
+            let mut b = Client::connect(&node, bob, 1, 0).await;
+            b.replay().await;
+            let mut waiting: std::collections::BTreeSet<u64> = (1..=20).collect();
+            let mut acked = Vec::new();
+            let mut refusals = 0;
+            while !waiting.is_empty() {
+                for &id in &waiting {
+                    a.post(id, Target::User(bob), &format!("m{id}")).await;
+                }
+                // One answer per send: its ack, or a refusal that says
+                // which send it refuses (so the client retries that one).
+                let mut refused = Vec::new();
+                for _ in 0..waiting.len() {
+                    match a
+                        .recv_where(|f| matches!(f, Frame::SendAck(_) | Frame::Error(_)))
+                        .await
+                    {
+                        Frame::SendAck(ack) => {
+                            assert!(waiting.contains(&ack.client_msg_id), "{ack:?}");
+                            acked.push(ack.client_msg_id);
+                        }
+                        Frame::Error(e) => {
+                            assert_eq!(e.code, ErrorCode::Unavailable, "{e:?}");
+                            assert_eq!(e.frame_type, FrameType::Send.as_u8(), "{e:?}");
+                            assert!(waiting.contains(&e.request_id), "{e:?}");
+                            refused.push(e.request_id);
+                        }
+                        _ => unreachable!(),
+                    }
+                }
+                refusals += refused.len();
+                for id in &acked {
+                    waiting.remove(id);
+                }
+                assert_eq!(waiting.len(), refused.len(), "every send was answered once");
+            }
+            assert!(refusals > 0, "the burst met back-pressure");
+            assert_eq!(acked.len(), 20);
+            // Bob gets each message once.
+            let mut texts: Vec<String> = Vec::new();
+            for _ in 0..20 {
+                texts.push(b.message().await.text);
+            }
+            texts.sort();
+            texts.dedup();
+            assert_eq!(texts.len(), 20);
         });
     });
 }

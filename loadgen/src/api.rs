@@ -18,8 +18,24 @@ use serde_json::{json, Value};
 pub struct Account {
     /// Its user id.
     pub user_id: u64,
-    /// Its access token.
+    /// Its access token as signed up; the run's refresher keeps newer
+    /// ones (see `run::Tokens`).
     pub token: String,
+    /// The refresh token that came with it.
+    pub refresh_token: String,
+    /// The access token's lifetime.
+    pub expires_in: Duration,
+}
+
+/// What `POST /v1/token/refresh` returns.
+#[derive(Debug, Clone)]
+pub struct Refreshed {
+    /// The new access token.
+    pub token: String,
+    /// The new refresh token (the old one is retired).
+    pub refresh_token: String,
+    /// The new access token's lifetime.
+    pub expires_in: Duration,
 }
 
 /// Where the gateway is, from `GET /v1/gateway`.
@@ -119,13 +135,27 @@ impl Api {
                 Some(json!({"username": username, "password": password})),
             )
             .await?;
+        let tokens = tokens(&v, "signup")?;
         Ok(Account {
             user_id: field_u64(&v, "user_id")?,
-            token: v["access_token"]
-                .as_str()
-                .ok_or_else(|| anyhow!("signup answer without access_token: {v}"))?
-                .to_owned(),
+            token: tokens.token,
+            refresh_token: tokens.refresh_token,
+            expires_in: tokens.expires_in,
         })
+    }
+
+    /// `POST /v1/token/refresh`: a new access token (and refresh token)
+    /// before the old one expires, as an app does.
+    pub async fn refresh(&self, refresh_token: &str) -> Result<Refreshed> {
+        let v = self
+            .expect(
+                Method::POST,
+                "/v1/token/refresh",
+                None,
+                Some(json!({ "refresh_token": refresh_token })),
+            )
+            .await?;
+        tokens(&v, "refresh")
     }
 
     /// `POST /v1/friends/{b}` as `a`, then `POST /v1/friends/{a}/accept`
@@ -194,6 +224,20 @@ impl Api {
         parse_metric(&text, "confab_process_resident_memory_bytes")
             .ok_or_else(|| anyhow!("{metrics_url} has no confab_process_resident_memory_bytes"))
     }
+}
+
+fn tokens(v: &Value, what: &str) -> Result<Refreshed> {
+    let text = |field: &str| -> Result<String> {
+        Ok(v[field]
+            .as_str()
+            .ok_or_else(|| anyhow!("{what} answer without {field}: {v}"))?
+            .to_owned())
+    };
+    Ok(Refreshed {
+        token: text("access_token")?,
+        refresh_token: text("refresh_token")?,
+        expires_in: Duration::from_secs(field_u64(v, "expires_in")?),
+    })
 }
 
 fn field_u64(v: &Value, name: &str) -> Result<u64> {

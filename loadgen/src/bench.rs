@@ -98,7 +98,7 @@ sync = "{sync}"
             .arg("serve")
             .arg("--config")
             .arg(&path)
-            .env("RUST_LOG", "warn")
+            .env("CONFAB_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -192,6 +192,7 @@ impl Bench<'_> {
             source_ips: None,
             quiet: true,
             seed: 1,
+            reconnects_per_device_hour: None,
         };
         let report = self.runtime.block_on(run::run(opts))?;
         let file = self.opts.reports.join(format!(

@@ -16,6 +16,7 @@ mod profile;
 mod report;
 mod run;
 mod stats;
+mod tokens;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -135,6 +136,10 @@ struct RunArgs {
     /// Seed of the run's random choices.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Connections dropped per device per hour (churn), replacing the
+    /// profile's `traffic.reconnects_per_device_hour`.
+    #[arg(long)]
+    reconnects_per_device_hour: Option<f64>,
     /// Writes the report as one JSON object.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -250,6 +255,12 @@ fn run_command(args: RunArgs) -> Result<ExitCode> {
     if let Some(r) = args.rate {
         anyhow::ensure!(r.is_finite() && r >= 0.0, "--rate must be ≥ 0");
     }
+    if let Some(r) = args.reconnects_per_device_hour {
+        anyhow::ensure!(
+            r.is_finite() && (0.0..=36_000.0).contains(&r),
+            "--reconnects-per-device-hour must be in 0..=36000"
+        );
+    }
     let duration = seconds(
         "--duration",
         args.duration.unwrap_or(profile.run.duration_s),
@@ -269,6 +280,7 @@ fn run_command(args: RunArgs) -> Result<ExitCode> {
         source_ips: args.source_ips,
         quiet: args.quiet,
         seed: args.seed,
+        reconnects_per_device_hour: args.reconnects_per_device_hour,
         profile,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()

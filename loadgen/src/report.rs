@@ -59,6 +59,8 @@ pub struct Inputs {
     pub corrupted: u64,
     pub errors: ErrorCounts,
     pub reconnects: u64,
+    pub forced_reconnects: u64,
+    pub token_refreshes: u64,
     pub ack: Summary,
     pub delivery: Summary,
     pub connect: Summary,
@@ -114,7 +116,12 @@ pub struct Report {
     pub corrupted: u64,
     pub errors: ErrorCounts,
     pub errors_total: u64,
+    /// Connections lost, forced ones included.
     pub reconnects: u64,
+    /// Connections the churn dropped on purpose.
+    pub forced_reconnects: u64,
+    /// Access tokens refreshed through the API during the run.
+    pub token_refreshes: u64,
     pub msgs_per_s: f64,
     pub deliveries_per_s: f64,
     pub ack_p50_us: u64,
@@ -192,6 +199,8 @@ impl Report {
             errors: i.errors,
             errors_total,
             reconnects: i.reconnects,
+            forced_reconnects: i.forced_reconnects,
+            token_refreshes: i.token_refreshes,
             msgs_per_s,
             deliveries_per_s,
             ack_p50_us: i.ack.p50_us,
@@ -263,6 +272,11 @@ impl Report {
             o,
             "sync: {} users, {} messages, p50 {} µs",
             self.sync.users, self.sync.messages, self.sync_p50_us
+        );
+        let _ = writeln!(
+            o,
+            "reconnects {} ({} forced by churn)  token refreshes {}",
+            self.reconnects, self.forced_reconnects, self.token_refreshes
         );
         let _ = writeln!(
             o,

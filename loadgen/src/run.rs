@@ -26,6 +26,7 @@ use crate::plan::Plan;
 use crate::profile::{Bucket, Profile};
 use crate::report::{Report, SyncCheck};
 use crate::stats::{Counters, Latency, Timeline};
+use crate::tokens::Tokens;
 
 /// Connections per loopback source address before the run spreads them
 /// over more: one address reaches one server port through ~28,000
@@ -80,6 +81,9 @@ pub struct RunOptions {
     pub quiet: bool,
     /// Seed of the run's random choices (targets, lengths, arrivals).
     pub seed: u64,
+    /// Forced reconnects per device per hour, replacing the profile's
+    /// `traffic.reconnects_per_device_hour`.
+    pub reconnects_per_device_hour: Option<f64>,
 }
 
 /// A channel the run created.
@@ -121,11 +125,17 @@ struct Shared {
     /// theirs must sync).
     inbox: Vec<AtomicU64>,
     read_receipts: f64,
+    /// Connections the churn task dropped.
+    forced_reconnects: AtomicU64,
 }
 
 impl Shared {
     fn error(&self, name: impl Into<String>) {
-        *self.errors.lock().unwrap().entry(name.into()).or_insert(0) += 1;
+        self.error_n(name, 1);
+    }
+
+    fn error_n(&self, name: impl Into<String>, n: u64) {
+        *self.errors.lock().unwrap().entry(name.into()).or_insert(0) += n;
     }
 
     fn since_start_ns(&self) -> u64 {
@@ -214,6 +224,15 @@ pub async fn run(opts: RunOptions) -> Result<Report> {
         .into_iter()
         .collect::<Result<_>>()
         .context("signing up the virtual users")?;
+    // Refreshed from now on: setting up a large run can take longer than
+    // a short token lifetime, and so can the run itself.
+    let tokens = Tokens::new(&accounts);
+    let refresher = tokio::spawn(tokens.clone().keep_fresh(
+        api.clone(),
+        accounts.iter().map(|a| a.expires_in).collect(),
+        tokio::time::Instant::now(),
+        opts.seed ^ 0x7f4a_7c15,
+    ));
 
     // Channels: DMs with the next `dm_partners` users (so every user has
     // partners), then groups of sampled sizes with random members.
@@ -324,6 +343,7 @@ pub async fn run(opts: RunOptions) -> Result<Report> {
         measured_delivered: AtomicU64::new(0),
         inbox: (0..n_users).map(|_| AtomicU64::new(0)).collect(),
         read_receipts: profile.traffic.read_receipts_per_message,
+        forced_reconnects: AtomicU64::new(0),
     });
     let loopback = urls
         .iter()
@@ -338,19 +358,20 @@ pub async fn run(opts: RunOptions) -> Result<Report> {
     let mut devices: Vec<Arc<Device>> = Vec::new();
     let mut books = Vec::new();
     let mut transports_used = Vec::new();
-    for user in users.iter_mut() {
+    for (u, user) in users.iter_mut().enumerate() {
         let n = pick_devices(&mut rng, &profile.population.devices);
         for d in 1..=u64::from(n) {
             let index = devices.len();
             let url = &urls[index % urls.len()];
             transports_used.push(url.clone());
-            let mut config = ClientConfig::new(url, &user.account.token, d);
+            let mut config = ClientConfig::new(url, tokens.access(u), d);
             config.tls = tls.clone();
             config.max_pending_sends = 1 << 20;
             if sources > 1 {
                 config.local_ip = Some([127, 0, 0, 1 + (index as u32 % sources) as u8].into());
             }
             let (client, events) = Client::connect(config)?;
+            tokens.add_client(u, client.clone());
             let device = Arc::new(Device {
                 client,
                 own: Mutex::new(Vec::new()),
@@ -411,6 +432,17 @@ pub async fn run(opts: RunOptions) -> Result<Report> {
         measure_from,
         StdRng::seed_from_u64(opts.seed.wrapping_add(1)),
     ));
+    let churn_rate = opts
+        .reconnects_per_device_hour
+        .unwrap_or(profile.traffic.reconnects_per_device_hour);
+    let churner = tokio::spawn(churn(
+        shared.clone(),
+        devices.clone(),
+        churn_rate,
+        traffic_start,
+        total,
+        StdRng::seed_from_u64(opts.seed.wrapping_add(2)),
+    ));
     let mut timeline = Timeline::new(&shared.counters);
     let mut warm_timeline = 0;
     let mut tick = tokio::time::interval_at(
@@ -434,6 +466,7 @@ pub async fn run(opts: RunOptions) -> Result<Report> {
         ));
     }
     sender.await?;
+    churner.await?;
 
     // Drain: every ack and every delivery, or the deadline.
     let drain_deadline = Instant::now() + opts.drain;
@@ -472,7 +505,22 @@ pub async fn run(opts: RunOptions) -> Result<Report> {
     let server_rss_bytes = api.server_rss(&opts.metrics).await.ok();
 
     // A fresh device per sampled user syncs that user's whole inbox.
-    let sync = sync_check(&shared, &users, &urls, &tls, opts.sync_users, unacked == 0).await;
+    let sync = sync_check(
+        &shared,
+        &tokens,
+        &users,
+        &urls,
+        &tls,
+        opts.sync_users,
+        unacked == 0,
+    )
+    .await;
+    refresher.abort();
+    tokens.clear_clients();
+    let refresh_failures = tokens.failures.load(Ordering::Relaxed);
+    if refresh_failures > 0 {
+        shared.error_n("TOKEN_REFRESH_FAILED", refresh_failures);
+    }
 
     // Close, and read each device's books.
     for d in devices.iter() {
@@ -521,6 +569,8 @@ pub async fn run(opts: RunOptions) -> Result<Report> {
         corrupted: shared.corrupted.load(Ordering::Relaxed),
         errors,
         reconnects: c.disconnects.load(Ordering::Relaxed),
+        forced_reconnects: shared.forced_reconnects.load(Ordering::Relaxed),
+        token_refreshes: tokens.refreshes.load(Ordering::Relaxed),
         ack: shared.ack.summary(),
         delivery: shared.delivery.summary(),
         connect: shared.connect.summary(),
@@ -690,6 +740,39 @@ async fn schedule(
     }
 }
 
+/// Drops random devices' connections, Poisson-timed like the sends, at
+/// `per_device_hour` per device: a phone that changes networks or loses
+/// signal. Each device reconnects after the SDK's backoff, resumes its
+/// inbox from its cursor and sends its unacknowledged messages again;
+/// the ledger then proves that nothing was lost or repeated meanwhile.
+async fn churn(
+    shared: Arc<Shared>,
+    devices: Arc<Vec<Arc<Device>>>,
+    per_device_hour: f64,
+    start: tokio::time::Instant,
+    total: Duration,
+    mut rng: StdRng,
+) {
+    let rate = devices.len() as f64 * per_device_hour / 3600.0;
+    if rate <= 0.0 || devices.is_empty() {
+        return;
+    }
+    let mut at = 0.0f64;
+    loop {
+        at += -(1.0 - rng.random::<f64>()).ln() / rate;
+        if at >= total.as_secs_f64() {
+            return;
+        }
+        tokio::time::sleep_until(start + Duration::from_secs_f64(at)).await;
+        let device = &devices[rng.random_range(0..devices.len())];
+        if device.client.state() == confab_client::ConnectionState::Connected
+            && device.client.reconnect().is_ok()
+        {
+            shared.forced_reconnects.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
 fn tag_len(id: u64) -> u32 {
     format!("lg{id:x} ").len() as u32
 }
@@ -765,6 +848,7 @@ async fn device_events(
 /// it takes to receive their whole inbox; every message must arrive once.
 async fn sync_check(
     shared: &Arc<Shared>,
+    tokens: &Tokens,
     users: &Arc<Vec<User>>,
     urls: &[String],
     tls: &TlsOptions,
@@ -777,9 +861,9 @@ async fn sync_check(
         return out;
     }
     let sync = Latency::default();
-    for (u, user) in users.iter().enumerate().take(n) {
+    for u in 0..users.len().min(n) {
         let expected = shared.inbox[u].load(Ordering::Relaxed);
-        let mut config = ClientConfig::new(&urls[u % urls.len()], &user.account.token, 1_000_000);
+        let mut config = ClientConfig::new(&urls[u % urls.len()], tokens.access(u), 1_000_000);
         config.tls = tls.clone();
         let started = Instant::now();
         let Ok((client, mut events)) = Client::connect(config) else {

@@ -12,6 +12,14 @@ use confab_gateway::config::Config;
 
 const BIN: &str = env!("CARGO_BIN_EXE_confab-loadgen");
 
+/// Runs against a node one at a time: a run opens many client sockets,
+/// and their ephemeral ports could take the port a starting node has just
+/// picked with `free_tcp_port`.
+fn one_node_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static NODES: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    NODES.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn free_tcp_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -38,6 +46,11 @@ struct Node {
 
 impl Node {
     fn start() -> Node {
+        Node::start_with("")
+    }
+
+    /// A node with extra lines for its `[api]` section.
+    fn start_with(api_extra: &str) -> Node {
         let dir = tempfile::tempdir().unwrap();
         let (api, ws, quic, metrics) = (
             free_tcp_port(),
@@ -55,6 +68,7 @@ addr = "127.0.0.1:{api}"
 token_secret = "the loadgen test's token secret, 32+ bytes"
 password_memory_kib = 64
 password_iterations = 1
+{api_extra}
 [gateway]
 ws_addr = "127.0.0.1:{ws}"
 quic_addr = "127.0.0.1:{quic}"
@@ -141,6 +155,7 @@ fn u(report: &serde_json::Value, field: &str) -> u64 {
 
 #[test]
 fn smoke_profile_over_every_transport_passes_its_ledger() {
+    let _one = one_node_at_a_time();
     let node = Node::start();
     let out = tempfile::tempdir().unwrap();
     let (output, report) = node.run(
@@ -235,6 +250,69 @@ fn smoke_profile_over_every_transport_passes_its_ledger() {
         "latency, throughput and connection plots"
     );
     assert!(!html.contains("<script"), "self-contained, no scripts");
+}
+
+#[test]
+fn churn_and_expiring_tokens_lose_nothing() {
+    // Access tokens live 4 s, so each user's is refreshed several times
+    // during the run, and each device's connection is dropped about every
+    // 3 s: every reconnect needs a token that is still valid, resumes the
+    // inbox from the device's cursor and sends its unacked messages again.
+    let _one = one_node_at_a_time();
+    let node = Node::start_with("access_token_ttl_secs = 4");
+    let out = tempfile::tempdir().unwrap();
+    let (output, report) = node.run(
+        out.path(),
+        &[
+            "--profile",
+            "smoke",
+            "--transport",
+            "mix",
+            "--duration",
+            "6",
+            "--reconnects-per-device-hour",
+            "1200",
+        ],
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "status {:?}\nstdout:\n{stdout}\nstderr:\n{stderr}",
+        output.status
+    );
+    let forced = u(&report, "forced_reconnects");
+    assert!(
+        forced >= 20,
+        "churn dropped only {forced} connections: {report}"
+    );
+    assert!(u(&report, "reconnects") >= forced);
+    // 20 users, over 7 s of traffic after sign-up, a refresh every 1.6 to
+    // 2.4 s.
+    let refreshes = u(&report, "token_refreshes");
+    assert!(
+        refreshes >= 40,
+        "only {refreshes} token refreshes: {report}"
+    );
+    let sent = u(&report, "sent");
+    assert!(sent > 0);
+    assert_eq!(u(&report, "acked"), sent);
+    assert_eq!(
+        u(&report, "delivered"),
+        u(&report, "expected_deliveries"),
+        "devices that were away got what they missed"
+    );
+    for zero in [
+        "lost",
+        "duplicated",
+        "gaps",
+        "out_of_order",
+        "corrupted",
+        "errors_total",
+    ] {
+        assert_eq!(u(&report, zero), 0, "{zero}: {report}");
+    }
+    assert_eq!(u(&report["sync"], "missing"), 0, "{report}");
 }
 
 #[test]

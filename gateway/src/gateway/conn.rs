@@ -826,23 +826,20 @@ pub(super) async fn handle_frame(
                 }
             };
             let Frame::Send(s) = f else { unreachable!() };
-            if let Err(code) = core.submit(
-                conn,
-                user,
-                device,
-                channel,
-                &members,
-                s.client_msg_id,
-                s.text,
-            ) {
+            let client_msg_id = s.client_msg_id;
+            if let Err(code) =
+                core.submit(conn, user, device, channel, &members, client_msg_id, s.text)
+            {
                 core.shared.metrics[core.id].error(code);
+                // The send's id, so the client retries (or fails) that send;
+                // with 0 it would wait for an ack that never comes.
                 core.send_to(
                     conn,
                     &Frame::Error(frame::Error {
                         code,
                         message: "storage is busy, retry".into(),
                         frame_type: confab_protocol::FrameType::Send.as_u8(),
-                        request_id: 0,
+                        request_id: client_msg_id,
                     }),
                 );
             }

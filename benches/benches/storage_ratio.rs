@@ -1,0 +1,216 @@
+//! The message log against raw RocksDB writing the same keys, measured as
+//! pairs: the two alternate in short rounds and each round gives one
+//! ratio.
+//!
+//! Criterion (benches/storage.rs) measures one benchmark after another,
+//! minutes apart. On a VM whose speed drifts, the ratio of two such
+//! figures carries the drift: two runs on 2026-12-02 gave 67 % and 89 %
+//! for the same row (docs/benchmarks.md). Here a round is a fraction of a
+//! second of each, in alternating order, so a slow minute slows both
+//! sides of the rounds it covers, and the median of the rounds' ratios is
+//! the log's cost. The spread of the ratios is printed with it.
+//!
+//! `cargo bench -p confab-benches --bench storage_ratio` measures; under
+//! `cargo test` (no `--bench`) it runs a few tiny rounds so the code stays
+//! exercised without spending CI time.
+
+use confab_storage::{
+    cf, AppendRequest, ChannelId, DeviceId, LogConfig, MessageLog, RocksLog, SyncPolicy, UserId,
+};
+use rocksdb::{ColumnFamilyDescriptor, WriteBatch, WriteOptions, DB};
+use std::time::{Duration, Instant};
+
+/// A typical short chat line, as in benches/storage.rs.
+const TEXT_BYTES: usize = 100;
+/// Stored record: 33-byte header + text.
+const RECORD_BYTES: usize = 33 + TEXT_BYTES;
+
+/// Direct-message traffic over 4096 channels, as in benches/storage.rs.
+fn dm_requests(count: usize, next_id: &mut u64) -> Vec<AppendRequest> {
+    (0..count)
+        .map(|_| {
+            let id = *next_id;
+            *next_id += 1;
+            let channel = id % 4096;
+            AppendRequest {
+                channel: ChannelId(channel),
+                sender: UserId(channel * 2 + id % 2),
+                device: DeviceId(1),
+                client_msg_id: id,
+                recipients: vec![UserId(channel * 2), UserId(channel * 2 + 1)],
+                text: vec![b'x'; TEXT_BYTES],
+                push_to: Vec::new(),
+            }
+        })
+        .collect()
+}
+
+fn key(a: u64, b: u64) -> [u8; 16] {
+    let mut k = [0u8; 16];
+    k[..8].copy_from_slice(&a.to_be_bytes());
+    k[8..].copy_from_slice(&b.to_be_bytes());
+    k
+}
+
+/// The same four keys per message that the log writes (record, two inbox
+/// pointers, idempotency entry), with the log's column-family options.
+struct Raw {
+    _dir: tempfile::TempDir,
+    db: DB,
+    opts: WriteOptions,
+    seq: u64,
+    record: Vec<u8>,
+}
+
+impl Raw {
+    fn open(policy: SyncPolicy) -> Raw {
+        let dir = tempfile::tempdir().unwrap();
+        let config = LogConfig::default();
+        let cfs = [cf::MESSAGES, cf::INBOX, cf::IDEMPOTENCY].map(|name| {
+            ColumnFamilyDescriptor::new(name, cf::column_family_options(name, &config).unwrap())
+        });
+        let db = DB::open_cf_descriptors(&cf::db_options(), dir.path(), cfs).unwrap();
+        let mut opts = WriteOptions::default();
+        opts.set_sync(policy == SyncPolicy::Batch);
+        Raw {
+            _dir: dir,
+            db,
+            opts,
+            seq: 0,
+            record: vec![b'x'; RECORD_BYTES],
+        }
+    }
+
+    /// Writes `count` messages in batches of `n`; returns the time taken.
+    fn write(&mut self, count: usize, n: usize) -> Duration {
+        let messages = self.db.cf_handle(cf::MESSAGES).unwrap();
+        let inbox = self.db.cf_handle(cf::INBOX).unwrap();
+        let idem = self.db.cf_handle(cf::IDEMPOTENCY).unwrap();
+        let start = Instant::now();
+        for _ in 0..count / n {
+            let mut wb = WriteBatch::default();
+            for _ in 0..n {
+                self.seq += 1;
+                let channel = self.seq % 4096;
+                wb.put_cf(messages, key(channel, self.seq), &self.record);
+                wb.put_cf(inbox, key(channel * 2, self.seq), key(channel, self.seq));
+                wb.put_cf(
+                    inbox,
+                    key(channel * 2 + 1, self.seq),
+                    key(channel, self.seq),
+                );
+                let mut idem_key = [0u8; 24];
+                idem_key[..16].copy_from_slice(&key(channel * 2, 1));
+                idem_key[16..].copy_from_slice(&self.seq.to_be_bytes());
+                wb.put_cf(idem, idem_key, [0u8; 24]);
+            }
+            self.db.write_opt(wb, &self.opts).unwrap();
+        }
+        start.elapsed()
+    }
+}
+
+/// The log under test.
+struct Log {
+    _dir: tempfile::TempDir,
+    log: RocksLog,
+    next_id: u64,
+}
+
+impl Log {
+    fn open(policy: SyncPolicy) -> Log {
+        let dir = tempfile::tempdir().unwrap();
+        let config = LogConfig {
+            sync_policy: policy,
+            ..LogConfig::default()
+        };
+        let log = RocksLog::open(dir.path(), config).unwrap();
+        Log {
+            _dir: dir,
+            log,
+            next_id: 0,
+        }
+    }
+
+    /// Appends `count` messages in `append` calls of `n`; returns the time
+    /// the calls took (building the requests is not timed, as in the
+    /// criterion bench).
+    fn write(&mut self, count: usize, n: usize) -> Duration {
+        let requests = dm_requests(count, &mut self.next_id);
+        let start = Instant::now();
+        for batch in requests.chunks(n) {
+            std::hint::black_box(self.log.append(batch).unwrap());
+        }
+        start.elapsed()
+    }
+}
+
+/// Messages per round: a few tenths of a second of work at this VM's rates.
+fn per_round(policy: SyncPolicy, n: usize, measuring: bool) -> usize {
+    if !measuring {
+        return n * 4;
+    }
+    match (policy, n) {
+        (SyncPolicy::Batch, 1) => 1_024,
+        (SyncPolicy::Batch, 64) => 8_192,
+        _ => 16_384,
+    }
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    let m = v.len() / 2;
+    if v.len() % 2 == 1 {
+        v[m]
+    } else {
+        (v[m - 1] + v[m]) / 2.0
+    }
+}
+
+fn main() {
+    let measuring = std::env::args().any(|a| a == "--bench");
+    let rounds = if measuring { 21 } else { 2 };
+    println!(
+        "| sync | batch | log msgs/s | same keys msgs/s | log / same keys (median of {rounds}) | lowest – highest round |"
+    );
+    println!("|---|---|---|---|---|---|");
+    for policy in [SyncPolicy::None, SyncPolicy::Batch] {
+        for n in [1usize, 64, 1024] {
+            let count = per_round(policy, n, measuring);
+            let mut log = Log::open(policy);
+            let mut raw = Raw::open(policy);
+            // Warm-up: memtables, file handles, the first WAL segment.
+            log.write(count, n);
+            raw.write(count, n);
+            let (mut ratios, mut log_rates, mut raw_rates) = (Vec::new(), Vec::new(), Vec::new());
+            for round in 0..rounds {
+                let (t_log, t_raw) = if round % 2 == 0 {
+                    let l = log.write(count, n);
+                    (l, raw.write(count, n))
+                } else {
+                    let r = raw.write(count, n);
+                    (log.write(count, n), r)
+                };
+                let log_rate = count as f64 / t_log.as_secs_f64();
+                let raw_rate = count as f64 / t_raw.as_secs_f64();
+                log_rates.push(log_rate);
+                raw_rates.push(raw_rate);
+                ratios.push(log_rate / raw_rate);
+            }
+            let lo = ratios.iter().copied().fold(f64::INFINITY, f64::min);
+            let hi = ratios.iter().copied().fold(0.0, f64::max);
+            println!(
+                "| {policy} | {n} | {:.1} k | {:.1} k | {:.0} % | {:.0} – {:.0} % |",
+                median(&mut log_rates) / 1e3,
+                median(&mut raw_rates) / 1e3,
+                median(&mut ratios) * 100.0,
+                lo * 100.0,
+                hi * 100.0,
+            );
+            assert!(
+                ratios.iter().all(|r| r.is_finite() && *r > 0.0),
+                "every round wrote something"
+            );
+        }
+    }
+}
