@@ -260,7 +260,7 @@ pub async fn run(opts: RunOptions) -> Result<Report> {
     let dm_ids: Vec<u64> = stream::iter(pairs.iter().copied())
         .map(|(a, b)| {
             let api = api.clone();
-            let (a, b) = (users[a].account.clone(), users[b].account.clone());
+            let (a, b) = (current(&users, &tokens, a), current(&users, &tokens, b));
             async move {
                 api.befriend(&a, &b).await?;
                 api.dm(&a, &b).await
@@ -298,7 +298,7 @@ pub async fn run(opts: RunOptions) -> Result<Report> {
     let group_ids: Vec<u64> = stream::iter(groups.iter())
         .map(|(name, members)| {
             let api = api.clone();
-            let owner = users[members[0]].account.clone();
+            let owner = current(&users, &tokens, members[0]);
             let ids: Vec<u64> = members[1..]
                 .iter()
                 .map(|&m| users[m].account.user_id)
@@ -583,6 +583,15 @@ pub async fn run(opts: RunOptions) -> Result<Report> {
         server_rss_connected: rss_connected,
     });
     Ok(report)
+}
+
+/// User `u`'s account with its current access token: setting up a large
+/// run can outlast the one it signed up with.
+fn current(users: &[User], tokens: &Tokens, u: usize) -> Account {
+    Account {
+        token: tokens.access(u),
+        ..users[u].account.clone()
+    }
 }
 
 /// Six base-36 characters from the clock and the process id.
