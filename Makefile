@@ -44,11 +44,12 @@ lint:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 # criterion suites, then the load generator's fixed scenarios against a
-# freshly started release server; the latter rewrite their section of
+# freshly started release server; each rewrites its own marked section of
 # docs/benchmarks.md (docs/loadgen.md).
 bench: deps
 	$(CARGO) bench -p confab-benches
 	$(CARGO) build --release -p confab-gateway -p confab-loadgen
+	./target/release/confab-loadgen criterion --write docs/benchmarks.md
 	./target/release/confab-loadgen bench --confab ./target/release/confab --write docs/benchmarks.md
 
 fuzz-build:

@@ -484,7 +484,7 @@ pub fn bench(opts: &BenchOptions) -> Result<String> {
     Ok(section(opts, &rows, &b.steps))
 }
 
-fn machine() -> String {
+pub fn machine() -> String {
     let cpus = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(0);
@@ -577,7 +577,7 @@ fn section(opts: &BenchOptions, rows: &[(String, String, String)], steps: &[Step
     o
 }
 
-fn today() -> String {
+pub fn today() -> String {
     // Days since the epoch to a civil date (Howard Hinnant's algorithm),
     // to avoid a date crate for one line.
     let secs = std::time::SystemTime::now()
@@ -600,12 +600,19 @@ fn today() -> String {
 /// (which carries the markers), or with `section` appended when there are
 /// none yet.
 pub fn replace_section(text: &str, section: &str) -> Result<String> {
-    match (text.find(BEGIN), text.find(END)) {
+    replace_marked(text, BEGIN, END, section)
+}
+
+/// `text` with the section between `begin` and `end` replaced by
+/// `section` (which carries the markers), or with `section` appended when
+/// there are none yet.
+pub fn replace_marked(text: &str, begin: &str, end: &str, section: &str) -> Result<String> {
+    match (text.find(begin), text.find(end)) {
         (Some(a), Some(b)) if a < b => {
-            Ok(format!("{}{section}{}", &text[..a], &text[b + END.len()..]))
+            Ok(format!("{}{section}{}", &text[..a], &text[b + end.len()..]))
         }
         (None, None) => Ok(format!("{}\n\n{section}\n", text.trim_end())),
-        _ => bail!("the load generator's markers are broken (one missing, or out of order)"),
+        _ => bail!("the markers {begin:?} and {end:?} are broken (one missing, or out of order)"),
     }
 }
 

@@ -10,6 +10,7 @@
 
 mod api;
 mod bench;
+mod criterion;
 mod ledger;
 mod plan;
 mod profile;
@@ -82,6 +83,17 @@ enum Command {
         /// Idle connections to hold for the memory figure.
         #[arg(long, default_value_t = 30_000)]
         idle_connections: u64,
+    },
+    /// Rewrites the criterion section of docs/benchmarks.md from the
+    /// latest `cargo bench -p confab-benches` results.
+    Criterion {
+        /// criterion's output directory.
+        #[arg(long, default_value = "target/criterion")]
+        dir: PathBuf,
+        /// The markdown file whose criterion section is rewritten; without
+        /// it the section is printed.
+        #[arg(long)]
+        write: Option<PathBuf>,
     },
 }
 
@@ -211,6 +223,26 @@ fn main_result() -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Run(args) => run_command(args),
+        Command::Criterion { dir, write } => {
+            let rows = criterion::collect(&dir)?;
+            let section = criterion::section(&rows, &bench::machine(), &bench::today());
+            match write {
+                Some(path) => {
+                    let text = std::fs::read_to_string(&path).unwrap_or_default();
+                    let text =
+                        bench::replace_marked(&text, criterion::BEGIN, criterion::END, &section)?;
+                    std::fs::write(&path, text)
+                        .with_context(|| format!("writing {}", path.display()))?;
+                    eprintln!(
+                        "rewrote the criterion section of {} ({} benchmarks)",
+                        path.display(),
+                        rows.len()
+                    );
+                }
+                None => println!("{section}"),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Bench {
             confab,
             write,

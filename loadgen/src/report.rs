@@ -118,7 +118,8 @@ pub struct Report {
     pub errors_total: u64,
     /// Connections lost, forced ones included.
     pub reconnects: u64,
-    /// Connections the churn dropped on purpose.
+    /// Connection drops the churn asked for (one asked for while the
+    /// device is still handling the last one changes nothing).
     pub forced_reconnects: u64,
     /// Access tokens refreshed through the API during the run.
     pub token_refreshes: u64,

