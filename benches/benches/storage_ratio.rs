@@ -12,7 +12,8 @@
 //!
 //! `cargo bench -p confab-benches --bench storage_ratio` measures; under
 //! `cargo test` (no `--bench`) it runs a few tiny rounds so the code stays
-//! exercised without spending CI time.
+//! exercised without spending CI time. Row names after `--bench` pick rows
+//! (`-- --bench none/1 batch/1024`), for profiling one of them.
 
 use confab_storage::{
     cf, AppendRequest, ChannelId, DeviceId, LogConfig, MessageLog, RocksLog, SyncPolicy, UserId,
@@ -169,6 +170,10 @@ fn median(v: &mut [f64]) -> f64 {
 
 fn main() {
     let measuring = std::env::args().any(|a| a == "--bench");
+    let filters: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
     let rounds = if measuring { 21 } else { 2 };
     println!(
         "| sync | batch | log msgs/s | same keys msgs/s | log / same keys (median of {rounds}) | lowest – highest round |"
@@ -176,6 +181,10 @@ fn main() {
     println!("|---|---|---|---|---|---|");
     for policy in [SyncPolicy::None, SyncPolicy::Batch] {
         for n in [1usize, 64, 1024] {
+            let name = format!("{policy}/{n}");
+            if !filters.is_empty() && !filters.contains(&name) {
+                continue;
+            }
             let count = per_round(policy, n, measuring);
             let mut log = Log::open(policy);
             let mut raw = Raw::open(policy);

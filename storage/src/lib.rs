@@ -16,6 +16,7 @@
 mod clock;
 mod codec;
 mod error;
+mod id_hash;
 mod ids;
 mod log;
 mod memory;

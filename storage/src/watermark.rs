@@ -7,25 +7,27 @@
 //! sequence counters so a reader never takes a lock the writer holds across
 //! its commit; a stripe lock here is held for one map lookup or update.
 
-use std::collections::HashMap;
+use crate::id_hash::{mix, IdMap};
 use std::sync::RwLock;
 
 const STRIPES: usize = 64;
 
 /// Visible-sequence map keyed by a raw id (channel or user).
 pub(crate) struct Watermarks {
-    stripes: Box<[RwLock<HashMap<u64, u64>>]>,
+    stripes: Box<[RwLock<IdMap<u64, u64>>]>,
 }
 
 impl Watermarks {
     pub(crate) fn new() -> Self {
         Self {
-            stripes: (0..STRIPES).map(|_| RwLock::new(HashMap::new())).collect(),
+            stripes: (0..STRIPES)
+                .map(|_| RwLock::new(IdMap::default()))
+                .collect(),
         }
     }
 
-    fn stripe(&self, id: u64) -> &RwLock<HashMap<u64, u64>> {
-        &self.stripes[crate::rocks::mix(id) as usize % STRIPES]
+    fn stripe(&self, id: u64) -> &RwLock<IdMap<u64, u64>> {
+        &self.stripes[stripe_of(id)]
     }
 
     /// The visible sequence, or `None` when the key has had no write since the
@@ -44,25 +46,56 @@ impl Watermarks {
     }
 
     /// Raises the visible sequences of many keys, taking each stripe once.
-    pub(crate) fn raise_all(&self, updates: &HashMap<u64, u64>) {
-        let mut by_stripe: Vec<Vec<(u64, u64)>> = vec![Vec::new(); STRIPES];
-        for (&id, &seq) in updates {
-            by_stripe[crate::rocks::mix(id) as usize % STRIPES].push((id, seq));
+    pub(crate) fn raise_all(&self, updates: &[(u64, u64)]) {
+        // A direct message raises three keys: locking each stripe per key is
+        // cheaper than sorting.
+        if updates.len() <= 8 {
+            for &(id, seq) in updates {
+                let mut map = self.stripe(id).write().unwrap_or_else(|e| e.into_inner());
+                raise(&mut map, id, seq);
+            }
+            return;
         }
-        for (stripe, ups) in self.stripes.iter().zip(by_stripe) {
-            if ups.is_empty() {
+        // A counting sort by stripe: two passes and one allocation, where a
+        // vector per stripe cost 64 allocations even for the three keys of
+        // one direct message.
+        let mut starts = [0usize; STRIPES + 1];
+        for &(id, _) in updates {
+            starts[stripe_of(id) + 1] += 1;
+        }
+        for i in 0..STRIPES {
+            starts[i + 1] += starts[i];
+        }
+        let mut next = starts;
+        let mut sorted = vec![(0u64, 0u64); updates.len()];
+        for &(id, seq) in updates {
+            let s = stripe_of(id);
+            sorted[next[s]] = (id, seq);
+            next[s] += 1;
+        }
+        for (i, stripe) in self.stripes.iter().enumerate() {
+            let group = &sorted[starts[i]..starts[i + 1]];
+            if group.is_empty() {
                 continue;
             }
             // Poisoning cannot leave a half-raised value (each update is one
             // insert), so recovering the guard is safe.
             let mut map = stripe.write().unwrap_or_else(|e| e.into_inner());
-            for (id, seq) in ups {
-                // A key without an entry was never loaded by a stage, so it is
-                // unclamped already; inserting here could only hide data.
-                if let Some(v) = map.get_mut(&id) {
-                    *v = (*v).max(seq);
-                }
+            for &(id, seq) in group {
+                raise(&mut map, id, seq);
             }
         }
     }
+}
+
+fn raise(map: &mut IdMap<u64, u64>, id: u64, seq: u64) {
+    // A key without an entry was never loaded by a stage, so it is
+    // unclamped already; inserting here could only hide data.
+    if let Some(v) = map.get_mut(&id) {
+        *v = (*v).max(seq);
+    }
+}
+
+fn stripe_of(id: u64) -> usize {
+    mix(id) as usize % STRIPES
 }

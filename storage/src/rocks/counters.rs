@@ -9,8 +9,9 @@
 //! stripes are released.
 
 use crate::error::StorageError;
+use crate::id_hash::{mix, IdMap};
 use crate::ids::{ChannelId, DeviceId, UserId};
-use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::sync::{Mutex, MutexGuard};
 
 /// 64 so a batch's stripe set fits one `u64` mask.
@@ -31,13 +32,13 @@ const DEVICES_PER_STRIPE: usize = 16 * 1024;
 
 #[derive(Default)]
 pub(crate) struct Stripe {
-    channels: HashMap<ChannelId, ChannelCounter>,
-    inboxes: HashMap<UserId, u64>,
+    channels: IdMap<ChannelId, ChannelCounter>,
+    inboxes: IdMap<UserId, u64>,
     /// Per sending device, the highest client message id that has an
     /// idempotency entry on disk (0: none). Clients number their sends
     /// upwards, so almost every new send is above it and needs no lookup to
     /// be known new; only retries (and out-of-order ids) are looked up.
-    devices: HashMap<(UserId, DeviceId), u64>,
+    devices: IdMap<(UserId, DeviceId), u64>,
 }
 
 pub(crate) struct Counters {
@@ -49,11 +50,11 @@ pub(crate) struct Counters {
 const CHANNEL_SALT: u64 = 0x9e37_79b9_7f4a_7c15;
 
 pub(crate) fn channel_stripe(channel: ChannelId) -> usize {
-    super::mix(channel.0 ^ CHANNEL_SALT) as usize % STRIPES
+    mix(channel.0 ^ CHANNEL_SALT) as usize % STRIPES
 }
 
 pub(crate) fn user_stripe(user: UserId) -> usize {
-    super::mix(user.0) as usize % STRIPES
+    mix(user.0) as usize % STRIPES
 }
 
 impl Counters {
@@ -67,15 +68,22 @@ impl Counters {
 
     /// Locks the stripes whose bits are set in `mask`, lowest first.
     pub(crate) fn lock(&self, mask: u64) -> Result<Locked<'_>, StorageError> {
-        let mut guards: Vec<Option<MutexGuard<'_, Stripe>>> = Vec::with_capacity(STRIPES);
-        for (i, stripe) in self.stripes.iter().enumerate() {
-            if mask & (1 << i) == 0 {
-                guards.push(None);
-                continue;
-            }
+        let mut guards: [Option<MutexGuard<'_, Stripe>>; STRIPES] = std::array::from_fn(|_| None);
+        let mut rest = mask;
+        while rest != 0 {
+            let i = rest.trailing_zeros() as usize;
+            rest &= rest - 1;
             // A stage that panicked with the lock held may have advanced a
             // counter without writing; the counters can no longer be trusted.
-            guards.push(Some(stripe.lock().map_err(|_| StorageError::Poisoned)?));
+            let mut guard = self.stripes[i].lock().map_err(|_| StorageError::Poisoned)?;
+            // Forgotten here, between stages, never half-way through one: a
+            // stage raises device highs as it goes and relies on them to see
+            // a repeat within its own batch. A stage may add up to its batch
+            // size above the bound before the next one trims.
+            if guard.devices.len() >= DEVICES_PER_STRIPE {
+                guard.devices.clear();
+            }
+            guards[i] = Some(guard);
         }
         Ok(Locked { guards })
     }
@@ -83,7 +91,7 @@ impl Counters {
 
 /// The stripes held by one stage.
 pub(crate) struct Locked<'a> {
-    guards: Vec<Option<MutexGuard<'a, Stripe>>>,
+    guards: [Option<MutexGuard<'a, Stripe>>; STRIPES],
 }
 
 impl Locked<'_> {
@@ -93,17 +101,26 @@ impl Locked<'_> {
             .expect("stage locks every stripe its batch touches before allocating")
     }
 
-    /// The channel's counter, loaded with `load` on first use.
-    pub(crate) fn channel(
+    /// Loads the channel's counter with `load` unless it is loaded already.
+    /// A stage loads every counter it will move before moving any, so a
+    /// failed load never leaves another counter ahead of the disk.
+    pub(crate) fn load_channel(
         &mut self,
         channel: ChannelId,
         load: impl FnOnce() -> Result<ChannelCounter, StorageError>,
-    ) -> Result<&mut ChannelCounter, StorageError> {
-        let stripe = self.stripe(channel_stripe(channel));
-        match stripe.channels.entry(channel) {
-            std::collections::hash_map::Entry::Occupied(e) => Ok(e.into_mut()),
-            std::collections::hash_map::Entry::Vacant(e) => Ok(e.insert(load()?)),
+    ) -> Result<(), StorageError> {
+        if let Entry::Vacant(e) = self.stripe(channel_stripe(channel)).channels.entry(channel) {
+            e.insert(load()?);
         }
+        Ok(())
+    }
+
+    /// The counter of a channel loaded by [`Self::load_channel`].
+    pub(crate) fn channel(&mut self, channel: ChannelId) -> &mut ChannelCounter {
+        self.stripe(channel_stripe(channel))
+            .channels
+            .get_mut(&channel)
+            .expect("stage loads every channel counter before moving any")
     }
 
     /// The highest client message id stored for a sender's device (kept in
@@ -115,27 +132,60 @@ impl Locked<'_> {
         load: impl FnOnce() -> Result<u64, StorageError>,
     ) -> Result<&mut u64, StorageError> {
         let stripe = self.stripe(user_stripe(sender));
-        if stripe.devices.len() >= DEVICES_PER_STRIPE
-            && !stripe.devices.contains_key(&(sender, device))
-        {
-            stripe.devices.clear();
-        }
         match stripe.devices.entry((sender, device)) {
-            std::collections::hash_map::Entry::Occupied(e) => Ok(e.into_mut()),
-            std::collections::hash_map::Entry::Vacant(e) => Ok(e.insert(load()?)),
+            Entry::Occupied(e) => Ok(e.into_mut()),
+            Entry::Vacant(e) => Ok(e.insert(load()?)),
         }
     }
 
-    /// The user's last inbox seq, loaded with `load` on first use.
-    pub(crate) fn inbox(
+    /// Loads the user's last inbox seq with `load` unless it is loaded
+    /// already (see [`Self::load_channel`]).
+    pub(crate) fn load_inbox(
         &mut self,
         user: UserId,
         load: impl FnOnce() -> Result<u64, StorageError>,
-    ) -> Result<&mut u64, StorageError> {
-        let stripe = self.stripe(user_stripe(user));
-        match stripe.inboxes.entry(user) {
-            std::collections::hash_map::Entry::Occupied(e) => Ok(e.into_mut()),
-            std::collections::hash_map::Entry::Vacant(e) => Ok(e.insert(load()?)),
+    ) -> Result<(), StorageError> {
+        if let Entry::Vacant(e) = self.stripe(user_stripe(user)).inboxes.entry(user) {
+            e.insert(load()?);
         }
+        Ok(())
+    }
+
+    /// The last inbox seq of a user loaded by [`Self::load_inbox`].
+    pub(crate) fn inbox(&mut self, user: UserId) -> &mut u64 {
+        self.stripe(user_stripe(user))
+            .inboxes
+            .get_mut(&user)
+            .expect("stage loads every inbox counter before moving any")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn device_highs_are_forgotten_between_stages_never_during_one() {
+        let counters = Counters::new();
+        let user = UserId(1);
+        let mask = 1 << user_stripe(user);
+        let mut locked = counters.lock(mask).unwrap();
+        for d in 0..DEVICES_PER_STRIPE as u64 + 10 {
+            *locked.device_high(user, DeviceId(d), || Ok(0)).unwrap() = d + 1;
+        }
+        // Past the bound within one stage: a high raised earlier in the
+        // stage is still there (the stage relies on it to see repeats).
+        assert_eq!(
+            *locked.device_high(user, DeviceId(0), || Ok(999)).unwrap(),
+            1
+        );
+        drop(locked);
+        // The next stage starts from an emptied stripe: memory stays bounded
+        // and the high is reloaded from disk.
+        let mut locked = counters.lock(mask).unwrap();
+        assert_eq!(
+            *locked.device_high(user, DeviceId(0), || Ok(999)).unwrap(),
+            999
+        );
     }
 }

@@ -10,6 +10,7 @@ mod read;
 mod stage;
 
 use crate::error::StorageError;
+use crate::id_hash::{id_map, IdMap};
 use crate::ids::{ChannelId, DeviceId, UserId};
 use crate::log::{LogConfig, MessageLog};
 use crate::model::StoredMessage;
@@ -21,21 +22,10 @@ use crate::watermark::Watermarks;
 use counters::Counters;
 use interval::IntervalSyncer;
 use rocksdb::{ColumnFamily, WriteOptions, DB};
-use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use tracing::{error, info};
-
-/// A 64-bit mixer (splitmix64 finaliser) so sequential ids spread evenly over
-/// stripes and writer shards.
-pub(crate) fn mix(mut x: u64) -> u64 {
-    x ^= x >> 30;
-    x = x.wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    x ^= x >> 27;
-    x = x.wrapping_mul(0x94d0_49bb_1331_11eb);
-    x ^ (x >> 31)
-}
 
 /// [`MessageLog`] on RocksDB.
 pub struct RocksLog {
@@ -150,8 +140,9 @@ impl MessageLog for RocksLog {
     fn publish(&self, outcomes: &[AppendOutcome]) {
         // Collapse to one max per key first: a group of 1024 messages to a
         // 100-member channel touches 100 users, not 102,400 entries.
-        let mut channels: HashMap<u64, u64> = HashMap::new();
-        let mut users: HashMap<u64, u64> = HashMap::new();
+        let entries: usize = outcomes.iter().map(|o| o.inbox.len()).sum();
+        let mut channels: IdMap<u64, u64> = id_map(outcomes.len());
+        let mut users: IdMap<u64, u64> = id_map(entries.min(4 * 1024));
         // A duplicate names an older message whose own group publishes it.
         for outcome in outcomes.iter().filter(|o| !o.duplicate) {
             let v = channels.entry(outcome.channel.0).or_default();
@@ -161,6 +152,8 @@ impl MessageLog for RocksLog {
                 *v = (*v).max(seq);
             }
         }
+        let channels: Vec<(u64, u64)> = channels.into_iter().collect();
+        let users: Vec<(u64, u64)> = users.into_iter().collect();
         self.channel_marks.raise_all(&channels);
         self.inbox_marks.raise_all(&users);
     }

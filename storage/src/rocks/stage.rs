@@ -47,17 +47,29 @@ impl RocksLog {
             .iter()
             .map(|r| codec::idempotency_key(r.sender, r.device, r.client_msg_id))
             .collect();
-        // Only ids at or below their device's highest stored id can have an
-        // entry; the rest are new without a read. A busy writer's batch is
-        // then mostly lookup-free, where every miss used to cost a memtable
-        // and bloom probe per column-family level.
+        // Every counter this batch will move is loaded before any moves: a
+        // load failing half-way would otherwise leave earlier counters ahead
+        // of the disk, and the next stage would leave a gap.
+        //
+        // Only ids at or below their device's highest id can have an entry;
+        // the rest are new without a read. The high is raised as the batch
+        // is walked, so a repeat within the batch is at or below it too.
+        // Raising it before the write is safe: the stripe stays locked until
+        // the write has landed, and a high above what is stored only costs a
+        // look-up that finds nothing.
         let mut lookups: Vec<usize> = Vec::new();
         for (i, req) in batch.iter().enumerate() {
-            let high = *locked.device_high(req.sender, req.device, || {
+            locked.load_channel(req.channel, || self.load_channel(req.channel))?;
+            for &user in recipients[i].iter() {
+                locked.load_inbox(user, || self.load_inbox(user))?;
+            }
+            let high = locked.device_high(req.sender, req.device, || {
                 self.load_device_high(idem_cf, req.sender, req.device)
             })?;
-            if req.client_msg_id <= high {
+            if req.client_msg_id <= *high {
                 lookups.push(i);
+            } else {
+                *high = req.client_msg_id;
             }
         }
         let mut earlier: Vec<Option<IdempotencyRecord>> = vec![None; batch.len()];
@@ -73,17 +85,29 @@ impl RocksLog {
                 };
             }
         }
+        // With no id at or below its device's high, no message repeats
+        // another of this batch, and the map below is never needed.
+        let repeats_possible = !lookups.is_empty();
 
         let now = self.config.clock.now_ms();
         let window = self.config.idempotency_window_ms;
         let text_bytes: usize = batch.iter().map(|r| r.text.len()).sum();
         let mut wb = WriteBatch::with_capacity_bytes(text_bytes + batch.len() * 128);
         let mut record = Vec::new();
-        let mut first_in_batch: HashMap<[u8; 24], usize> = HashMap::with_capacity(batch.len());
+        let mut first_in_batch: HashMap<[u8; 24], usize> = if repeats_possible {
+            HashMap::with_capacity(batch.len())
+        } else {
+            HashMap::new()
+        };
         let mut outcomes: Vec<AppendOutcome> = Vec::with_capacity(batch.len());
 
         for (i, req) in batch.iter().enumerate() {
-            if let Some(&first) = first_in_batch.get(&idem_keys[i]) {
+            let first = if repeats_possible {
+                first_in_batch.get(&idem_keys[i]).copied()
+            } else {
+                None
+            };
+            if let Some(first) = first {
                 let original = &outcomes[first];
                 outcomes.push(duplicate_of(IdempotencyRecord {
                     channel: original.channel,
@@ -98,7 +122,7 @@ impl RocksLog {
                 continue;
             }
 
-            let counter = locked.channel(req.channel, || self.load_channel(req.channel))?;
+            let counter = locked.channel(req.channel);
             counter.seq += 1;
             counter.timestamp_ms = counter.timestamp_ms.max(now);
             let (seq, timestamp_ms) = (counter.seq, counter.timestamp_ms);
@@ -117,7 +141,7 @@ impl RocksLog {
             let pointer = codec::encode_pointer(req.channel, seq);
             let mut inbox = Vec::with_capacity(recipients[i].len());
             for &user in recipients[i].iter() {
-                let last = locked.inbox(user, || self.load_inbox(user))?;
+                let last = locked.inbox(user);
                 *last += 1;
                 wb.put_cf(inbox_cf, codec::inbox_key(user, *last), pointer);
                 inbox.push((user, *last));
@@ -138,11 +162,9 @@ impl RocksLog {
                 sender_inbox_seq,
             };
             wb.put_cf(idem_cf, idem_keys[i], rec.encode());
-            first_in_batch.insert(idem_keys[i], i);
-            // Raised before the write lands, which is safe: the stripe stays
-            // locked until it has, and if it fails the log is poisoned.
-            let high = locked.device_high(req.sender, req.device, || Ok(0))?;
-            *high = (*high).max(req.client_msg_id);
+            if repeats_possible {
+                first_in_batch.insert(idem_keys[i], i);
+            }
             outcomes.push(AppendOutcome {
                 channel: req.channel,
                 seq,

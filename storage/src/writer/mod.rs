@@ -107,7 +107,7 @@ pub(crate) struct ProducerLink {
 
 /// Which shard owns `channel` among `writers`.
 pub fn shard_of(channel: crate::ChannelId, writers: usize) -> usize {
-    (crate::rocks::mix(channel.0) % writers.max(1) as u64) as usize
+    (crate::id_hash::mix(channel.0) % writers.max(1) as u64) as usize
 }
 
 /// The running writer threads (and the fsync stage under

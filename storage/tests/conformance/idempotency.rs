@@ -56,6 +56,58 @@ pub fn retry_within_a_batch_is_detected<E: Engine>() {
     assert_eq!(full_inbox(&f.log, 7).len(), 2);
 }
 
+/// Within one batch, ids that go down (a new one below an earlier id, a
+/// repeat after other devices' sends) are told apart from new ids as well
+/// as across batches: the fast path that skips look-ups for rising ids
+/// must not skip these.
+pub fn falling_ids_within_a_batch_are_told_apart<E: Engine>() {
+    let f = Fixture::<E>::new();
+    let phone = |id: u64, text: &str| {
+        let mut r = req(1, 7, id, &[7, 8], text);
+        r.device = DeviceId(2);
+        r
+    };
+    let out = f
+        .log
+        .append(&[
+            req(1, 7, 5, &[7, 8], "laptop 5"),
+            phone(9, "phone 9"),
+            req(1, 7, 9, &[7, 8], "laptop 9"),
+            req(1, 8, 9, &[7, 8], "bob 9"),
+            req(1, 7, 7, &[7, 8], "laptop 7, below 9, new"),
+            phone(9, "phone 9 again"),
+            req(1, 7, 5, &[7, 8], "laptop 5 again"),
+            req(1, 7, 7, &[7, 8], "laptop 7 again"),
+        ])
+        .unwrap();
+    let summary: Vec<_> = out.iter().map(|o| (o.seq, o.duplicate)).collect();
+    assert_eq!(
+        summary,
+        [
+            (1, false),
+            (2, false),
+            (3, false),
+            (4, false),
+            (5, false),
+            (2, true),
+            (1, true),
+            (5, true)
+        ]
+    );
+    assert_eq!(full_history(&f.log, 1).len(), 5);
+    assert_eq!(full_inbox(&f.log, 8).len(), 5);
+    // The next batch still sees every stored id, the out-of-order 7 too.
+    let next = f
+        .log
+        .append(&[
+            req(1, 7, 7, &[7, 8], "again"),
+            req(1, 7, 10, &[7, 8], "ten"),
+        ])
+        .unwrap();
+    let summary: Vec<_> = next.iter().map(|o| (o.seq, o.duplicate)).collect();
+    assert_eq!(summary, [(5, true), (6, false)]);
+}
+
 pub fn client_ids_are_scoped_by_sender_and_device<E: Engine>() {
     let f = Fixture::<E>::new();
     let mut other_device = req(1, 7, 5, &[7], "from phone");

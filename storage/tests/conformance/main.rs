@@ -34,6 +34,7 @@ conformance!(
     appends::concurrent_appends_keep_every_inbox_gapless,
     idempotency::retry_across_batches_returns_first_result,
     idempotency::retry_within_a_batch_is_detected,
+    idempotency::falling_ids_within_a_batch_are_told_apart,
     idempotency::client_ids_are_scoped_by_sender_and_device,
     idempotency::entries_expire_after_the_window,
     idempotency::retry_after_reopen_keeps_history_visible,
