@@ -3,71 +3,21 @@
 //! is a ratio rather than a guess. Results and the command are recorded in
 //! docs/benchmarks.md ("Storage").
 
+mod common;
+
+use common::{dm_batch, key, open_log, open_raw, DmKeys, DM_CHANNELS, RECORD_BYTES, TEXT_BYTES};
 use confab_storage::writer::{Waker, WriterConfig, WriterPool};
 use confab_storage::{
-    cf, AppendRequest, ChannelId, DeviceId, HistoryAnchor, LogConfig, MessageLog, RocksLog,
-    SyncPolicy, UserId,
+    cf, AppendRequest, ChannelId, DeviceId, HistoryAnchor, MessageLog, SyncPolicy, UserId,
 };
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
-use rocksdb::{ColumnFamilyDescriptor, WriteBatch, WriteOptions, DB};
+use rocksdb::{WriteBatch, WriteOptions};
 use std::hint::black_box;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// A typical short chat line.
-const TEXT_BYTES: usize = 100;
-/// Bytes of the stored record: 33-byte header + text.
-const RECORD_BYTES: usize = 33 + TEXT_BYTES;
 const BATCH_SIZES: [usize; 3] = [1, 64, 1024];
 const POLICIES: [SyncPolicy; 2] = [SyncPolicy::None, SyncPolicy::Batch];
-
-/// Direct-message traffic: 4096 channels, two members each (sender included).
-fn dm_batch(n: usize, next_id: &mut u64) -> Vec<AppendRequest> {
-    (0..n)
-        .map(|_| {
-            let id = *next_id;
-            *next_id += 1;
-            let channel = id % 4096;
-            let sender = channel * 2 + id % 2;
-            AppendRequest {
-                channel: ChannelId(channel),
-                sender: UserId(sender),
-                device: DeviceId(1),
-                client_msg_id: id,
-                recipients: vec![UserId(channel * 2), UserId(channel * 2 + 1)],
-                text: vec![b'x'; TEXT_BYTES],
-                push_to: Vec::new(),
-            }
-        })
-        .collect()
-}
-
-fn open_log(policy: SyncPolicy) -> (tempfile::TempDir, RocksLog) {
-    let dir = tempfile::tempdir().unwrap();
-    let config = LogConfig {
-        sync_policy: policy,
-        ..LogConfig::default()
-    };
-    let log = RocksLog::open(dir.path(), config).unwrap();
-    (dir, log)
-}
-
-fn open_raw() -> (tempfile::TempDir, DB) {
-    let dir = tempfile::tempdir().unwrap();
-    let config = LogConfig::default();
-    let cfs = [cf::MESSAGES, cf::INBOX, cf::IDEMPOTENCY].map(|name| {
-        ColumnFamilyDescriptor::new(name, cf::column_family_options(name, &config).unwrap())
-    });
-    let db = DB::open_cf_descriptors(&cf::db_options(), dir.path(), cfs).unwrap();
-    (dir, db)
-}
-
-fn key(a: u64, b: u64) -> [u8; 16] {
-    let mut k = [0u8; 16];
-    k[..8].copy_from_slice(&a.to_be_bytes());
-    k[8..].copy_from_slice(&b.to_be_bytes());
-    k
-}
 
 fn append(c: &mut Criterion) {
     let mut group = c.benchmark_group("append");
@@ -110,18 +60,14 @@ fn raw(c: &mut Criterion) {
                         let mut wb = WriteBatch::default();
                         for _ in 0..n {
                             seq += 1;
-                            wb.put_cf(messages, key(seq % 4096, seq), &record);
+                            wb.put_cf(messages, key(seq % DM_CHANNELS, seq), &record);
                         }
                         db.write_opt(wb, &opts).unwrap();
                     })
                 },
             );
             let (_dir, db) = open_raw();
-            let (messages, inbox, idem) = (
-                db.cf_handle(cf::MESSAGES).unwrap(),
-                db.cf_handle(cf::INBOX).unwrap(),
-                db.cf_handle(cf::IDEMPOTENCY).unwrap(),
-            );
+            let keys = DmKeys::new(&db);
             group.bench_function(
                 BenchmarkId::new(format!("raw_same_keys/sync={policy}"), n),
                 |b| {
@@ -129,14 +75,7 @@ fn raw(c: &mut Criterion) {
                         let mut wb = WriteBatch::default();
                         for _ in 0..n {
                             seq += 1;
-                            let channel = seq % 4096;
-                            wb.put_cf(messages, key(channel, seq), &record);
-                            wb.put_cf(inbox, key(channel * 2, seq), key(channel, seq));
-                            wb.put_cf(inbox, key(channel * 2 + 1, seq), key(channel, seq));
-                            let mut idem_key = [0u8; 24];
-                            idem_key[..16].copy_from_slice(&key(channel * 2, 1));
-                            idem_key[16..].copy_from_slice(&seq.to_be_bytes());
-                            wb.put_cf(idem, idem_key, [0u8; 24]);
+                            keys.put(&mut wb, seq % DM_CHANNELS, seq, &record);
                         }
                         db.write_opt(wb, &opts).unwrap();
                     })

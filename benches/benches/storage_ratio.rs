@@ -15,46 +15,15 @@
 //! exercised without spending CI time. Row names after `--bench` pick rows
 //! (`-- --bench none/1 batch/1024`), for profiling one of them.
 
-use confab_storage::{
-    cf, AppendRequest, ChannelId, DeviceId, LogConfig, MessageLog, RocksLog, SyncPolicy, UserId,
-};
-use rocksdb::{ColumnFamilyDescriptor, WriteBatch, WriteOptions, DB};
+mod common;
+
+use common::{dm_batch, median, open_log, open_raw, DmKeys, DM_CHANNELS, RECORD_BYTES};
+use confab_storage::{MessageLog, RocksLog, SyncPolicy};
+use rocksdb::{WriteBatch, WriteOptions, DB};
 use std::time::{Duration, Instant};
 
-/// A typical short chat line, as in benches/storage.rs.
-const TEXT_BYTES: usize = 100;
-/// Stored record: 33-byte header + text.
-const RECORD_BYTES: usize = 33 + TEXT_BYTES;
-
-/// Direct-message traffic over 4096 channels, as in benches/storage.rs.
-fn dm_requests(count: usize, next_id: &mut u64) -> Vec<AppendRequest> {
-    (0..count)
-        .map(|_| {
-            let id = *next_id;
-            *next_id += 1;
-            let channel = id % 4096;
-            AppendRequest {
-                channel: ChannelId(channel),
-                sender: UserId(channel * 2 + id % 2),
-                device: DeviceId(1),
-                client_msg_id: id,
-                recipients: vec![UserId(channel * 2), UserId(channel * 2 + 1)],
-                text: vec![b'x'; TEXT_BYTES],
-                push_to: Vec::new(),
-            }
-        })
-        .collect()
-}
-
-fn key(a: u64, b: u64) -> [u8; 16] {
-    let mut k = [0u8; 16];
-    k[..8].copy_from_slice(&a.to_be_bytes());
-    k[8..].copy_from_slice(&b.to_be_bytes());
-    k
-}
-
-/// The same four keys per message that the log writes (record, two inbox
-/// pointers, idempotency entry), with the log's column-family options.
+/// Raw RocksDB writing the same four keys per message as the log, with the
+/// log's column-family options.
 struct Raw {
     _dir: tempfile::TempDir,
     db: DB,
@@ -65,12 +34,7 @@ struct Raw {
 
 impl Raw {
     fn open(policy: SyncPolicy) -> Raw {
-        let dir = tempfile::tempdir().unwrap();
-        let config = LogConfig::default();
-        let cfs = [cf::MESSAGES, cf::INBOX, cf::IDEMPOTENCY].map(|name| {
-            ColumnFamilyDescriptor::new(name, cf::column_family_options(name, &config).unwrap())
-        });
-        let db = DB::open_cf_descriptors(&cf::db_options(), dir.path(), cfs).unwrap();
+        let (dir, db) = open_raw();
         let mut opts = WriteOptions::default();
         opts.set_sync(policy == SyncPolicy::Batch);
         Raw {
@@ -84,26 +48,13 @@ impl Raw {
 
     /// Writes `count` messages in batches of `n`; returns the time taken.
     fn write(&mut self, count: usize, n: usize) -> Duration {
-        let messages = self.db.cf_handle(cf::MESSAGES).unwrap();
-        let inbox = self.db.cf_handle(cf::INBOX).unwrap();
-        let idem = self.db.cf_handle(cf::IDEMPOTENCY).unwrap();
+        let keys = DmKeys::new(&self.db);
         let start = Instant::now();
         for _ in 0..count / n {
             let mut wb = WriteBatch::default();
             for _ in 0..n {
                 self.seq += 1;
-                let channel = self.seq % 4096;
-                wb.put_cf(messages, key(channel, self.seq), &self.record);
-                wb.put_cf(inbox, key(channel * 2, self.seq), key(channel, self.seq));
-                wb.put_cf(
-                    inbox,
-                    key(channel * 2 + 1, self.seq),
-                    key(channel, self.seq),
-                );
-                let mut idem_key = [0u8; 24];
-                idem_key[..16].copy_from_slice(&key(channel * 2, 1));
-                idem_key[16..].copy_from_slice(&self.seq.to_be_bytes());
-                wb.put_cf(idem, idem_key, [0u8; 24]);
+                keys.put(&mut wb, self.seq % DM_CHANNELS, self.seq, &self.record);
             }
             self.db.write_opt(wb, &self.opts).unwrap();
         }
@@ -120,12 +71,7 @@ struct Log {
 
 impl Log {
     fn open(policy: SyncPolicy) -> Log {
-        let dir = tempfile::tempdir().unwrap();
-        let config = LogConfig {
-            sync_policy: policy,
-            ..LogConfig::default()
-        };
-        let log = RocksLog::open(dir.path(), config).unwrap();
+        let (dir, log) = open_log(policy);
         Log {
             _dir: dir,
             log,
@@ -137,7 +83,7 @@ impl Log {
     /// the calls took (building the requests is not timed, as in the
     /// criterion bench).
     fn write(&mut self, count: usize, n: usize) -> Duration {
-        let requests = dm_requests(count, &mut self.next_id);
+        let requests = dm_batch(count, &mut self.next_id);
         let start = Instant::now();
         for batch in requests.chunks(n) {
             std::hint::black_box(self.log.append(batch).unwrap());
@@ -155,16 +101,6 @@ fn per_round(policy: SyncPolicy, n: usize, measuring: bool) -> usize {
         (SyncPolicy::Batch, 1) => 1_024,
         (SyncPolicy::Batch, 64) => 8_192,
         _ => 16_384,
-    }
-}
-
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    let m = v.len() / 2;
-    if v.len() % 2 == 1 {
-        v[m]
-    } else {
-        (v[m - 1] + v[m]) / 2.0
     }
 }
 

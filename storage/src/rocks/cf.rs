@@ -98,9 +98,19 @@ fn table(cache: &Cache, whole_key_filtering: bool, block_size: usize) -> BlockBa
 }
 
 /// Prefix bloom on the 8-byte channel/user id: history and inbox reads seek
-/// within one prefix, so SSTs and memtables without it are skipped.
+/// within one prefix, so SSTs without it are skipped.
 fn prefixed(opts: &mut Options) {
     opts.set_prefix_extractor(SliceTransform::create_fixed_prefix(PREFIX_LEN));
+}
+
+/// A bloom filter in the memtable too, for column families read more than
+/// they are written. The write-heavy ones (`messages`, `inbox`,
+/// `idempotency`) go without: every insert would set bits at random in a
+/// filter of a tenth of the write buffer. With them, raw RocksDB wrote
+/// their keys at 85-95 % of the rate without (`benches/benches/cf_options.rs`,
+/// docs/benchmarks.md). What one saves is a memtable seek per read, and
+/// reads there are rare next to writes.
+fn memtable_bloom(opts: &mut Options) {
     opts.set_memtable_prefix_bloom_ratio(0.1);
 }
 
@@ -136,11 +146,10 @@ fn column_family_options_with_cache(
             opts.set_compression_type(DBCompressionType::Lz4);
         }
         IDEMPOTENCY => {
-            // Point lookups that almost always miss: a whole-key bloom filter
-            // (also in the memtable) answers them without touching blocks.
+            // Point lookups (retries, ids that arrive out of order) that
+            // almost always miss: a whole-key bloom filter answers them
+            // without touching blocks.
             opts.set_block_based_table_factory(&table(cache, true, 4 * 1024));
-            opts.set_memtable_prefix_bloom_ratio(0.1);
-            opts.set_memtable_whole_key_filtering(true);
             opts.set_write_buffer_size(32 * MIB);
             opts.set_compression_type(DBCompressionType::Lz4);
             let window = config.idempotency_window_ms;
@@ -164,6 +173,7 @@ fn column_family_options_with_cache(
         }
         CURSORS => {
             prefixed(&mut opts);
+            memtable_bloom(&mut opts);
             opts.set_block_based_table_factory(&table(cache, true, 4 * 1024));
             opts.set_write_buffer_size(16 * MIB);
             opts.set_compression_type(DBCompressionType::Lz4);
@@ -183,6 +193,7 @@ fn column_family_options_with_cache(
             // a max-merge so a late receipt never moves a mark back, with
             // no read before the write.
             prefixed(&mut opts);
+            memtable_bloom(&mut opts);
             opts.set_block_based_table_factory(&table(cache, true, 4 * 1024));
             opts.set_write_buffer_size(16 * MIB);
             opts.set_compression_type(DBCompressionType::Lz4);
