@@ -207,30 +207,30 @@ mod tests {
         )
     }
 
+    /// An `estimates.json` with the given mean and slope (criterion has no
+    /// slope for `iter_custom` benchmarks); the other statistics are filler.
+    fn estimates(mean: (f64, f64, f64), slope: Option<(f64, f64, f64)>) -> String {
+        let slope = slope.map_or("null".to_string(), |(l, p, h)| estimate(l, p, h));
+        format!(
+            r#"{{"mean":{},"median":{},"median_abs_dev":{},"slope":{slope},"std_dev":{}}}"#,
+            estimate(mean.0, mean.1, mean.2),
+            estimate(1.0, 2.0, 3.0),
+            estimate(0.1, 0.2, 0.3),
+            estimate(0.1, 0.2, 0.3)
+        )
+    }
+
     #[test]
     fn results_become_one_table_row_each() {
         let dir = tempfile::tempdir().unwrap();
-        let with_slope = format!(
-            r#"{{"mean":{},"median":{},"median_abs_dev":{},"slope":{},"std_dev":{}}}"#,
-            estimate(1.0, 2.0, 3.0),
-            estimate(1.0, 2.0, 3.0),
-            estimate(0.1, 0.2, 0.3),
-            estimate(14_000.0, 14_400.0, 15_000.0),
-            estimate(0.1, 0.2, 0.3)
-        );
+        let with_slope = estimates((1.0, 2.0, 3.0), Some((14_000.0, 14_400.0, 15_000.0)));
         write_bench(
             dir.path(),
             "append/log_sync=none/1",
             r#"{"group_id":"append","function_id":"log/sync=none","value_str":"1","throughput":{"Elements":1},"full_id":"append/log/sync=none/1","directory_name":"append/log_sync=none/1","title":"append/log/sync=none/1"}"#,
             &with_slope,
         );
-        let mean_only = format!(
-            r#"{{"mean":{},"median":{},"median_abs_dev":{},"slope":null,"std_dev":{}}}"#,
-            estimate(150e6, 154e6, 160e6),
-            estimate(1.0, 2.0, 3.0),
-            estimate(0.1, 0.2, 0.3),
-            estimate(0.1, 0.2, 0.3)
-        );
+        let mean_only = estimates((150e6, 154e6, 160e6), None);
         write_bench(
             dir.path(),
             "writer_pipeline/sync=batch_1_writer",
