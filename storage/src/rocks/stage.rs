@@ -42,6 +42,10 @@ impl RocksLog {
             }
         }
         let mut locked = self.counters.lock(mask)?;
+        // Again under the locks: a stage that waited here for one whose
+        // write failed must not move counters that are already ahead of
+        // the disk.
+        self.check_poisoned()?;
 
         let idem_keys: Vec<[u8; 24]> = batch
             .iter()
