@@ -11,7 +11,7 @@ deps:
 	@./scripts/deps.sh
 
 run: deps
-	$(CARGO) build --release -p confab-gateway
+	$(CARGO) build --release -p confab
 	./target/release/confab serve
 
 # The relational store's tests run on SQLite and on PostgreSQL; the latter
@@ -48,7 +48,7 @@ lint:
 # docs/benchmarks.md (docs/loadgen.md).
 bench: deps
 	$(CARGO) bench -p confab-benches
-	$(CARGO) build --release -p confab-gateway -p confab-loadgen
+	$(CARGO) build --release -p confab -p confab-loadgen
 	./target/release/confab-loadgen criterion --write docs/benchmarks.md
 	./target/release/confab-loadgen bench --confab ./target/release/confab --write docs/benchmarks.md
 

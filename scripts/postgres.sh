@@ -3,7 +3,7 @@
 # prints its URL on stdout (everything else goes to stderr), so that
 # `make test` can run the store's PostgreSQL half against a real server:
 #
-#   CONFAB_TEST_PG_URL="$(./scripts/postgres.sh)" cargo test -p confab-gateway
+#   CONFAB_TEST_PG_URL="$(./scripts/postgres.sh)" cargo test -p confab-api
 #
 # Installs PostgreSQL with apt-get when it is missing, creates a cluster of
 # its own in a private data directory (never the system's cluster), starts it

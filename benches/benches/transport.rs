@@ -36,11 +36,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use confab::config::Config;
 use confab_client::{Client, ClientConfig, ClientEvent, Target, TlsOptions};
-use confab_gateway::auth::TokenSigner;
-use confab_gateway::config::Config;
-use confab_gateway::events::EventBus;
-use confab_gateway::store::Store;
+use confab_directory::auth::TokenSigner;
+use confab_directory::events::EventBus;
+use confab_directory::store::Store;
 
 /// Shared by the orchestrator (which signs the tokens) and the server.
 const SECRET: &str = "the transport bench's token secret, 32+ bytes";
@@ -122,7 +122,7 @@ fn server(dir: &Path) {
     let text = std::fs::read_to_string(dir.join("bench.toml")).unwrap();
     let config: Config = toml::from_str(&text).expect("bench config");
     config.validate().expect("valid bench config");
-    confab_gateway::serve::run(config).expect("server");
+    confab::serve::run(config).expect("server");
 }
 
 /// Creates `n` users in the server's store before it starts and writes

@@ -1,15 +1,10 @@
-//! The confab server as a library, so that integration tests and benches
-//! can start its roles in-process; the `confab` binary (main.rs) is a thin
-//! command-line front over it.
+//! The realtime gateway: thread-per-core WebSocket and QUIC sessions,
+//! delivery in inbox order, presence and typing. It reaches the directory,
+//! token verification and push through the traits in
+//! [`gateway::directory`] and [`gateway::push_hook`], which the `confab`
+//! binary implements over the other roles' crates.
 
-pub mod api;
-pub mod auth;
 pub mod config;
-pub mod events;
 pub mod gateway;
-pub mod metrics;
-pub mod push;
-pub mod serve;
-pub mod store;
 pub mod tls;
 pub mod ws;

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use confab_gateway::config::Config;
+use confab::config::Config;
 
 const BIN: &str = env!("CARGO_BIN_EXE_confab-loadgen");
 
@@ -84,7 +84,7 @@ sync = "batch"
         );
         let config: Config = toml::from_str(&toml).unwrap();
         config.validate().unwrap();
-        std::thread::spawn(move || confab_gateway::serve::run(config).unwrap());
+        std::thread::spawn(move || confab::serve::run(config).unwrap());
         let node = Node {
             dir: dir.path().to_owned(),
             _dir: dir,

@@ -15,14 +15,13 @@ pub mod outbound;
 pub mod push_hook;
 pub mod quic;
 pub mod runtime;
-pub mod wiring;
 
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use confab_protocol::fanout::{MessageFields, SharedMessage};
 use confab_protocol::frame::{self, Limits};
@@ -184,12 +183,7 @@ pub struct Gateway {
     pub quic_addr: Option<SocketAddr>,
 }
 
-/// Milliseconds since the Unix epoch.
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
+pub use confab_types::now_ms;
 
 /// A stored message as a wire `Message`.
 pub fn stored_to_wire(inbox_seq: u64, m: StoredMessage) -> frame::Message {

@@ -1,0 +1,205 @@
+//! `confab`: the server binary. `confab serve` starts every role of a node
+//! on embedded defaults; `confab check-config FILE` validates a config
+//! file. A bad flag or config value is a one-line error and exit code 2.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use confab_storage::SyncPolicy;
+
+use confab::config::{self, Config};
+use confab::serve;
+
+/// Exit code for a refused command line or configuration.
+const EXIT_USAGE: u8 = 2;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "confab",
+    version,
+    about = "confab chat server",
+    propagate_version = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Start every role of a node (API, gateway, push, metrics).
+    Serve(Box<ServeArgs>),
+    /// Validate a config file and print the effective configuration.
+    CheckConfig {
+        /// The TOML file.
+        file: PathBuf,
+    },
+}
+
+/// Flags override `CONFAB_*` environment variables, which override the file.
+#[derive(Debug, Args)]
+struct ServeArgs {
+    /// TOML config file.
+    #[arg(long, env = "CONFAB_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Data directory (RocksDB log, SQLite, generated keys).
+    #[arg(long, env = "CONFAB_DATA_DIR", value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// HTTP API listen address.
+    #[arg(long, env = "CONFAB_API_ADDR", value_name = "ADDR")]
+    api_addr: Option<SocketAddr>,
+    /// WebSocket listen address.
+    #[arg(long, env = "CONFAB_WS_ADDR", value_name = "ADDR")]
+    ws_addr: Option<SocketAddr>,
+    /// QUIC listen address (UDP).
+    #[arg(long, env = "CONFAB_QUIC_ADDR", value_name = "ADDR")]
+    quic_addr: Option<SocketAddr>,
+    /// Prometheus metrics listen address.
+    #[arg(long, env = "CONFAB_METRICS_ADDR", value_name = "ADDR")]
+    metrics_addr: Option<SocketAddr>,
+    /// Storage durability: batch, interval:<ms> or none.
+    #[arg(long, env = "CONFAB_STORAGE_SYNC", value_name = "POLICY")]
+    storage_sync: Option<SyncPolicy>,
+    /// Storage writer threads.
+    #[arg(long, env = "CONFAB_STORAGE_WRITERS", value_name = "N")]
+    storage_writers: Option<usize>,
+    /// TLS certificate chain (PEM) for wss:// and QUIC; unset, a
+    /// self-signed one is generated into the data dir.
+    #[arg(long, env = "CONFAB_TLS_CERT", value_name = "FILE")]
+    tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM), with --tls-cert.
+    #[arg(long, env = "CONFAB_TLS_KEY", value_name = "FILE")]
+    tls_key: Option<PathBuf>,
+    /// Relational store: postgres://… or sqlite:PATH (default: SQLite in the
+    /// data dir).
+    #[arg(
+        long,
+        env = "CONFAB_DATABASE_URL",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    database_url: Option<String>,
+    /// Run the push service (true/false); providers are configured in the
+    /// file's `[push]` section.
+    #[arg(long, env = "CONFAB_PUSH_ENABLED", value_name = "BOOL")]
+    push_enabled: Option<bool>,
+}
+
+impl ServeArgs {
+    fn config(&self) -> Result<Config, config::ConfigError> {
+        let mut c = match &self.config {
+            Some(path) => Config::from_file(path)?,
+            None => Config::default(),
+        };
+        if let Some(v) = &self.data_dir {
+            c.data_dir = v.clone();
+        }
+        if let Some(v) = self.api_addr {
+            c.api.addr = v;
+        }
+        if let Some(v) = self.ws_addr {
+            c.gateway.ws_addr = v;
+        }
+        if let Some(v) = self.quic_addr {
+            c.gateway.quic_addr = v;
+        }
+        if let Some(v) = self.metrics_addr {
+            c.metrics.addr = v;
+        }
+        if let Some(v) = self.storage_sync {
+            c.storage.sync = v;
+        }
+        if let Some(v) = self.storage_writers {
+            c.storage.writers = v;
+        }
+        if let Some(v) = &self.database_url {
+            c.api.database_url = Some(v.clone());
+        }
+        if let Some(v) = &self.tls_cert {
+            c.tls.cert_path = Some(v.clone());
+        }
+        if let Some(v) = &self.tls_key {
+            c.tls.key_path = Some(v.clone());
+        }
+        // The token key comes from the file or the environment only, never
+        // a flag, so that it does not show in the process list.
+        if let Ok(v) = std::env::var("CONFAB_TOKEN_SECRET") {
+            if !v.is_empty() {
+                c.api.token_secret = Some(v);
+            }
+        }
+        if let Some(v) = self.push_enabled {
+            c.push.enabled = v;
+        }
+        // Likewise the webhook signing key (it completes a `[push.webhook]`
+        // section of the file).
+        if let Ok(v) = std::env::var("CONFAB_PUSH_WEBHOOK_SECRET") {
+            if let (Some(hook), false) = (c.push.webhook.as_mut(), v.is_empty()) {
+                hook.secret = v;
+            }
+        }
+        c.validate()?;
+        Ok(c)
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // --help and --version are not errors.
+            if !e.use_stderr() {
+                let _ = e.print();
+                return ExitCode::SUCCESS;
+            }
+            let text = e.to_string();
+            let first = text.lines().next().unwrap_or("invalid command line");
+            eprintln!("{first}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    match cli.command {
+        Command::CheckConfig { file } => match Config::from_file(&file).and_then(|c| {
+            c.validate()?;
+            Ok(c)
+        }) {
+            Ok(c) => {
+                print!("{}", c.to_toml());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(EXIT_USAGE)
+            }
+        },
+        Command::Serve(args) => {
+            let config = match args.config() {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(EXIT_USAGE);
+                }
+            };
+            init_tracing();
+            match serve::run(config) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!("{e:#}");
+                    eprintln!("error: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CONFAB_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
