@@ -9,7 +9,7 @@
 
 use axum::extract::State;
 use axum::Json;
-use confab_storage::{ChannelId, HistoryAnchor, StoredMessage, MAX_PAGE_LIMIT};
+use confab_storage::{ChannelId, HistoryAnchor, StoredMessage, MAX_PAGE_LIMIT, Seq};
 use serde::{Deserialize, Serialize};
 
 use super::channels::require_member;
@@ -47,13 +47,13 @@ impl From<StoredMessage> for MessageView {
     fn from(m: StoredMessage) -> Self {
         MessageView {
             channel_id: m.channel.0,
-            seq: m.seq,
+            seq: m.seq.0,
             sender_id: m.sender.0,
             sender_device: m.device.0,
             client_msg_id: m.client_msg_id,
             timestamp_ms: m.timestamp_ms,
             // The gateway validated the text as UTF-8 before storing it.
-            text: String::from_utf8_lossy(&m.text).into_owned(),
+            text: m.text.to_string(),
         }
     }
 }
@@ -91,8 +91,8 @@ pub async fn messages(
     }
     let anchor = match (before, after) {
         (None, None) => HistoryAnchor::Latest,
-        (Some(b), None) => HistoryAnchor::Before(b),
-        (None, Some(a)) => HistoryAnchor::After(a),
+        (Some(b), None) => HistoryAnchor::Before(Seq(b)),
+        (None, Some(a)) => HistoryAnchor::After(Seq(a)),
         (Some(_), Some(_)) => {
             return Err(ApiError::InvalidParameter(
                 "give before or after, not both".into(),

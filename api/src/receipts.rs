@@ -42,7 +42,7 @@ pub async fn receipts(
             .into_iter()
             .map(|(user, seq)| ReadMark {
                 user_id: user.0,
-                read_up_to: seq,
+                read_up_to: seq.0,
             })
             .collect(),
     }))

@@ -5,7 +5,9 @@
 use std::hint::black_box;
 
 use confab_protocol::binary::{self, DEFAULT_MAX_FRAME_BYTES};
-use confab_protocol::fanout::{MessageFields, SharedMessage};
+use confab_protocol::fanout::SharedMessage;
+use confab_protocol::Encoding;
+use confab_types::{InboxSeq, StoredMessage};
 use confab_protocol::frame::{Message, Send, Target};
 use confab_protocol::{json, Frame};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
@@ -26,22 +28,22 @@ fn texts() -> [(&'static str, String); 2] {
 
 fn message(text: &str) -> Frame {
     Frame::Message(Message {
-        inbox_seq: 123_456,
-        channel_id: 987_654,
-        seq: 42_000,
-        sender_id: 1_000_001,
-        sender_device: 3,
+        inbox_seq: confab_storage::InboxSeq(123_456),
+        channel_id: confab_storage::ChannelId(987_654),
+        seq: confab_storage::Seq(42_000),
+        sender_id: confab_storage::UserId(1_000_001),
+        sender_device: confab_storage::DeviceId(3),
         client_msg_id: 77,
         timestamp_ms: 1_764_000_000_000,
-        text: text.to_owned(),
+        text: text.to_owned().into(),
     })
 }
 
 fn send(text: &str) -> Frame {
     Frame::Send(Send {
         client_msg_id: 77,
-        target: Target::Channel(987_654),
-        text: text.to_owned(),
+        target: Target::Channel(confab_storage::ChannelId(987_654)),
+        text: text.to_owned().into(),
     })
 }
 
@@ -114,11 +116,20 @@ fn bench_fanout(c: &mut Criterion) {
         g.throughput(Throughput::Elements(100));
         g.bench_function(BenchmarkId::new("shared", name), |b| {
             b.iter(|| {
-                let shared = SharedMessage::new(MessageFields::of(black_box(&m)));
+                let m = black_box(&m);
+                let shared = SharedMessage::new(StoredMessage {
+                    channel: m.channel_id,
+                    seq: m.seq,
+                    sender: m.sender_id,
+                    device: m.sender_device,
+                    client_msg_id: m.client_msg_id,
+                    timestamp_ms: m.timestamp_ms,
+                    text: m.text.clone(),
+                });
                 let mut total = 0;
                 for inbox_seq in 0..100u64 {
-                    let h = shared.binary_header(m.inbox_seq + inbox_seq);
-                    let body = shared.binary_body().clone();
+                    let h = shared.header(Encoding::Binary, InboxSeq(m.inbox_seq.0 + inbox_seq));
+                    let body = shared.body(Encoding::Binary).clone();
                     total += h.as_bytes().len() + body.len();
                 }
                 black_box(total)
@@ -129,7 +140,7 @@ fn bench_fanout(c: &mut Criterion) {
                 let mut total = 0;
                 for inbox_seq in 0..100u64 {
                     let mut f = m.clone();
-                    f.inbox_seq += inbox_seq;
+                    f.inbox_seq = InboxSeq(f.inbox_seq.0 + inbox_seq);
                     total += binary::encode_to_vec(&Frame::Message(f)).len();
                 }
                 black_box(total)

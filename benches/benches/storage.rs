@@ -106,7 +106,7 @@ fn group_fan_out(c: &mut Criterion) {
                                 device: DeviceId(1),
                                 client_msg_id: next,
                                 recipients: members.clone(),
-                                text: vec![b'x'; TEXT_BYTES],
+                                text: "x".repeat(TEXT_BYTES).into(),
                                 push_to: Vec::new(),
                             }
                         })
@@ -134,7 +134,7 @@ fn reads(c: &mut Criterion) {
                 device: DeviceId(1),
                 client_msg_id: chunk * 1000 + i,
                 recipients: vec![UserId(1), UserId(2)],
-                text: vec![b'x'; TEXT_BYTES],
+                text: "x".repeat(TEXT_BYTES).into(),
                 push_to: Vec::new(),
             })
             .collect();
@@ -145,7 +145,7 @@ fn reads(c: &mut Criterion) {
         b.iter(|| {
             anchor = (anchor + 7919) % 19_950 + 51;
             let page = log
-                .channel_history(ChannelId(7), HistoryAnchor::Before(anchor), 50)
+                .channel_history(ChannelId(7), HistoryAnchor::Before(confab_storage::Seq(anchor)), 50)
                 .unwrap();
             assert_eq!(page.items.len(), 50);
             black_box(page)
@@ -154,7 +154,7 @@ fn reads(c: &mut Criterion) {
     group.bench_function("inbox", |b| {
         b.iter(|| {
             anchor = (anchor + 7919) % 19_950;
-            let page = log.inbox(UserId(2), anchor, 50).unwrap();
+            let page = log.inbox(UserId(2), confab_storage::InboxSeq(anchor), 50).unwrap();
             assert_eq!(page.items.len(), 50);
             black_box(page)
         })

@@ -6,7 +6,7 @@
 //! node) and messages per second and latency with many clients sending.
 //! So this bench is a small orchestrator. For each transport it starts a
 //! fresh server process (this executable re-run as `__server`, which calls
-//! the same `serve::run` as `confab serve`), drives it from a client
+//! the same `Node` as `confab serve`), drives it from a client
 //! process (this executable as `__idle` or `__load`, speaking through the
 //! client SDK as an app would), and reads the server's own resident memory
 //! from `/proc`. Server and clients share this machine's cores, so the
@@ -122,7 +122,9 @@ fn server(dir: &Path) {
     let text = std::fs::read_to_string(dir.join("bench.toml")).unwrap();
     let config: Config = toml::from_str(&text).expect("bench config");
     config.validate().expect("valid bench config");
-    confab::serve::run(config).expect("server");
+    confab::Node::start(config)
+        .and_then(confab::Node::run_until_signal)
+        .expect("server");
 }
 
 /// Creates `n` users in the server's store before it starts and writes
@@ -356,7 +358,7 @@ fn orchestrate(measure: bool) {
 }
 
 fn client_config(url: &str, cert: &Path, user: u64, token: &str) -> ClientConfig {
-    let mut config = ClientConfig::new(url, token, user);
+    let mut config = ClientConfig::new(url, token, confab_client::DeviceId(user));
     config.tls = TlsOptions::new()
         .without_system_roots()
         .add_root_pem_file(cert);
@@ -495,7 +497,7 @@ fn load_clients(url: &str, cert: &Path, tokens: &Path) {
                         let sent = epoch.elapsed().as_nanos() as u64;
                         // 100 bytes: the timestamp, then filler.
                         let text = format!("{sent:020}{}", "x".repeat(80));
-                        sender.send(Target::User(receiver), text).await.unwrap();
+                        sender.send(Target::User(confab_client::UserId(receiver)), text).await.unwrap();
                         if m.load(Ordering::Relaxed) {
                             local.push((epoch.elapsed().as_nanos() as u64 - sent) / 1000);
                             a.fetch_add(1, Ordering::Relaxed);

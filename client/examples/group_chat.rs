@@ -42,17 +42,20 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         members.push(Client::connect(Saved::load(name).config(&url, account))?);
     }
     // Co-members' presence is visible on demand.
-    let presence = members[0].0.presence_query(ids[1..].to_vec()).await?;
+    let presence = members[0]
+        .0
+        .presence_query(ids[1..].iter().map(|id| confab_client::UserId(*id)).collect())
+        .await?;
     for p in presence {
         println!("user {} online: {}", p.user_id, p.online);
     }
 
     // Everyone says hello, typing first.
     for (i, (client, _)) in members.iter().enumerate() {
-        client.typing(group)?;
+        client.typing(confab_client::ChannelId(group))?;
         tokio::time::sleep(Duration::from_millis(100)).await;
         let ack = client
-            .send(Target::Channel(group), format!("hello from {}", NAMES[i]))
+            .send(Target::Channel(confab_client::ChannelId(group)), format!("hello from {}", NAMES[i]))
             .await?;
         println!("{} sent #{}", NAMES[i], ack.seq);
     }
@@ -62,9 +65,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let mut got = 0;
         while got < 2 {
             match events.recv().await.ok_or("client closed")? {
-                ClientEvent::Message(m) if m.channel_id == group => {
+                ClientEvent::Message(m) if m.channel_id == confab_client::ChannelId(group) => {
                     println!("{} <- user {}: {:?}", NAMES[i], m.sender_id, m.text);
-                    client.read(group, m.seq)?;
+                    client.read(confab_client::ChannelId(group), m.seq)?;
                     got += 1;
                 }
                 ClientEvent::Typing(t) => println!("{} sees user {} typing", NAMES[i], t.user_id),
@@ -82,7 +85,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // The channel's latest page, as a client that just opened it would load it.
     let page = members[2]
         .0
-        .history(group, HistoryAnchor::Latest, 50)
+        .history(confab_client::ChannelId(group), HistoryAnchor::Latest, 50)
         .await?;
     println!(
         "history of group {group} ({} messages):",
@@ -98,7 +101,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         // example, but the cursor must cover it.
         while events.recv().await.is_some() {}
         Saved {
-            cursor: events.cursor(),
+            cursor: events.cursor().into(),
             next_client_msg_id: client.next_client_msg_id(),
         }
         .store(name);

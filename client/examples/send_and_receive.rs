@@ -41,7 +41,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // A send waits for the connection by itself, and resolves once the
     // server has stored the message, however many reconnects that takes.
     let ack = ada_client
-        .send(Target::User(bob.user_id), "Hello Bob, this is Ada.")
+        .send(Target::User(confab_client::UserId(bob.user_id)), "Hello Bob, this is Ada.")
         .await?;
     report("ada", &ack);
     let m = wait_for(&mut bob_events, &ack).await?;
@@ -65,7 +65,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         client.close().await;
         while events.recv().await.is_some() {}
         Saved {
-            cursor: events.cursor(),
+            cursor: events.cursor().into(),
             next_client_msg_id: client.next_client_msg_id(),
         }
         .store(name);

@@ -2,6 +2,7 @@
 //! message to the background task that owns the session, so calls never
 //! contend on a lock with the network.
 
+use confab_types::{ChannelId, InboxSeq, Seq, Text, UserId};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
@@ -32,16 +33,16 @@ impl Shared {
         self.state.store(state.as_u8(), Ordering::Release);
     }
 
-    pub fn set_cursor(&self, cursor: u64) {
-        self.cursor.store(cursor, Ordering::Release);
+    pub fn set_cursor(&self, cursor: InboxSeq) {
+        self.cursor.store(cursor.into(), Ordering::Release);
     }
 
     pub fn set_next_client_msg_id(&self, id: u64) {
         self.next_client_msg_id.store(id, Ordering::Release);
     }
 
-    pub fn set_user_id(&self, id: u64) {
-        self.user_id.store(id, Ordering::Release);
+    pub fn set_user_id(&self, id: UserId) {
+        self.user_id.store(id.into(), Ordering::Release);
     }
 }
 
@@ -81,7 +82,7 @@ impl Client {
         let validated = config.validate()?;
         let shared = Arc::new(Shared {
             state: AtomicU8::new(ConnectionState::Connecting.as_u8()),
-            cursor: AtomicU64::new(config.inbox_cursor),
+            cursor: AtomicU64::new(config.inbox_cursor.into()),
             next_client_msg_id: AtomicU64::new(config.first_client_msg_id),
             user_id: AtomicU64::new(0),
         });
@@ -112,7 +113,7 @@ impl Client {
     ///
     /// [`ClientEvent::Sent`]: crate::ClientEvent::Sent
     /// [`ClientEvent::SendFailed`]: crate::ClientEvent::SendFailed
-    pub fn send(&self, target: Target, text: impl Into<String>) -> SendFuture {
+    pub fn send(&self, target: Target, text: impl Into<Text>) -> SendFuture {
         let (reply, rx) = oneshot::channel();
         let queued = self.command(Command::Send {
             target,
@@ -130,7 +131,7 @@ impl Client {
     /// connection drops before the answer.
     pub async fn history(
         &self,
-        channel_id: u64,
+        channel_id: ChannelId,
         anchor: HistoryAnchor,
         limit: u32,
     ) -> Result<HistoryBatch, ClientError> {
@@ -147,7 +148,7 @@ impl Client {
     /// The current presence of some users (at most the server's
     /// `max_presence_users`). Users the caller may not see read as offline
     /// and never seen.
-    pub async fn presence_query(&self, users: Vec<u64>) -> Result<Vec<PresenceInfo>, ClientError> {
+    pub async fn presence_query(&self, users: Vec<UserId>) -> Result<Vec<PresenceInfo>, ClientError> {
         let (reply, rx) = oneshot::channel();
         self.command(Command::PresenceQuery { users, reply })?;
         rx.await.unwrap_or(Err(ClientError::Closed))
@@ -160,7 +161,7 @@ impl Client {
     /// state it finds then as an event too).
     pub async fn presence_subscribe(
         &self,
-        users: Vec<u64>,
+        users: Vec<UserId>,
     ) -> Result<Vec<PresenceInfo>, ClientError> {
         let (reply, rx) = oneshot::channel();
         self.command(Command::PresenceSubscribe { users, reply })?;
@@ -168,20 +169,20 @@ impl Client {
     }
 
     /// Drops presence subscriptions.
-    pub fn presence_unsubscribe(&self, users: Vec<u64>) -> Result<(), ClientError> {
+    pub fn presence_unsubscribe(&self, users: Vec<UserId>) -> Result<(), ClientError> {
         self.command(Command::PresenceUnsubscribe { users })
     }
 
     /// Marks a channel read up to and including `seq`; the other members
     /// get a receipt. Made while disconnected, the newest mark per channel
     /// is sent once connected.
-    pub fn read(&self, channel_id: u64, seq: u64) -> Result<(), ClientError> {
+    pub fn read(&self, channel_id: ChannelId, seq: Seq) -> Result<(), ClientError> {
         self.command(Command::Read { channel_id, seq })
     }
 
     /// Tells the channel's members that the user is typing. Dropped while
     /// disconnected (it would be stale by the time it arrived).
-    pub fn typing(&self, channel_id: u64) -> Result<(), ClientError> {
+    pub fn typing(&self, channel_id: ChannelId) -> Result<(), ClientError> {
         self.command(Command::Typing { channel_id })
     }
 
@@ -207,18 +208,18 @@ impl Client {
     }
 
     /// The authenticated user, once a session has been established.
-    pub fn user_id(&self) -> Option<u64> {
+    pub fn user_id(&self) -> Option<UserId> {
         match self.shared.user_id.load(Ordering::Acquire) {
             0 => None,
-            id => Some(id),
+            id => Some(confab_types::UserId(id)),
         }
     }
 
     /// The inbox cursor of everything queued in [`Events`] so far. To
     /// save a cursor to resume from, prefer [`Events::cursor`], which
     /// counts only what the application has taken out.
-    pub fn cursor(&self) -> u64 {
-        self.shared.cursor.load(Ordering::Acquire)
+    pub fn cursor(&self) -> InboxSeq {
+        confab_types::InboxSeq(self.shared.cursor.load(Ordering::Acquire))
     }
 
     /// The client message id the next send will get. Save it and pass it

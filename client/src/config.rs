@@ -2,6 +2,7 @@
 //! touches the network, so that a typo fails in `Client::connect` and not
 //! as an endless reconnect loop.
 
+use confab_types::{DeviceId, InboxSeq};
 use std::net::IpAddr;
 use std::time::Duration;
 
@@ -31,12 +32,12 @@ pub struct ClientConfig {
     pub token: String,
     /// This installation's device id (from `POST /v1/devices`, or any id
     /// stable per installation).
-    pub device_id: u64,
+    pub device_id: DeviceId,
     /// The inbox cursor saved from the last run ([`Events::cursor`]); 0 for
     /// a new device, which then receives its whole inbox.
     ///
     /// [`Events::cursor`]: crate::Events::cursor
-    pub inbox_cursor: u64,
+    pub inbox_cursor: InboxSeq,
     /// The first client message id this client uses. Ids must stay unique
     /// per device for the life of the installation, so save
     /// [`Client::next_client_msg_id`](crate::Client::next_client_msg_id)
@@ -67,12 +68,12 @@ pub struct ClientConfig {
 impl ClientConfig {
     /// A configuration with default limits, a new device's cursor (0) and
     /// client message ids from 1.
-    pub fn new(url: impl Into<String>, token: impl Into<String>, device_id: u64) -> ClientConfig {
+    pub fn new(url: impl Into<String>, token: impl Into<String>, device_id: DeviceId) -> ClientConfig {
         ClientConfig {
             url: url.into(),
             token: token.into(),
             device_id,
-            inbox_cursor: 0,
+            inbox_cursor: confab_types::InboxSeq(0),
             first_client_msg_id: 1,
             tls: TlsOptions::default(),
             max_pending_sends: 1024,
@@ -144,7 +145,7 @@ mod tests {
 
     #[test]
     fn a_plain_websocket_config_needs_no_tls() {
-        let v = ClientConfig::new("ws://127.0.0.1:8081/v1/ws", "t", 1)
+        let v = ClientConfig::new("ws://127.0.0.1:8081/v1/ws", "t", confab_types::DeviceId(1))
             .validate()
             .unwrap();
         assert_eq!(v.url.transport, Transport::Ws);
@@ -156,7 +157,7 @@ mod tests {
     fn tls_transports_build_their_tls_config() {
         let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
         for url in ["wss://localhost:8444/v1/ws", "quic://localhost:8443"] {
-            let mut c = ClientConfig::new(url, "t", 1);
+            let mut c = ClientConfig::new(url, "t", confab_types::DeviceId(1));
             c.tls = TlsOptions::new()
                 .without_system_roots()
                 .add_root_der(cert.cert.der().to_vec());
@@ -171,9 +172,9 @@ mod tests {
 
     #[test]
     fn bad_values_are_refused_before_connecting() {
-        let base = ClientConfig::new("ws://h:1", "t", 1);
+        let base = ClientConfig::new("ws://h:1", "t", confab_types::DeviceId(1));
         assert!(matches!(
-            ClientConfig::new("tcp://h:1", "t", 1).validate(),
+            ClientConfig::new("tcp://h:1", "t", confab_types::DeviceId(1)).validate(),
             Err(ClientError::InvalidUrl(_))
         ));
         let mut c = base.clone();

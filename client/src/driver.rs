@@ -9,6 +9,7 @@
 //! this task only guarantees that the session sees every frame and every
 //! connection boundary.
 
+use confab_types::{ChannelId, DeviceId, InboxSeq, Seq, UserId};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -42,32 +43,32 @@ const FRAMES_PER_PASS: usize = 256;
 pub(crate) enum Command {
     Send {
         target: Target,
-        text: String,
+        text: confab_types::Text,
         reply: Reply<SendAck>,
     },
     History {
-        channel_id: u64,
+        channel_id: ChannelId,
         anchor: HistoryAnchor,
         limit: u32,
         reply: Reply<HistoryBatch>,
     },
     PresenceQuery {
-        users: Vec<u64>,
+        users: Vec<UserId>,
         reply: Reply<Vec<PresenceInfo>>,
     },
     PresenceSubscribe {
-        users: Vec<u64>,
+        users: Vec<UserId>,
         reply: Reply<Vec<PresenceInfo>>,
     },
     PresenceUnsubscribe {
-        users: Vec<u64>,
+        users: Vec<UserId>,
     },
     Read {
-        channel_id: u64,
-        seq: u64,
+        channel_id: ChannelId,
+        seq: Seq,
     },
     Typing {
-        channel_id: u64,
+        channel_id: ChannelId,
     },
     SetToken(String),
     Reconnect,
@@ -97,7 +98,7 @@ enum End {
 pub(crate) struct Driver {
     config: Validated,
     session: ClientSession,
-    device_id: u64,
+    device_id: DeviceId,
     /// Messages from this device with a client message id from here on
     /// were sent by this client; their outcome is the send's, not an event.
     first_client_msg_id: u64,
@@ -108,13 +109,13 @@ pub(crate) struct Driver {
     sends: HashMap<u64, Reply<SendAck>>,
     requests: Requests,
     /// Read marks made while not connected, newest per channel.
-    reads: BTreeMap<u64, u64>,
+    reads: BTreeMap<ChannelId, Seq>,
     /// Frames the session has no call for (presence unsubscribe), sent
     /// with its own on the live connection.
     extra: Vec<Frame>,
-    user_id: Option<u64>,
+    user_id: Option<UserId>,
     /// The cursor as published with the last event.
-    published_cursor: u64,
+    published_cursor: InboxSeq,
     /// Reconnect attempts since the last established session.
     attempt: u32,
     /// Why the server refused the session, while it stays refused.
@@ -463,7 +464,7 @@ impl Driver {
             match event {
                 Event::Connected(welcome) => {
                     tracing::info!(
-                        user_id = welcome.user_id,
+                        user_id = welcome.user_id.0,
                         session_id = welcome.session_id,
                         "session established"
                     );
@@ -595,7 +596,7 @@ impl Driver {
         self.emit_at(Some(event), self.published_cursor);
     }
 
-    fn emit_at(&mut self, event: Option<ClientEvent>, cursor: u64) {
+    fn emit_at(&mut self, event: Option<ClientEvent>, cursor: InboxSeq) {
         self.published_cursor = self.published_cursor.max(cursor);
         // A dropped receiver means nobody listens; the session goes on.
         let _ = self.events.send(Item {

@@ -5,6 +5,7 @@
 //! it*: the session's own cursor runs ahead by whatever sits unread in the
 //! queue, and saving that one would skip those messages after a crash.
 
+use confab_types::InboxSeq;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -129,7 +130,7 @@ impl ConnectionState {
 #[derive(Debug)]
 pub(crate) struct Item {
     pub event: Option<ClientEvent>,
-    pub cursor: u64,
+    pub cursor: InboxSeq,
 }
 
 /// The client's events, in order. Read them with [`Events::recv`] or as a
@@ -143,11 +144,11 @@ pub(crate) struct Item {
 #[derive(Debug)]
 pub struct Events {
     rx: mpsc::UnboundedReceiver<Item>,
-    cursor: u64,
+    cursor: InboxSeq,
 }
 
 impl Events {
-    pub(crate) fn new(rx: mpsc::UnboundedReceiver<Item>, cursor: u64) -> Events {
+    pub(crate) fn new(rx: mpsc::UnboundedReceiver<Item>, cursor: InboxSeq) -> Events {
         Events { rx, cursor }
     }
 
@@ -173,7 +174,7 @@ impl Events {
     /// after processing them, and pass it back as
     /// [`ClientConfig::inbox_cursor`](crate::ClientConfig::inbox_cursor) to
     /// resume without a gap or a repeat.
-    pub fn cursor(&self) -> u64 {
+    pub fn cursor(&self) -> InboxSeq {
         self.cursor
     }
 

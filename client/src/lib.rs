@@ -63,3 +63,4 @@ pub use confab_protocol::frame::{
     SendAck, Target, TypingEvent, Welcome,
 };
 pub use confab_protocol::ErrorCode;
+pub use confab_types::{ChannelId, DeviceId, InboxSeq, Seq, Text, UserId};

@@ -8,6 +8,7 @@
 //! harmless). Subscriptions last only as long as a connection on the
 //! server; they are renewed after every `Welcome`.
 
+use confab_types::{ChannelId, UserId};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use confab_protocol::frame::{
@@ -25,19 +26,19 @@ pub(crate) type Reply<T> = oneshot::Sender<Result<T, ClientError>>;
 #[derive(Debug)]
 pub(crate) enum Request {
     History {
-        channel_id: u64,
+        channel_id: ChannelId,
         anchor: HistoryAnchor,
         limit: u32,
         reply: Reply<HistoryBatch>,
     },
     Query {
-        users: Vec<u64>,
+        users: Vec<UserId>,
         reply: Reply<Vec<PresenceInfo>>,
     },
     /// `reply` is `None` for a renewal the client makes by itself; its
     /// answer becomes a `Presence` event.
     Subscribe {
-        users: Vec<u64>,
+        users: Vec<UserId>,
         reply: Option<Reply<Vec<PresenceInfo>>>,
     },
 }
@@ -91,7 +92,7 @@ pub(crate) struct Requests {
     /// Sent, by request id.
     in_flight: BTreeMap<u64, Request>,
     /// Users whose presence changes the application wants.
-    subscribed: BTreeSet<u64>,
+    subscribed: BTreeSet<UserId>,
 }
 
 impl Requests {
@@ -111,7 +112,7 @@ impl Requests {
 
     /// Forgets subscriptions; returns true when some were active (the
     /// caller then tells the server, if connected).
-    pub fn unsubscribe(&mut self, users: &[u64]) -> bool {
+    pub fn unsubscribe(&mut self, users: &[UserId]) -> bool {
         let mut any = false;
         for u in users {
             any |= self.subscribed.remove(u);
@@ -128,7 +129,7 @@ impl Requests {
     /// A session is established: renew the subscriptions and send every
     /// waiting call. `max_users` is the server's `max_presence_users`.
     pub fn on_ready(&mut self, session: &mut ClientSession, max_users: u32) {
-        let asked: BTreeSet<u64> = self
+        let asked: BTreeSet<UserId> = self
             .deferred
             .iter()
             .filter_map(|r| match r {
@@ -137,7 +138,7 @@ impl Requests {
             })
             .flatten()
             .collect();
-        let renew: Vec<u64> = self.subscribed.difference(&asked).copied().collect();
+        let renew: Vec<UserId> = self.subscribed.difference(&asked).copied().collect();
         let chunk = (max_users as usize).max(1);
         for users in renew.chunks(chunk) {
             self.deferred.push_back(Request::Subscribe {
@@ -259,14 +260,14 @@ mod tests {
     use std::time::Instant;
 
     fn ready_session() -> ClientSession {
-        let mut s = ClientSession::new(SessionConfig::new("t", 1));
+        let mut s = ClientSession::new(SessionConfig::new("t", confab_types::DeviceId(1)));
         let now = Instant::now();
         s.connected(now);
         s.handle(
             now,
             Frame::Welcome(Welcome {
                 version: 1,
-                user_id: 5,
+                user_id: confab_types::UserId(5),
                 session_id: 1,
                 heartbeat_interval_ms: 15_000,
                 limits: Limits {
@@ -289,12 +290,12 @@ mod tests {
 
     #[test]
     fn calls_wait_for_a_connection_and_are_asked_again_after_a_loss() {
-        let mut s = ClientSession::new(SessionConfig::new("t", 1));
+        let mut s = ClientSession::new(SessionConfig::new("t", confab_types::DeviceId(1)));
         let mut r = Requests::default();
         let (tx, mut rx) = oneshot::channel();
         r.submit(
             Request::History {
-                channel_id: 9,
+                channel_id: confab_types::ChannelId(9),
                 anchor: HistoryAnchor::Latest,
                 limit: 10,
                 reply: tx,
@@ -319,11 +320,11 @@ mod tests {
         };
         r.on_history(HistoryBatch {
             request_id: again,
-            channel_id: 9,
+            channel_id: confab_types::ChannelId(9),
             has_more: false,
             messages: vec![],
         });
-        assert_eq!(rx.try_recv().unwrap().unwrap().channel_id, 9);
+        assert_eq!(rx.try_recv().unwrap().unwrap().channel_id, confab_types::ChannelId(9));
         assert_eq!(r.len(), 0);
     }
 
@@ -334,7 +335,7 @@ mod tests {
         let (tx, mut rx) = oneshot::channel();
         r.submit(
             Request::Subscribe {
-                users: vec![1, 2, 3],
+                users: vec![confab_types::UserId(1), confab_types::UserId(2), confab_types::UserId(3)],
                 reply: Some(tx),
             },
             &mut s,
@@ -344,7 +345,7 @@ mod tests {
             other => panic!("{other:?}"),
         };
         let entries = vec![PresenceInfo {
-            user_id: 1,
+            user_id: confab_types::UserId(1),
             online: true,
             last_seen_ms: 0,
         }];
@@ -356,7 +357,7 @@ mod tests {
             None
         );
         assert_eq!(rx.try_recv().unwrap().unwrap(), entries);
-        r.unsubscribe(&[2]);
+        r.unsubscribe(&[confab_types::UserId(2)]);
         // Reconnect: users 1 and 3 are renewed, at most 2 per frame.
         r.on_disconnect();
         let mut s = ready_session();
@@ -364,7 +365,7 @@ mod tests {
         let renewals: Vec<Vec<u64>> = sent(&mut s)
             .into_iter()
             .map(|f| match f {
-                Frame::PresenceSubscribe(p) => p.user_ids,
+                Frame::PresenceSubscribe(p) => p.user_ids.iter().map(|u| u.0).collect(),
                 other => panic!("{other:?}"),
             })
             .collect();
@@ -373,7 +374,7 @@ mod tests {
         let (tx, mut rx) = oneshot::channel();
         r.submit(
             Request::Query {
-                users: vec![4],
+                users: vec![confab_types::UserId(4)],
                 reply: tx,
             },
             &mut s,

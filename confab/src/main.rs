@@ -10,7 +10,7 @@ use clap::{Args, Parser, Subcommand};
 use confab_storage::SyncPolicy;
 
 use confab::config::{self, Config};
-use confab::serve;
+use confab::Node;
 
 /// Exit code for a refused command line or configuration.
 const EXIT_USAGE: u8 = 2;
@@ -183,7 +183,7 @@ fn main() -> ExitCode {
                 }
             };
             init_tracing();
-            match serve::run(config) {
+            match Node::start(config).and_then(Node::run_until_signal) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     tracing::error!("{e:#}");

@@ -1,77 +1,75 @@
-//! Prometheus text exposition for `/metrics`. Counters live where they are
-//! incremented (the storage writer's relaxed atomics, later per-core
-//! counters) and are only summed here, at scrape time.
+//! The node's Prometheus registry and the process-level endpoints:
+//! `/metrics` (every role's series, gathered and encoded by the
+//! `prometheus` crate), `/healthz` and `/readyz`.
 
-use std::fmt::Write;
-use std::sync::atomic::Ordering;
-use std::time::Instant;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
-use confab_storage::writer::WriterStats;
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Router;
+use prometheus::{Encoder, IntGaugeVec, Opts, Registry, TextEncoder};
 
-/// Reads the process's resident set size from /proc (Linux); 0 elsewhere.
-pub fn resident_memory_bytes() -> u64 {
-    let Ok(statm) = std::fs::read_to_string("/proc/self/statm") else {
-        return 0;
-    };
-    let pages: u64 = statm
-        .split_whitespace()
-        .nth(1)
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
-    // The page size is 4 KiB on every platform confab targets.
-    pages * 4096
+/// A registry with the standard process series (`process_cpu_seconds_total`,
+/// `process_resident_memory_bytes`, `process_open_fds`, …) and the build
+/// info; the roles add theirs as they start.
+pub fn registry() -> prometheus::Result<Registry> {
+    let r = Registry::new();
+    r.register(Box::new(prometheus::process_collector::ProcessCollector::for_self()))?;
+    let build = IntGaugeVec::new(Opts::new("confab_build_info", "Build of the running confab."), &["version"])?;
+    build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+    r.register(Box::new(build))?;
+    Ok(r)
 }
 
-fn metric(out: &mut String, name: &str, kind: &str, help: &str, value: u64) {
-    let _ = writeln!(out, "# HELP {name} {help}");
-    let _ = writeln!(out, "# TYPE {name} {kind}");
-    let _ = writeln!(out, "{name} {value}");
+/// Every series of `registry` in the Prometheus text format.
+pub fn render(registry: &Registry) -> String {
+    let mut out = Vec::new();
+    // Encoding gathered families into a Vec cannot fail.
+    let _ = TextEncoder::new().encode(&registry.gather(), &mut out);
+    String::from_utf8(out).unwrap_or_default()
 }
 
-/// Renders every metric of the node.
-pub fn render(started: Instant, storage: &WriterStats) -> String {
-    let mut out = String::with_capacity(2048);
-    let _ = writeln!(out, "# HELP confab_build_info Build of the running confab.");
-    let _ = writeln!(out, "# TYPE confab_build_info gauge");
-    let _ = writeln!(
-        out,
-        "confab_build_info{{version=\"{}\"}} 1",
-        env!("CARGO_PKG_VERSION")
-    );
-    metric(
-        &mut out,
-        "confab_uptime_seconds",
-        "gauge",
-        "Seconds since the node started.",
-        started.elapsed().as_secs(),
-    );
-    metric(
-        &mut out,
-        "confab_process_resident_memory_bytes",
-        "gauge",
-        "Resident set size of the server process.",
-        resident_memory_bytes(),
-    );
-    metric(
-        &mut out,
-        "confab_storage_group_commits_total",
-        "counter",
-        "Group commits staged by the storage writers.",
-        storage.groups.load(Ordering::Relaxed),
-    );
-    metric(
-        &mut out,
-        "confab_storage_append_requests_total",
-        "counter",
-        "Append requests committed by the storage writers (duplicates included).",
-        storage.requests.load(Ordering::Relaxed),
-    );
-    metric(
-        &mut out,
-        "confab_storage_wal_syncs_total",
-        "counter",
-        "WAL fsyncs (each covers one or more group commits).",
-        storage.syncs.load(Ordering::Relaxed),
-    );
-    out
+/// Whether the node is serving (false while it starts and once it stops).
+#[derive(Clone, Default)]
+pub struct Readiness(Arc<AtomicBool>);
+
+impl Readiness {
+    /// Sets it.
+    pub fn set(&self, ready: bool) {
+        self.0.store(ready, Ordering::Release);
+    }
+
+    fn get(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
+}
+
+/// `/healthz` and `/readyz`, merged into the API's router.
+pub fn health_routes(ready: Readiness) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .with_state(ready)
+}
+
+async fn readyz(State(ready): State<Readiness>) -> impl IntoResponse {
+    if ready.get() {
+        (StatusCode::OK, "ready\n")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
+    }
+}
+
+/// `/metrics`.
+pub fn metrics_routes(registry: Registry) -> Router {
+    Router::new()
+        .route("/metrics", get(scrape))
+        .with_state(registry)
+}
+
+async fn scrape(State(registry): State<Registry>) -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], render(&registry))
 }

@@ -214,7 +214,7 @@ impl Node {
     /// A client configuration for a user's device, through `url`,
     /// trusting only the node's certificate.
     fn config_at(&self, url: &str, user: u64, device: u64) -> ClientConfig {
-        let mut config = ClientConfig::new(url, self.token(user), device);
+        let mut config = ClientConfig::new(url, self.token(user), confab_storage::DeviceId(device));
         config.tls = TlsOptions::new()
             .without_system_roots()
             .add_root_der(self.cert.clone());
@@ -339,7 +339,7 @@ fn one_to_one_reaches_every_device_and_resolves_the_send(transport: Transport) {
         assert_eq!(a1.user_id(), Some(alice));
 
         let first_id = a1.next_client_msg_id();
-        let ack = a1.send(Target::User(bob), "hello bob").await.unwrap();
+        let ack = a1.send(Target::User(confab_storage::UserId(bob)), "hello bob").await.unwrap();
         assert_eq!(
             (ack.client_msg_id, ack.seq, ack.inbox_seq, ack.duplicate),
             (first_id, 1, 1, false)
@@ -363,18 +363,18 @@ fn one_to_one_reaches_every_device_and_resolves_the_send(transport: Transport) {
             .send(Target::Channel(ack.channel_id), "hi alice")
             .await
             .unwrap();
-        assert_eq!(reply.seq, 2);
+        assert_eq!(reply.seq, confab_storage::Seq(2));
         for events in [&mut a1_events, &mut a2_events, &mut b8_events] {
             let m = message(events).await;
             assert_eq!((m.text.as_str(), m.seq, m.inbox_seq), ("hi alice", 2, 2));
         }
-        assert_eq!(a1_events.cursor(), 2);
-        assert_eq!(a1.cursor(), 2);
+        assert_eq!(a1_events.cursor(), confab_storage::InboxSeq(2));
+        assert_eq!(a1.cursor(), confab_storage::InboxSeq(2));
 
         // Text the protocol forbids is refused locally; nothing is sent.
-        let empty = a1.send(Target::User(bob), "").await;
+        let empty = a1.send(Target::User(confab_storage::UserId(bob)), "").await;
         assert_eq!(empty, Err(ClientError::InvalidText(ErrorCode::EmptyText)));
-        let long = a1.send(Target::User(bob), "x".repeat(100_001)).await;
+        let long = a1.send(Target::User(confab_storage::UserId(bob)), "x".repeat(100_001)).await;
         assert_eq!(long, Err(ClientError::InvalidText(ErrorCode::TextTooLong)));
     });
 }
@@ -394,7 +394,7 @@ fn a_group_message_reaches_every_member_and_strangers_are_refused(transport: Tra
         let (_b, mut b_events) = start(node.config(bob, 1)).await;
         let (_c, mut c_events) = start(node.config(carol, 1)).await;
         let (e, _e_events) = start(node.config(eve, 1)).await;
-        let ack = a.send(Target::Channel(group), "all hands").await.unwrap();
+        let ack = a.send(Target::Channel(confab_storage::ChannelId(group)), "all hands").await.unwrap();
         assert_eq!((ack.channel_id, ack.seq), (group, 1));
         for events in [&mut b_events, &mut c_events] {
             let m = message(events).await;
@@ -404,7 +404,7 @@ fn a_group_message_reaches_every_member_and_strangers_are_refused(transport: Tra
             );
         }
         // A non-member's send fails for good, with the server's code.
-        match e.send(Target::Channel(group), "let me in").await {
+        match e.send(Target::Channel(confab_storage::ChannelId(group)), "let me in").await {
             Err(ClientError::Server { code, .. }) => assert_eq!(code, ErrorCode::ForbiddenChannel),
             other => panic!("expected FORBIDDEN_CHANNEL, got {other:?}"),
         }
@@ -419,11 +419,11 @@ fn an_offline_device_catches_up_from_its_cursor_then_goes_live(transport: Transp
     block_on(async {
         let (a, _a_events) = start(node.config(alice, 1)).await;
         for i in 1..=7 {
-            a.send(Target::User(bob), format!("m{i}")).await.unwrap();
+            a.send(Target::User(confab_storage::UserId(bob)), format!("m{i}")).await.unwrap();
         }
         // Bob's device had seen the first two before it went offline.
         let mut config = node.config(bob, 1);
-        config.inbox_cursor = 2;
+        config.inbox_cursor = confab_storage::InboxSeq(2);
         let (_b, mut b_events) = Client::connect(config).unwrap();
         let mut texts = Vec::new();
         for _ in 3..=7 {
@@ -432,16 +432,16 @@ fn an_offline_device_catches_up_from_its_cursor_then_goes_live(transport: Transp
         }
         let expected: Vec<(u64, String)> = (3..=7).map(|i| (i, format!("m{i}"))).collect();
         assert_eq!(texts, expected, "in order, from the cursor, once each");
-        assert_eq!(b_events.cursor(), 7);
-        a.send(Target::User(bob), "live").await.unwrap();
+        assert_eq!(b_events.cursor(), confab_storage::InboxSeq(7));
+        a.send(Target::User(confab_storage::UserId(bob)), "live").await.unwrap();
         let m = message(&mut b_events).await;
         assert_eq!((m.inbox_seq, m.text.as_str()), (8, "live"));
-        assert_eq!(b_events.cursor(), 8);
+        assert_eq!(b_events.cursor(), confab_storage::InboxSeq(8));
 
         // A new device of bob's gets the whole inbox.
         let (_b2, mut b2_events) = Client::connect(node.config(bob, 2)).unwrap();
         for i in 1..=8 {
-            assert_eq!(message(&mut b2_events).await.inbox_seq, i);
+            assert_eq!(message(&mut b2_events).await.inbox_seq, confab_storage::InboxSeq(i));
         }
     });
 }
@@ -454,7 +454,7 @@ fn history_pages_through_a_channel(transport: Transport) {
     block_on(async {
         let (a, _a_events) = start(node.config(alice, 1)).await;
         for i in 1..=5 {
-            a.send(Target::Channel(group), format!("h{i}"))
+            a.send(Target::Channel(confab_storage::ChannelId(group)), format!("h{i}"))
                 .await
                 .unwrap();
         }
@@ -463,25 +463,25 @@ fn history_pages_through_a_channel(transport: Transport) {
         let (b, _b_events) = Client::connect(node.config(bob, 1)).unwrap();
         let early = tokio::time::timeout(
             Duration::from_secs(5),
-            b.history(group, HistoryAnchor::Latest, 1),
+            b.history(confab_storage::ChannelId(group), HistoryAnchor::Latest, 1),
         )
         .await
         .expect("answered without waiting for a heartbeat")
         .unwrap();
-        assert_eq!(early.messages[0].seq, 5);
+        assert_eq!(early.messages[0].seq, confab_storage::Seq(5));
         let seqs = |batch: &confab_client::HistoryBatch| -> Vec<u64> {
             batch.messages.iter().map(|m| m.seq).collect()
         };
-        let latest = b.history(group, HistoryAnchor::Latest, 3).await.unwrap();
+        let latest = b.history(confab_storage::ChannelId(group), HistoryAnchor::Latest, 3).await.unwrap();
         assert_eq!((seqs(&latest), latest.has_more), (vec![3, 4, 5], true));
         assert_eq!(latest.messages[0].text, "h3");
-        let older = b.history(group, HistoryAnchor::Before(3), 3).await.unwrap();
+        let older = b.history(confab_storage::ChannelId(group), HistoryAnchor::Before(confab_storage::Seq(3)), 3).await.unwrap();
         assert_eq!((seqs(&older), older.has_more), (vec![1, 2], false));
-        let newer = b.history(group, HistoryAnchor::After(3), 10).await.unwrap();
+        let newer = b.history(confab_storage::ChannelId(group), HistoryAnchor::After(confab_storage::Seq(3)), 10).await.unwrap();
         assert_eq!(seqs(&newer), vec![4, 5]);
         // A non-member reads nothing.
         let (e, _e_events) = start(node.config(eve, 1)).await;
-        match e.history(group, HistoryAnchor::Latest, 3).await {
+        match e.history(confab_storage::ChannelId(group), HistoryAnchor::Latest, 3).await {
             Err(ClientError::Server { code, .. }) => assert_eq!(code, ErrorCode::ForbiddenChannel),
             other => panic!("expected FORBIDDEN_CHANNEL, got {other:?}"),
         }
@@ -495,24 +495,24 @@ fn presence_is_queried_and_followed_by_subscription(transport: Transport) {
     node.befriend(alice, bob);
     block_on(async {
         let (b, mut b_events) = start(node.config(bob, 1)).await;
-        let now = b.presence_subscribe(vec![alice]).await.unwrap();
+        let now = b.presence_subscribe(vec![confab_storage::UserId(alice)]).await.unwrap();
         assert_eq!((now[0].user_id, now[0].online), (alice, false));
         let (a, _a_events) = start(node.config(alice, 1)).await;
         let online = expect(&mut b_events, "alice online", |e| match e {
-            ClientEvent::Presence(p) if p.iter().any(|p| p.user_id == alice && p.online) => {
+            ClientEvent::Presence(p) if p.iter().any(|p| p.user_id == confab_storage::UserId(alice) && p.online) => {
                 Some(())
             }
             _ => None,
         });
         online.await;
-        let asked = b.presence_query(vec![alice]).await.unwrap();
+        let asked = b.presence_query(vec![confab_storage::UserId(alice)]).await.unwrap();
         assert!(asked[0].online);
         // She leaves: after the grace period the change is pushed.
         a.close().await;
         expect(&mut b_events, "alice offline", |e| match e {
             ClientEvent::Presence(p)
                 if p.iter()
-                    .any(|p| p.user_id == alice && !p.online && p.last_seen_ms > 0) =>
+                    .any(|p| p.user_id == confab_storage::UserId(alice) && !p.online && p.last_seen_ms > 0) =>
             {
                 Some(())
             }
@@ -536,7 +536,7 @@ fn typing_and_read_receipts_reach_the_other_members(transport: Transport) {
         let deadline = tokio::time::Instant::now() + PATIENCE;
         let typing = loop {
             assert!(tokio::time::Instant::now() < deadline, "no typing notice");
-            a.typing(group).unwrap();
+            a.typing(confab_storage::ChannelId(group)).unwrap();
             match tokio::time::timeout(Duration::from_millis(200), b_events.recv()).await {
                 Ok(Some(ClientEvent::Typing(t))) => break t,
                 Ok(None) => panic!("bob's client closed"),
@@ -544,9 +544,9 @@ fn typing_and_read_receipts_reach_the_other_members(transport: Transport) {
             }
         };
         assert_eq!((typing.channel_id, typing.user_id), (group, alice));
-        let ack = a.send(Target::Channel(group), "read me").await.unwrap();
+        let ack = a.send(Target::Channel(confab_storage::ChannelId(group)), "read me").await.unwrap();
         assert_eq!(message(&mut b_events).await.seq, ack.seq);
-        b.read(group, ack.seq).unwrap();
+        b.read(confab_storage::ChannelId(group), ack.seq).unwrap();
         let receipt = expect(&mut a_events, "a receipt", |e| match e {
             ClientEvent::Receipt(r) => Some(r.clone()),
             _ => None,
@@ -578,18 +578,18 @@ fn a_refused_token_stops_reconnecting_until_a_new_one_is_set(transport: Transpor
         assert!(quiet.is_err(), "the client kept going: {quiet:?}");
         assert_eq!(client.state(), ConnectionState::Refused);
         // Calls fail with the refusal instead of waiting forever.
-        match client.history(1, HistoryAnchor::Latest, 1).await {
+        match client.history(confab_storage::ChannelId(1), HistoryAnchor::Latest, 1).await {
             Err(ClientError::Refused { code, .. }) => assert_eq!(code, ErrorCode::Unauthenticated),
             other => panic!("{other:?}"),
         }
-        match client.send(Target::User(alice), "hi").await {
+        match client.send(Target::User(confab_storage::UserId(alice)), "hi").await {
             Err(ClientError::Refused { .. }) => {}
             other => panic!("{other:?}"),
         }
         // A new token brings it back at once.
         client.set_token(good).unwrap();
         let welcome = connected(&mut events).await;
-        assert_eq!(welcome.user_id, alice);
+        assert_eq!(welcome.user_id, confab_storage::UserId(alice));
         assert_eq!(client.state(), ConnectionState::Connected);
     });
 }
@@ -612,11 +612,11 @@ fn close_ends_the_events_and_fails_later_calls(transport: Transport) {
         }
         assert!(events.recv().await.is_none());
         assert_eq!(
-            other.send(Target::User(alice), "late").await,
+            other.send(Target::User(confab_storage::UserId(alice)), "late").await,
             Err(ClientError::Closed)
         );
         assert_eq!(
-            other.presence_query(vec![alice]).await,
+            other.presence_query(vec![confab_storage::UserId(alice)]).await,
             Err(ClientError::Closed)
         );
     });
@@ -640,13 +640,13 @@ fn one_users_devices_on_every_transport_see_one_stream() {
         // message once, in channel order, whatever carried it.
         for (i, (client, _)) in alices.iter().enumerate() {
             let ack = client
-                .send(Target::Channel(group), format!("from device {}", i + 1))
+                .send(Target::Channel(confab_storage::ChannelId(group)), format!("from device {}", i + 1))
                 .await
                 .unwrap();
-            assert_eq!(ack.seq, i as u64 + 1);
+            assert_eq!(ack.seq, confab_storage::Seq(i as u64 + 1));
         }
-        let reply = b.send(Target::Channel(group), "bob here").await.unwrap();
-        assert_eq!(reply.seq, 4);
+        let reply = b.send(Target::Channel(confab_storage::ChannelId(group)), "bob here").await.unwrap();
+        assert_eq!(reply.seq, confab_storage::Seq(4));
         let texts = |sender_device: u64| format!("from device {sender_device}");
         for events in [&mut b_events, &mut c_events] {
             for seq in 1..=3 {
@@ -666,7 +666,7 @@ fn one_users_devices_on_every_transport_see_one_stream() {
             }
             let expected: Vec<u64> = (1..=4).filter(|&s| s != device).collect();
             assert_eq!(seen, expected, "device {device} over {:?}", TRANSPORTS[i]);
-            assert_eq!(events.cursor(), 4);
+            assert_eq!(events.cursor(), confab_storage::InboxSeq(4));
         }
     });
 }
@@ -793,7 +793,7 @@ fn cutting_connections_mid_stream_loses_and_repeats_nothing() {
         let alice_sends = tokio::spawn(async move {
             let mut pending = Vec::new();
             for i in 1..=N {
-                pending.push(a_sender.send(Target::User(bob), body("a", i, 2_000)));
+                pending.push(a_sender.send(Target::User(confab_storage::UserId(bob)), body("a", i, 2_000)));
                 if i % 5 == 0 {
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
@@ -808,7 +808,7 @@ fn cutting_connections_mid_stream_loses_and_repeats_nothing() {
         let bob_sends = tokio::spawn(async move {
             let mut pending = Vec::new();
             for i in 1..=M {
-                pending.push(b_sender.send(Target::User(alice), body("b", i, 8_000)));
+                pending.push(b_sender.send(Target::User(confab_storage::UserId(alice)), body("b", i, 8_000)));
                 // Bursts, so that sends are in flight when a cut comes.
                 if i % 10 == 0 {
                     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -877,7 +877,7 @@ fn cutting_connections_mid_stream_loses_and_repeats_nothing() {
             expected_at_bob,
             "bob: every message once, in order"
         );
-        assert!(at_bob.iter().all(|m| m.sender_id == alice));
+        assert!(at_bob.iter().all(|m| m.sender_id == confab_storage::UserId(alice)));
         assert!(
             at_bob.windows(2).all(|w| w[0].inbox_seq < w[1].inbox_seq),
             "inbox order"
@@ -921,7 +921,7 @@ fn cutting_connections_mid_stream_loses_and_repeats_nothing() {
                 Ok(Some(ClientEvent::Disconnected { .. })) => disconnects += 1,
                 Ok(Some(_)) => {}
                 Ok(None) => panic!("bob's client closed"),
-                Err(_) if b_events.cursor() >= N + M => break,
+                Err(_) if b_events.cursor() >= confab_storage::InboxSeq(N + M) => break,
                 Err(_) => assert!(
                     tokio::time::Instant::now() < deadline,
                     "bob's cursor stuck at {}",
@@ -935,8 +935,8 @@ fn cutting_connections_mid_stream_loses_and_repeats_nothing() {
             bob_acks.iter().filter(|a| a.duplicate).count(),
             disconnects_mid_stream
         );
-        assert_eq!(b_events.cursor(), N + M);
-        assert_eq!(b.cursor(), N + M);
+        assert_eq!(b_events.cursor(), confab_storage::InboxSeq(N + M));
+        assert_eq!(b.cursor(), confab_storage::InboxSeq(N + M));
     });
 }
 
@@ -971,7 +971,7 @@ fn sends_whose_acks_were_lost_resolve_once_and_are_stored_once() {
         // Bob's sends reach the server, but nothing comes back.
         proxy.hold_downlink(true);
         let pending: Vec<_> = (1..=K)
-            .map(|i| b.send(Target::User(alice), format!("b{i}")))
+            .map(|i| b.send(Target::User(confab_storage::UserId(alice)), format!("b{i}")))
             .collect();
         // Stored: alice has them all.
         for i in 1..=K {
@@ -989,7 +989,7 @@ fn sends_whose_acks_were_lost_resolve_once_and_are_stored_once() {
             assert_eq!((ack.seq, ack.duplicate), (i, true));
         }
         let deadline = tokio::time::Instant::now() + PATIENCE;
-        while b_events.cursor() < K {
+        while b_events.cursor() < confab_storage::InboxSeq(K) {
             assert!(
                 tokio::time::Instant::now() < deadline,
                 "cursor {}",
@@ -1019,7 +1019,7 @@ fn a_silent_server_is_left_and_the_session_resumes() {
         // The network goes quiet both ways, without closing anything.
         proxy.hold_downlink(true);
         proxy.hold_uplink(true);
-        a.send(Target::User(bob), "while you were away")
+        a.send(Target::User(confab_storage::UserId(bob)), "while you were away")
             .await
             .unwrap();
         let started = tokio::time::Instant::now();

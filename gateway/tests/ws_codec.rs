@@ -11,7 +11,7 @@
 use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
-use confab_gateway::ws::{
+use confab_gateway::transport::ws::{
     self, encode_close, encode_close_empty, encode_ping, encode_pong, encode_text, parse_upgrade,
     write_header, Decoder, Encoding, Event, OpCode, Upgrade,
 };

@@ -38,6 +38,8 @@ fn free_udp_port() -> u16 {
 
 /// A node on its own threads for the rest of the test process.
 struct Node {
+    /// Declared first: it stops before its data dir is removed.
+    _server: confab::Node,
     _dir: tempfile::TempDir,
     dir: PathBuf,
     api: u16,
@@ -84,8 +86,9 @@ sync = "batch"
         );
         let config: Config = toml::from_str(&toml).unwrap();
         config.validate().unwrap();
-        std::thread::spawn(move || confab::serve::run(config).unwrap());
+        let server = confab::Node::start(config).unwrap();
         let node = Node {
+            _server: server,
             dir: dir.path().to_owned(),
             _dir: dir,
             api,

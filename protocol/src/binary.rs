@@ -9,7 +9,9 @@
 //! the slice ends inside a frame, and it rejects an oversize frame from its
 //! length prefix alone, before any of the body is buffered.
 
-use crate::fanout::MessageFields;
+use bytes::Bytes;
+use confab_types::{ChannelId, DeviceId, InboxSeq, Seq, StoredMessage, Text, UserId};
+
 use crate::frame::*;
 use crate::varint::{get_varint, put_varint, write_varint, MAX_VARINT_LEN};
 use crate::{DecodeError, ErrorCode};
@@ -56,28 +58,44 @@ fn put_bool(out: &mut Vec<u8>, b: bool) {
     out.push(b as u8);
 }
 
-fn put_ids(out: &mut Vec<u8>, ids: &[u64]) {
+fn put_ids(out: &mut Vec<u8>, ids: &[UserId]) {
     put_varint(out, ids.len() as u64);
-    for &id in ids {
-        put_varint(out, id);
+    for id in ids {
+        put_varint(out, id.0);
     }
 }
 
 /// Fields of a `Message` after `inbox_seq`, shared with the fan-out encoder
 /// so that both produce identical bytes.
-pub(crate) fn put_message_tail(out: &mut Vec<u8>, m: &MessageFields<'_>) {
-    put_varint(out, m.channel_id);
-    put_varint(out, m.seq);
-    put_varint(out, m.sender_id);
-    put_varint(out, m.sender_device);
-    put_varint(out, m.client_msg_id);
-    put_varint(out, m.timestamp_ms);
-    put_str(out, m.text);
+pub(crate) fn put_message_tail(out: &mut Vec<u8>, m: &StoredMessage) {
+    put_message_fields(
+        out,
+        [m.channel.0, m.seq.0, m.sender.0, m.device.0, m.client_msg_id, m.timestamp_ms],
+        &m.text,
+    );
+}
+
+fn put_message_fields(out: &mut Vec<u8>, fields: [u64; 6], text: &str) {
+    for v in fields {
+        put_varint(out, v);
+    }
+    put_str(out, text);
 }
 
 fn put_message(out: &mut Vec<u8>, m: &Message) {
-    put_varint(out, m.inbox_seq);
-    put_message_tail(out, &MessageFields::of(m));
+    put_varint(out, m.inbox_seq.0);
+    put_message_fields(
+        out,
+        [
+            m.channel_id.0,
+            m.seq.0,
+            m.sender_id.0,
+            m.sender_device.0,
+            m.client_msg_id,
+            m.timestamp_ms,
+        ],
+        &m.text,
+    );
 }
 
 fn encode_fields(frame: &Frame, out: &mut Vec<u8>) {
@@ -86,49 +104,49 @@ fn encode_fields(frame: &Frame, out: &mut Vec<u8>) {
             put_varint(out, f.min_version.into());
             put_varint(out, f.max_version.into());
             put_str(out, &f.token);
-            put_varint(out, f.device_id);
-            put_varint(out, f.inbox_cursor);
+            put_varint(out, f.device_id.0);
+            put_varint(out, f.inbox_cursor.0);
         }
         Frame::Send(f) => {
             put_varint(out, f.client_msg_id);
             match f.target {
                 Target::Channel(id) => {
                     out.push(0);
-                    put_varint(out, id);
+                    put_varint(out, id.0);
                 }
                 Target::User(id) => {
                     out.push(1);
-                    put_varint(out, id);
+                    put_varint(out, id.0);
                 }
             }
             put_str(out, &f.text);
         }
         Frame::Sync(f) => {
             put_varint(out, f.request_id);
-            put_varint(out, f.after);
+            put_varint(out, f.after.0);
             put_varint(out, f.limit.into());
         }
         Frame::History(f) => {
             put_varint(out, f.request_id);
-            put_varint(out, f.channel_id);
+            put_varint(out, f.channel_id.0);
             match f.anchor {
                 HistoryAnchor::Latest => out.push(0),
                 HistoryAnchor::Before(seq) => {
                     out.push(1);
-                    put_varint(out, seq);
+                    put_varint(out, seq.0);
                 }
                 HistoryAnchor::After(seq) => {
                     out.push(2);
-                    put_varint(out, seq);
+                    put_varint(out, seq.0);
                 }
             }
             put_varint(out, f.limit.into());
         }
         Frame::Read(f) => {
-            put_varint(out, f.channel_id);
-            put_varint(out, f.seq);
+            put_varint(out, f.channel_id.0);
+            put_varint(out, f.seq.0);
         }
-        Frame::Typing(f) => put_varint(out, f.channel_id),
+        Frame::Typing(f) => put_varint(out, f.channel_id.0),
         Frame::PresenceQuery(f) => {
             put_varint(out, f.request_id);
             put_ids(out, &f.user_ids);
@@ -145,7 +163,7 @@ fn encode_fields(frame: &Frame, out: &mut Vec<u8>) {
         }
         Frame::Welcome(f) => {
             put_varint(out, f.version.into());
-            put_varint(out, f.user_id);
+            put_varint(out, f.user_id.0);
             put_varint(out, f.session_id);
             put_varint(out, f.heartbeat_interval_ms.into());
             let l = &f.limits;
@@ -162,9 +180,9 @@ fn encode_fields(frame: &Frame, out: &mut Vec<u8>) {
         }
         Frame::SendAck(f) => {
             put_varint(out, f.client_msg_id);
-            put_varint(out, f.channel_id);
-            put_varint(out, f.seq);
-            put_varint(out, f.inbox_seq);
+            put_varint(out, f.channel_id.0);
+            put_varint(out, f.seq.0);
+            put_varint(out, f.inbox_seq.0);
             put_varint(out, f.timestamp_ms);
             put_bool(out, f.duplicate);
         }
@@ -179,7 +197,7 @@ fn encode_fields(frame: &Frame, out: &mut Vec<u8>) {
         }
         Frame::HistoryBatch(f) => {
             put_varint(out, f.request_id);
-            put_varint(out, f.channel_id);
+            put_varint(out, f.channel_id.0);
             put_bool(out, f.has_more);
             put_varint(out, f.messages.len() as u64);
             for m in &f.messages {
@@ -190,19 +208,19 @@ fn encode_fields(frame: &Frame, out: &mut Vec<u8>) {
             put_varint(out, f.request_id);
             put_varint(out, f.entries.len() as u64);
             for e in &f.entries {
-                put_varint(out, e.user_id);
+                put_varint(out, e.user_id.0);
                 put_bool(out, e.online);
                 put_varint(out, e.last_seen_ms);
             }
         }
         Frame::Receipt(f) => {
-            put_varint(out, f.channel_id);
-            put_varint(out, f.user_id);
-            put_varint(out, f.seq);
+            put_varint(out, f.channel_id.0);
+            put_varint(out, f.user_id.0);
+            put_varint(out, f.seq.0);
         }
         Frame::TypingEvent(f) => {
-            put_varint(out, f.channel_id);
-            put_varint(out, f.user_id);
+            put_varint(out, f.channel_id.0);
+            put_varint(out, f.user_id.0);
         }
         Frame::HeartbeatAck(f) => {
             put_varint(out, f.nonce);
@@ -259,20 +277,32 @@ pub fn frame_extent(buf: &[u8], max_frame: usize) -> Result<Option<FrameExtent>,
 
 /// Decodes one frame from the front of `buf`, returning it and the bytes it
 /// took. [`DecodeError::Incomplete`] means `buf` holds only part of it.
+/// Message texts are copied out of `buf`; [`decode_bytes`] shares them.
 pub fn decode(buf: &[u8], max_frame: usize) -> Result<(Frame, usize), DecodeError> {
     let extent = frame_extent(buf, max_frame)?.ok_or(DecodeError::Incomplete)?;
     if buf.len() < extent.total() {
         return Err(DecodeError::Incomplete);
     }
-    let frame = decode_body(&buf[extent.header_len..extent.total()])?;
+    let body = Bytes::copy_from_slice(&buf[extent.header_len..extent.total()]);
+    let frame = decode_body(&body)?;
     Ok((frame, extent.total()))
 }
 
 /// Decodes a buffer that must hold exactly one frame (a WebSocket binary
 /// message, a QUIC datagram).
 pub fn decode_exact(buf: &[u8], max_frame: usize) -> Result<Frame, DecodeError> {
-    let (frame, used) = decode(buf, max_frame)?;
-    if used != buf.len() {
+    decode_bytes(Bytes::copy_from_slice(buf), max_frame)
+}
+
+/// Decodes a buffer that must hold exactly one frame; message texts are
+/// slices of `buf` (no copy).
+pub fn decode_bytes(buf: Bytes, max_frame: usize) -> Result<Frame, DecodeError> {
+    let extent = frame_extent(&buf, max_frame)?.ok_or(DecodeError::Incomplete)?;
+    if buf.len() < extent.total() {
+        return Err(DecodeError::Incomplete);
+    }
+    let frame = decode_body(&buf.slice(extent.header_len..extent.total()))?;
+    if extent.total() != buf.len() {
         return Err(DecodeError::Malformed {
             frame: frame.frame_type(),
             reason: "bytes after the frame",
@@ -282,11 +312,15 @@ pub fn decode_exact(buf: &[u8], max_frame: usize) -> Result<Frame, DecodeError> 
 }
 
 /// Decodes a frame body: the type byte and the fields, without the length
-/// prefix.
-pub fn decode_body(body: &[u8]) -> Result<Frame, DecodeError> {
+/// prefix. Message texts are slices of `body`.
+pub fn decode_body(body: &Bytes) -> Result<Frame, DecodeError> {
     let (&ty, fields) = body.split_first().ok_or(DecodeError::Incomplete)?;
     let ty = FrameType::from_u8(ty).ok_or(DecodeError::UnknownType(ty))?;
-    let mut r = Reader { buf: fields, ty };
+    let mut r = Reader {
+        buf: fields,
+        whole: body,
+        ty,
+    };
     let frame = r.frame()?;
     if !r.buf.is_empty() {
         return Err(r.malformed("bytes after the last field"));
@@ -297,6 +331,8 @@ pub fn decode_body(body: &[u8]) -> Result<Frame, DecodeError> {
 /// A cursor over one frame's fields; every read is bounded by the frame.
 struct Reader<'a> {
     buf: &'a [u8],
+    /// The frame body `buf` lies in, for texts shared without a copy.
+    whole: &'a Bytes,
     ty: FrameType,
 }
 
@@ -345,16 +381,27 @@ impl<'a> Reader<'a> {
         }
     }
 
-    fn string(&mut self) -> Result<String, DecodeError> {
+    fn bytes(&mut self) -> Result<&'a [u8], DecodeError> {
         let len = self.u64()?;
         if len > self.buf.len() as u64 {
             return Err(self.malformed("truncated"));
         }
         let (bytes, rest) = self.buf.split_at(len as usize);
         self.buf = rest;
+        Ok(bytes)
+    }
+
+    fn string(&mut self) -> Result<String, DecodeError> {
+        let bytes = self.bytes()?;
         std::str::from_utf8(bytes)
             .map(str::to_owned)
             .map_err(|_| DecodeError::BadUtf8 { frame: self.ty })
+    }
+
+    /// A message text: checked once, then a slice of the frame.
+    fn text(&mut self) -> Result<Text, DecodeError> {
+        let bytes = self.bytes()?;
+        Text::try_from(self.whole.slice_ref(bytes)).map_err(|_| DecodeError::BadUtf8 { frame: self.ty })
     }
 
     /// A list count, checked against the bytes left so that a hostile count
@@ -367,21 +414,21 @@ impl<'a> Reader<'a> {
         Ok(n as usize)
     }
 
-    fn ids(&mut self) -> Result<Vec<u64>, DecodeError> {
+    fn ids(&mut self) -> Result<Vec<UserId>, DecodeError> {
         let n = self.count(1)?;
-        (0..n).map(|_| self.u64()).collect()
+        (0..n).map(|_| self.u64().map(UserId)).collect()
     }
 
     fn message(&mut self) -> Result<Message, DecodeError> {
         Ok(Message {
-            inbox_seq: self.u64()?,
-            channel_id: self.u64()?,
-            seq: self.u64()?,
-            sender_id: self.u64()?,
-            sender_device: self.u64()?,
+            inbox_seq: InboxSeq(self.u64()?),
+            channel_id: ChannelId(self.u64()?),
+            seq: Seq(self.u64()?),
+            sender_id: UserId(self.u64()?),
+            sender_device: DeviceId(self.u64()?),
             client_msg_id: self.u64()?,
             timestamp_ms: self.u64()?,
-            text: self.string()?,
+            text: self.text()?,
         })
     }
 
@@ -397,34 +444,34 @@ impl<'a> Reader<'a> {
                 min_version: self.u16()?,
                 max_version: self.u16()?,
                 token: self.string()?,
-                device_id: self.u64()?,
-                inbox_cursor: self.u64()?,
+                device_id: DeviceId(self.u64()?),
+                inbox_cursor: InboxSeq(self.u64()?),
             }),
             FrameType::Send => {
                 let client_msg_id = self.u64()?;
                 let target = match self.u8()? {
-                    0 => Target::Channel(self.u64()?),
-                    1 => Target::User(self.u64()?),
+                    0 => Target::Channel(ChannelId(self.u64()?)),
+                    1 => Target::User(UserId(self.u64()?)),
                     _ => return Err(self.malformed("unknown target kind")),
                 };
                 Frame::Send(Send {
                     client_msg_id,
                     target,
-                    text: self.string()?,
+                    text: self.text()?,
                 })
             }
             FrameType::Sync => Frame::Sync(Sync {
                 request_id: self.u64()?,
-                after: self.u64()?,
+                after: InboxSeq(self.u64()?),
                 limit: self.u32()?,
             }),
             FrameType::History => {
                 let request_id = self.u64()?;
-                let channel_id = self.u64()?;
+                let channel_id = ChannelId(self.u64()?);
                 let anchor = match self.u8()? {
                     0 => HistoryAnchor::Latest,
-                    1 => HistoryAnchor::Before(self.u64()?),
-                    2 => HistoryAnchor::After(self.u64()?),
+                    1 => HistoryAnchor::Before(Seq(self.u64()?)),
+                    2 => HistoryAnchor::After(Seq(self.u64()?)),
                     _ => return Err(self.malformed("unknown history anchor")),
                 };
                 Frame::History(History {
@@ -435,11 +482,11 @@ impl<'a> Reader<'a> {
                 })
             }
             FrameType::Read => Frame::Read(Read {
-                channel_id: self.u64()?,
-                seq: self.u64()?,
+                channel_id: ChannelId(self.u64()?),
+                seq: Seq(self.u64()?),
             }),
             FrameType::Typing => Frame::Typing(Typing {
-                channel_id: self.u64()?,
+                channel_id: ChannelId(self.u64()?),
             }),
             FrameType::PresenceQuery => Frame::PresenceQuery(PresenceQuery {
                 request_id: self.u64()?,
@@ -459,7 +506,7 @@ impl<'a> Reader<'a> {
             }),
             FrameType::Welcome => Frame::Welcome(Welcome {
                 version: self.u16()?,
-                user_id: self.u64()?,
+                user_id: UserId(self.u64()?),
                 session_id: self.u64()?,
                 heartbeat_interval_ms: self.u32()?,
                 limits: Limits {
@@ -473,9 +520,9 @@ impl<'a> Reader<'a> {
             }),
             FrameType::SendAck => Frame::SendAck(SendAck {
                 client_msg_id: self.u64()?,
-                channel_id: self.u64()?,
-                seq: self.u64()?,
-                inbox_seq: self.u64()?,
+                channel_id: ChannelId(self.u64()?),
+                seq: Seq(self.u64()?),
+                inbox_seq: InboxSeq(self.u64()?),
                 timestamp_ms: self.u64()?,
                 duplicate: self.bool()?,
             }),
@@ -491,7 +538,7 @@ impl<'a> Reader<'a> {
             }
             FrameType::HistoryBatch => {
                 let request_id = self.u64()?;
-                let channel_id = self.u64()?;
+                let channel_id = ChannelId(self.u64()?);
                 let has_more = self.bool()?;
                 Frame::HistoryBatch(HistoryBatch {
                     request_id,
@@ -506,7 +553,7 @@ impl<'a> Reader<'a> {
                 let entries = (0..n)
                     .map(|_| {
                         Ok(PresenceInfo {
-                            user_id: self.u64()?,
+                            user_id: UserId(self.u64()?),
                             online: self.bool()?,
                             last_seen_ms: self.u64()?,
                         })
@@ -518,13 +565,13 @@ impl<'a> Reader<'a> {
                 })
             }
             FrameType::Receipt => Frame::Receipt(Receipt {
-                channel_id: self.u64()?,
-                user_id: self.u64()?,
-                seq: self.u64()?,
+                channel_id: ChannelId(self.u64()?),
+                user_id: UserId(self.u64()?),
+                seq: Seq(self.u64()?),
             }),
             FrameType::TypingEvent => Frame::TypingEvent(TypingEvent {
-                channel_id: self.u64()?,
-                user_id: self.u64()?,
+                channel_id: ChannelId(self.u64()?),
+                user_id: UserId(self.u64()?),
             }),
             FrameType::HeartbeatAck => Frame::HeartbeatAck(HeartbeatAck {
                 nonce: self.u64()?,

@@ -4,6 +4,7 @@
 //! Field order inside each struct is the binary field order; see
 //! docs/protocol.md for the byte layout of every frame.
 
+use confab_types::{ChannelId, DeviceId, InboxSeq, Seq, StoredMessage, Text, UserId};
 use serde::{Deserialize, Serialize};
 
 use crate::ErrorCode;
@@ -206,10 +207,10 @@ pub struct Hello {
     /// Bearer access token from the HTTP API.
     pub token: String,
     /// The device's id (stable per installation).
-    pub device_id: u64,
+    pub device_id: DeviceId,
     /// The last inbox sequence this device has; the server replays what
     /// follows it before live delivery (0 for a new device).
-    pub inbox_cursor: u64,
+    pub inbox_cursor: InboxSeq,
 }
 
 /// Where a `Send` goes.
@@ -217,9 +218,9 @@ pub struct Hello {
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum Target {
     /// An existing channel (group or DM) by id.
-    Channel(u64),
+    Channel(ChannelId),
     /// A user: the 1:1 channel with them (the server resolves or creates it).
-    User(u64),
+    User(UserId),
 }
 
 /// Sends a message (client → server).
@@ -232,7 +233,7 @@ pub struct Send {
     /// Where the message goes.
     pub target: Target,
     /// UTF-8 text, 1 to 100,000 characters.
-    pub text: String,
+    pub text: Text,
 }
 
 /// Asks for inbox entries after a cursor (client → server).
@@ -242,7 +243,7 @@ pub struct Sync {
     /// Echoed in the answer.
     pub request_id: u64,
     /// Return entries with inbox sequence greater than this.
-    pub after: u64,
+    pub after: InboxSeq,
     /// At most this many entries (capped by the server's `max_page`).
     pub limit: u32,
 }
@@ -254,9 +255,9 @@ pub enum HistoryAnchor {
     /// The newest messages.
     Latest,
     /// The newest messages with a sequence lower than this.
-    Before(u64),
+    Before(Seq),
     /// The oldest messages with a sequence greater than this.
-    After(u64),
+    After(Seq),
 }
 
 /// Asks for a page of a channel's history (client → server).
@@ -266,7 +267,7 @@ pub struct History {
     /// Echoed in the answer.
     pub request_id: u64,
     /// The channel.
-    pub channel_id: u64,
+    pub channel_id: ChannelId,
     /// Which page.
     pub anchor: HistoryAnchor,
     /// At most this many messages (capped by the server's `max_page`).
@@ -278,9 +279,9 @@ pub struct History {
 #[serde(deny_unknown_fields)]
 pub struct Read {
     /// The channel.
-    pub channel_id: u64,
+    pub channel_id: ChannelId,
     /// Read up to and including this channel sequence.
-    pub seq: u64,
+    pub seq: Seq,
 }
 
 /// The user is typing in a channel (client → server; never stored).
@@ -288,7 +289,7 @@ pub struct Read {
 #[serde(deny_unknown_fields)]
 pub struct Typing {
     /// The channel.
-    pub channel_id: u64,
+    pub channel_id: ChannelId,
 }
 
 /// Asks for the presence of users (client → server).
@@ -298,7 +299,7 @@ pub struct PresenceQuery {
     /// Echoed in the answer.
     pub request_id: u64,
     /// The users (at most the server's `max_presence_users`).
-    pub user_ids: Vec<u64>,
+    pub user_ids: Vec<UserId>,
 }
 
 /// Subscribes to presence changes (client → server); answered with the
@@ -309,7 +310,7 @@ pub struct PresenceSubscribe {
     /// Echoed in the answer.
     pub request_id: u64,
     /// The users (at most the server's `max_presence_users`).
-    pub user_ids: Vec<u64>,
+    pub user_ids: Vec<UserId>,
 }
 
 /// Drops presence subscriptions (client → server).
@@ -317,7 +318,7 @@ pub struct PresenceSubscribe {
 #[serde(deny_unknown_fields)]
 pub struct PresenceUnsubscribe {
     /// The users.
-    pub user_ids: Vec<u64>,
+    pub user_ids: Vec<UserId>,
 }
 
 /// Keep-alive (client → server), answered with `HeartbeatAck`.
@@ -372,7 +373,7 @@ pub struct Welcome {
     /// The negotiated protocol version.
     pub version: u16,
     /// The authenticated user.
-    pub user_id: u64,
+    pub user_id: UserId,
     /// This session's id (for logs and support).
     pub session_id: u64,
     /// Send a `Heartbeat` at least this often; a device silent for three
@@ -389,12 +390,12 @@ pub struct SendAck {
     /// The `Send`'s client message id.
     pub client_msg_id: u64,
     /// The channel it was stored in.
-    pub channel_id: u64,
+    pub channel_id: ChannelId,
     /// Its sequence in that channel.
-    pub seq: u64,
+    pub seq: Seq,
     /// The sender's own inbox sequence for it: the sending device gets this
     /// ack instead of a `Message`, and advances its cursor past it.
-    pub inbox_seq: u64,
+    pub inbox_seq: InboxSeq,
     /// Server time of storing, milliseconds since the Unix epoch.
     pub timestamp_ms: u64,
     /// True when this answers a retry of an already stored message.
@@ -407,21 +408,38 @@ pub struct SendAck {
 pub struct Message {
     /// The receiving user's inbox sequence (the device's new cursor); 0 in
     /// `HistoryBatch`, where messages are read by channel, not by inbox.
-    pub inbox_seq: u64,
+    pub inbox_seq: InboxSeq,
     /// The channel.
-    pub channel_id: u64,
+    pub channel_id: ChannelId,
     /// The message's sequence in the channel (gapless from 1).
-    pub seq: u64,
+    pub seq: Seq,
     /// The sender.
-    pub sender_id: u64,
+    pub sender_id: UserId,
     /// The sender's device.
-    pub sender_device: u64,
+    pub sender_device: DeviceId,
     /// The sender's client message id (lets the sender's devices match it).
     pub client_msg_id: u64,
     /// Server time of storing, milliseconds since the Unix epoch.
     pub timestamp_ms: u64,
     /// The text.
-    pub text: String,
+    pub text: Text,
+}
+
+impl Message {
+    /// A stored message as a recipient whose inbox seq is `inbox_seq` gets
+    /// it (0 for a history page): its fields moved, its text shared.
+    pub fn stored(inbox_seq: InboxSeq, m: StoredMessage) -> Message {
+        Message {
+            inbox_seq,
+            channel_id: m.channel,
+            seq: m.seq,
+            sender_id: m.sender,
+            sender_device: m.device,
+            client_msg_id: m.client_msg_id,
+            timestamp_ms: m.timestamp_ms,
+            text: m.text,
+        }
+    }
 }
 
 /// Inbox entries (server → client): the answer to `Sync`, and the replay
@@ -445,7 +463,7 @@ pub struct HistoryBatch {
     /// The `History`'s request id.
     pub request_id: u64,
     /// The channel.
-    pub channel_id: u64,
+    pub channel_id: ChannelId,
     /// More messages lie beyond this page (older ones for `latest`/`before`,
     /// newer ones for `after`).
     pub has_more: bool,
@@ -458,7 +476,7 @@ pub struct HistoryBatch {
 #[serde(deny_unknown_fields)]
 pub struct PresenceInfo {
     /// The user.
-    pub user_id: u64,
+    pub user_id: UserId,
     /// At least one device connected and heartbeating.
     pub online: bool,
     /// When the user was last online, ms since the Unix epoch (0: never, or
@@ -481,11 +499,11 @@ pub struct Presence {
 #[serde(deny_unknown_fields)]
 pub struct Receipt {
     /// The channel.
-    pub channel_id: u64,
+    pub channel_id: ChannelId,
     /// Who read.
-    pub user_id: u64,
+    pub user_id: UserId,
     /// Read up to and including this sequence.
-    pub seq: u64,
+    pub seq: Seq,
 }
 
 /// A member is typing (server → client).
@@ -493,9 +511,9 @@ pub struct Receipt {
 #[serde(deny_unknown_fields)]
 pub struct TypingEvent {
     /// The channel.
-    pub channel_id: u64,
+    pub channel_id: ChannelId,
     /// Who is typing.
-    pub user_id: u64,
+    pub user_id: UserId,
 }
 
 /// Answers a `Heartbeat` (server → client).

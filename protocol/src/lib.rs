@@ -10,10 +10,12 @@
 //! - [`json`]: the JSON encoding (WebSocket text, subprotocol `confab.v1.json`).
 //! - [`reader`]: splits a byte stream into frames, owning the buffer.
 //! - [`fanout`]: encodes a message once for every recipient.
+//! - [`Encoding`]: binary or JSON, chosen per connection.
 //! - [`session`]: the client's session state machine.
 //! - [`limits`]: text length rules and version negotiation.
 
 pub mod binary;
+mod encoding;
 mod error;
 pub mod fanout;
 pub mod frame;
@@ -23,6 +25,7 @@ pub mod reader;
 pub mod session;
 pub mod varint;
 
+pub use encoding::Encoding;
 pub use error::{DecodeError, ErrorCode};
 pub use frame::{Frame, FrameType, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION};
 pub use reader::FrameReader;

@@ -5,7 +5,10 @@
 //! bytes from the caller instead of a socket, so the gateway's io_uring and
 //! epoll runtimes and the client SDK share it. The buffer starts small,
 //! grows only for a large frame, and shrinks back once that frame is gone,
-//! so an idle connection costs little memory.
+//! so an idle connection costs little memory. A frame's body is split off
+//! the buffer, so the texts it carries are shared, not copied.
+
+use bytes::{Buf, BytesMut};
 
 use crate::binary::{decode_body, frame_extent};
 use crate::{DecodeError, Frame};
@@ -16,9 +19,7 @@ const IDLE_CAPACITY: usize = 4096;
 /// Splits a byte stream into frames.
 #[derive(Debug)]
 pub struct FrameReader {
-    buf: Vec<u8>,
-    /// Start of unread bytes in `buf`; consumed bytes are dropped lazily.
-    start: usize,
+    buf: BytesMut,
     max_frame: usize,
     /// Bytes of an oversize frame still to discard as they arrive.
     skip: u64,
@@ -30,8 +31,7 @@ impl FrameReader {
     /// A reader that rejects frames longer than `max_frame` bytes.
     pub fn new(max_frame: usize) -> FrameReader {
         FrameReader {
-            buf: Vec::new(),
-            start: 0,
+            buf: BytesMut::new(),
             max_frame,
             skip: 0,
             broken: false,
@@ -47,17 +47,13 @@ impl FrameReader {
             data = &data[n..];
         }
         if !data.is_empty() {
-            if self.start > 0 && self.start == self.buf.len() {
-                self.buf.clear();
-                self.start = 0;
-            }
             self.buf.extend_from_slice(data);
         }
     }
 
     /// Bytes buffered and not yet returned as frames.
     pub fn buffered(&self) -> usize {
-        self.buf.len() - self.start
+        self.buf.len()
     }
 
     /// The buffer's capacity (what this reader holds in memory).
@@ -75,7 +71,7 @@ impl FrameReader {
         if self.broken {
             return Err(DecodeError::BadVarint);
         }
-        let unread = &self.buf[self.start..];
+        let unread = &self.buf[..];
         let extent = match frame_extent(unread, self.max_frame) {
             Ok(Some(extent)) => extent,
             Ok(None) => {
@@ -87,7 +83,7 @@ impl FrameReader {
                 let (_, header_len) = crate::varint::get_varint(unread)?.expect("extent was read");
                 let have = (unread.len() - header_len) as u64;
                 let now = have.min(len);
-                self.start += header_len + now as usize;
+                self.buf.advance(header_len + now as usize);
                 self.skip = len - now;
                 self.compact();
                 return Err(DecodeError::TooLarge { len, max });
@@ -102,24 +98,16 @@ impl FrameReader {
             self.buf.reserve(extent.total() - unread.len());
             return Ok(None);
         }
-        let body = &unread[extent.header_len..extent.total()];
-        let result = decode_body(body);
-        self.start += extent.total();
+        self.buf.advance(extent.header_len);
+        let body = self.buf.split_to(extent.body_len).freeze();
         self.compact();
-        result.map(Some)
+        decode_body(&body).map(Some)
     }
 
-    /// Drops consumed bytes and gives back memory a large frame needed.
+    /// Gives back memory a large frame needed once nothing is buffered.
     fn compact(&mut self) {
-        if self.start == self.buf.len() {
-            self.buf.clear();
-            self.start = 0;
-            if self.buf.capacity() > IDLE_CAPACITY {
-                self.buf = Vec::new();
-            }
-        } else if self.start > IDLE_CAPACITY && self.start * 2 > self.buf.len() {
-            self.buf.drain(..self.start);
-            self.start = 0;
+        if self.buf.is_empty() && self.buf.capacity() > IDLE_CAPACITY {
+            self.buf = BytesMut::new();
         }
     }
 }

@@ -14,6 +14,8 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
+use confab_types::{ChannelId, DeviceId, InboxSeq, Seq, Text, UserId};
+
 use crate::frame::*;
 use crate::limits::validate_text;
 use crate::ErrorCode;
@@ -38,9 +40,9 @@ pub struct SessionConfig {
     /// Bearer access token.
     pub token: String,
     /// This device's id.
-    pub device_id: u64,
+    pub device_id: DeviceId,
     /// The inbox cursor saved from the last run (0 for a new device).
-    pub inbox_cursor: u64,
+    pub inbox_cursor: InboxSeq,
     /// Most unacknowledged sends held at once.
     pub max_pending: usize,
     /// First client message id to use; persist [`ClientSession::next_client_msg_id`]
@@ -52,11 +54,11 @@ pub struct SessionConfig {
 
 impl SessionConfig {
     /// A configuration with default limits.
-    pub fn new(token: impl Into<String>, device_id: u64) -> SessionConfig {
+    pub fn new(token: impl Into<String>, device_id: DeviceId) -> SessionConfig {
         SessionConfig {
             token: token.into(),
             device_id,
-            inbox_cursor: 0,
+            inbox_cursor: InboxSeq::ZERO,
             max_pending: 1024,
             first_client_msg_id: 1,
             max_text_chars: crate::limits::MAX_TEXT_CHARS,
@@ -152,11 +154,11 @@ enum Held {
 pub struct ClientSession {
     config: SessionConfig,
     state: State,
-    cursor: u64,
+    cursor: InboxSeq,
     next_client_msg_id: u64,
     next_request_id: u64,
     pending: BTreeMap<u64, PendingSend>,
-    held: BTreeMap<u64, Held>,
+    held: BTreeMap<InboxSeq, Held>,
     /// Request id of the `Sync` filling a hole, if one is out.
     filling: Option<u64>,
     /// When the current hole was first seen.
@@ -200,7 +202,7 @@ impl ClientSession {
 
     /// The last inbox sequence delivered with nothing missing before it;
     /// save it to resume from after a restart.
-    pub fn cursor(&self) -> u64 {
+    pub fn cursor(&self) -> InboxSeq {
         self.cursor
     }
 
@@ -269,7 +271,7 @@ impl ClientSession {
     /// Queues a message and returns its client message id. It is sent now
     /// if the session is ready, otherwise after the next `Welcome`, and
     /// again after every reconnect until it is acked.
-    pub fn send(&mut self, target: Target, text: impl Into<String>) -> Result<u64, SessionError> {
+    pub fn send(&mut self, target: Target, text: impl Into<Text>) -> Result<u64, SessionError> {
         if self.state == State::Closed {
             return Err(SessionError::Closed);
         }
@@ -317,7 +319,7 @@ impl ClientSession {
 
     /// Asks for a page of history; returns the request id, or `None` when
     /// the session is not ready.
-    pub fn history(&mut self, channel_id: u64, anchor: HistoryAnchor, limit: u32) -> Option<u64> {
+    pub fn history(&mut self, channel_id: ChannelId, anchor: HistoryAnchor, limit: u32) -> Option<u64> {
         let request_id = self.request_id();
         self.queue_live(Frame::History(History {
             request_id,
@@ -329,7 +331,7 @@ impl ClientSession {
     }
 
     /// Asks for presence; returns the request id, or `None` when not ready.
-    pub fn presence_query(&mut self, user_ids: Vec<u64>) -> Option<u64> {
+    pub fn presence_query(&mut self, user_ids: Vec<UserId>) -> Option<u64> {
         let request_id = self.request_id();
         self.queue_live(Frame::PresenceQuery(PresenceQuery {
             request_id,
@@ -340,7 +342,7 @@ impl ClientSession {
 
     /// Subscribes to presence; returns the request id, or `None` when not
     /// ready (subscriptions live as long as the connection).
-    pub fn presence_subscribe(&mut self, user_ids: Vec<u64>) -> Option<u64> {
+    pub fn presence_subscribe(&mut self, user_ids: Vec<UserId>) -> Option<u64> {
         let request_id = self.request_id();
         self.queue_live(Frame::PresenceSubscribe(PresenceSubscribe {
             request_id,
@@ -350,12 +352,12 @@ impl ClientSession {
     }
 
     /// Sends a read receipt; false when not ready.
-    pub fn read(&mut self, channel_id: u64, seq: u64) -> bool {
+    pub fn read(&mut self, channel_id: ChannelId, seq: Seq) -> bool {
         self.queue_live(Frame::Read(Read { channel_id, seq }))
     }
 
     /// Says the user is typing; false when not ready.
-    pub fn typing(&mut self, channel_id: u64) -> bool {
+    pub fn typing(&mut self, channel_id: ChannelId) -> bool {
         self.queue_live(Frame::Typing(Typing { channel_id }))
     }
 
@@ -575,11 +577,11 @@ impl ClientSession {
 
     /// Delivers an entry that continues the cursor (and whatever it
     /// unblocks), holds one beyond a hole, and drops one already seen.
-    fn deliver_or_hold(&mut self, inbox_seq: u64, entry: Held) {
-        if inbox_seq == 0 || inbox_seq <= self.cursor {
+    fn deliver_or_hold(&mut self, inbox_seq: InboxSeq, entry: Held) {
+        if inbox_seq == InboxSeq::ZERO || inbox_seq <= self.cursor {
             return;
         }
-        if inbox_seq > self.cursor + 1 {
+        if inbox_seq > self.cursor.next() {
             self.held.entry(inbox_seq).or_insert(entry);
             while self.held.len() > MAX_HELD {
                 self.held.pop_last();
@@ -587,7 +589,7 @@ impl ClientSession {
             return;
         }
         self.step(entry);
-        while let Some(next) = self.held.remove(&(self.cursor + 1)) {
+        while let Some(next) = self.held.remove(&self.cursor.next()) {
             self.step(next);
         }
         if self.held.is_empty() {
@@ -596,7 +598,7 @@ impl ClientSession {
     }
 
     fn step(&mut self, entry: Held) {
-        self.cursor += 1;
+        self.cursor = self.cursor.next();
         if let Held::Message(m) = entry {
             self.events.push_back(Event::Message(m));
         }

@@ -13,7 +13,7 @@ const MAX: usize = DEFAULT_MAX_FRAME_BYTES;
 fn send(text: &str) -> Frame {
     Frame::Send(Send {
         client_msg_id: 7,
-        target: Target::User(3),
+        target: Target::User(confab_types::UserId(3)),
         text: text.into(),
     })
 }

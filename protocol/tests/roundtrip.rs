@@ -4,7 +4,9 @@
 mod strategies;
 
 use confab_protocol::binary::{self, DEFAULT_MAX_FRAME_BYTES};
-use confab_protocol::fanout::{MessageFields, SharedMessage};
+use confab_protocol::fanout::SharedMessage;
+use confab_protocol::Encoding;
+use confab_types::{ChannelId, DeviceId, InboxSeq, Seq, StoredMessage, UserId};
 use confab_protocol::{json, Frame, FrameReader, FrameType};
 use proptest::prelude::*;
 
@@ -69,10 +71,18 @@ proptest! {
     #[test]
     fn fanout_matches_the_encoders(frame in strategies::frame()) {
         if let Frame::Message(m) = frame {
-            let shared = SharedMessage::new(MessageFields::of(&m));
-            let bin = shared.binary_frame(m.inbox_seq);
+            let shared = SharedMessage::new(StoredMessage {
+                channel: m.channel_id,
+                seq: m.seq,
+                sender: m.sender_id,
+                device: m.sender_device,
+                client_msg_id: m.client_msg_id,
+                timestamp_ms: m.timestamp_ms,
+                text: m.text.clone(),
+            });
+            let bin = shared.frame(Encoding::Binary, m.inbox_seq);
             prop_assert_eq!(&bin, &binary::encode_to_vec(&Frame::Message(m.clone())));
-            let js = shared.json_frame(m.inbox_seq);
+            let js = shared.frame(Encoding::Json, m.inbox_seq);
             prop_assert_eq!(json::decode(&js, MAX).unwrap(), Frame::Message(m));
         }
     }
@@ -80,26 +90,27 @@ proptest! {
 
 #[test]
 fn fanout_shares_one_body_across_recipients() {
-    let text = "x".repeat(100_000);
-    let shared = SharedMessage::new(MessageFields {
-        channel_id: 7,
-        seq: 42,
-        sender_id: 1,
-        sender_device: 2,
+    let shared = SharedMessage::new(StoredMessage {
+        channel: ChannelId(7),
+        seq: Seq(42),
+        sender: UserId(1),
+        device: DeviceId(2),
         client_msg_id: 3,
         timestamp_ms: 1_700_000_000_000,
-        text: &text,
+        text: "x".repeat(100_000).into(),
     });
-    let body = shared.binary_body().clone();
+    assert!(!shared.is_encoded(Encoding::Binary), "nothing is encoded before it is needed");
+    let body = shared.body(Encoding::Binary).clone();
     // Cloning for another recipient shares the allocation, it does not copy.
-    assert_eq!(body.as_ptr(), shared.binary_body().as_ptr());
+    assert_eq!(body.as_ptr(), shared.body(Encoding::Binary).as_ptr());
+    assert!(!shared.is_encoded(Encoding::Json), "no JSON recipient, no JSON body");
     for inbox_seq in [1u64, 127, 128, 1 << 40] {
-        let mut frame = shared.binary_header(inbox_seq).as_bytes().to_vec();
+        let mut frame = shared.header(Encoding::Binary, InboxSeq(inbox_seq)).as_bytes().to_vec();
         frame.extend_from_slice(&body);
-        match binary::decode_exact(&frame, MAX).unwrap() {
+        match binary::decode_bytes(frame.into(), MAX).unwrap() {
             Frame::Message(m) => {
-                assert_eq!(m.inbox_seq, inbox_seq);
-                assert_eq!(m.seq, 42);
+                assert_eq!(m.inbox_seq, InboxSeq(inbox_seq));
+                assert_eq!(m.seq, Seq(42));
                 assert_eq!(m.text.len(), 100_000);
             }
             other => panic!("decoded {other:?}"),
@@ -113,7 +124,7 @@ fn documented_examples() {
     use confab_protocol::frame::*;
     let send = Frame::Send(Send {
         client_msg_id: 1,
-        target: Target::Channel(300),
+        target: Target::Channel(confab_types::ChannelId(300)),
         text: "hi".into(),
     });
     assert_eq!(
@@ -145,8 +156,8 @@ fn documented_examples() {
         min_version: 1,
         max_version: 1,
         token: "t".into(),
-        device_id: 9,
-        inbox_cursor: 0,
+        device_id: confab_types::DeviceId(9),
+        inbox_cursor: confab_types::InboxSeq(0),
     });
     assert_eq!(
         binary::encode_to_vec(&hello),

@@ -23,7 +23,7 @@ fn limits() -> Limits {
 fn welcome() -> Frame {
     Frame::Welcome(Welcome {
         version: 1,
-        user_id: 10,
+        user_id: confab_types::UserId(10),
         session_id: 1,
         heartbeat_interval_ms: 1000,
         limits: limits(),
@@ -32,14 +32,14 @@ fn welcome() -> Frame {
 
 fn msg(inbox_seq: u64, seq: u64) -> Message {
     Message {
-        inbox_seq,
-        channel_id: 5,
-        seq,
-        sender_id: 11,
-        sender_device: 1,
+        inbox_seq: confab_types::InboxSeq(inbox_seq),
+        channel_id: confab_types::ChannelId(5),
+        seq: confab_types::Seq(seq),
+        sender_id: confab_types::UserId(11),
+        sender_device: confab_types::DeviceId(1),
         client_msg_id: seq,
         timestamp_ms: 1,
-        text: format!("m{seq}"),
+        text: format!("m{seq}").into(),
     }
 }
 
@@ -55,15 +55,15 @@ fn delivered(events: &[Event]) -> Vec<u64> {
     events
         .iter()
         .filter_map(|e| match e {
-            Event::Message(m) => Some(m.inbox_seq),
+            Event::Message(m) => Some(m.inbox_seq.0),
             _ => None,
         })
         .collect()
 }
 
 fn ready(cursor: u64) -> (ClientSession, Instant) {
-    let mut cfg = SessionConfig::new("tok", 77);
-    cfg.inbox_cursor = cursor;
+    let mut cfg = SessionConfig::new("tok", confab_types::DeviceId(77));
+    cfg.inbox_cursor = confab_types::InboxSeq(cursor);
     let mut s = ClientSession::new(cfg);
     let now = Instant::now();
     s.connected(now);
@@ -75,8 +75,8 @@ fn ready(cursor: u64) -> (ClientSession, Instant) {
 
 #[test]
 fn hello_carries_token_device_and_cursor() {
-    let mut cfg = SessionConfig::new("secret", 77);
-    cfg.inbox_cursor = 41;
+    let mut cfg = SessionConfig::new("secret", confab_types::DeviceId(77));
+    cfg.inbox_cursor = confab_types::InboxSeq(41);
     let mut s = ClientSession::new(cfg);
     assert_eq!(s.state(), State::Disconnected);
     s.connected(Instant::now());
@@ -84,8 +84,8 @@ fn hello_carries_token_device_and_cursor() {
     match drain_tx(&mut s).as_slice() {
         [Frame::Hello(h)] => {
             assert_eq!(h.token, "secret");
-            assert_eq!(h.device_id, 77);
-            assert_eq!(h.inbox_cursor, 41);
+            assert_eq!(h.device_id, confab_types::DeviceId(77));
+            assert_eq!(h.inbox_cursor, confab_types::InboxSeq(41));
             assert_eq!((h.min_version, h.max_version), (1, 1));
         }
         other => panic!("{other:?}"),
@@ -100,9 +100,9 @@ fn hello_carries_token_device_and_cursor() {
 
 #[test]
 fn sends_before_welcome_go_after_it_and_acks_settle_them() {
-    let mut s = ClientSession::new(SessionConfig::new("t", 1));
-    let a = s.send(Target::Channel(5), "one").unwrap();
-    let b = s.send(Target::User(9), "two").unwrap();
+    let mut s = ClientSession::new(SessionConfig::new("t", confab_types::DeviceId(1)));
+    let a = s.send(Target::Channel(confab_types::ChannelId(5)), "one").unwrap();
+    let b = s.send(Target::User(confab_types::UserId(9)), "two").unwrap();
     assert_eq!((a, b), (1, 2));
     let now = Instant::now();
     s.connected(now);
@@ -120,15 +120,15 @@ fn sends_before_welcome_go_after_it_and_acks_settle_them() {
         now,
         Frame::SendAck(SendAck {
             client_msg_id: 1,
-            channel_id: 5,
-            seq: 1,
-            inbox_seq: 1,
+            channel_id: confab_types::ChannelId(5),
+            seq: confab_types::Seq(1),
+            inbox_seq: confab_types::InboxSeq(1),
             timestamp_ms: 3,
             duplicate: false,
         }),
     );
     assert_eq!(s.pending_count(), 1);
-    assert_eq!(s.cursor(), 1, "our own message advances our inbox cursor");
+    assert_eq!(s.cursor(), confab_types::InboxSeq(1), "our own message advances our inbox cursor");
     let ev = drain_events(&mut s);
     assert!(ev
         .iter()
@@ -146,7 +146,7 @@ fn duplicates_are_dropped_and_order_is_kept() {
         s.handle(now, Frame::Message(m));
     }
     assert_eq!(delivered(&drain_events(&mut s)), [1, 2, 3]);
-    assert_eq!(s.cursor(), 3);
+    assert_eq!(s.cursor(), confab_types::InboxSeq(3));
     assert!(drain_tx(&mut s).is_empty());
 }
 
@@ -171,7 +171,7 @@ fn a_hole_is_held_then_filled_by_sync() {
             _ => None,
         })
         .expect("a Sync for the hole");
-    assert_eq!(sync.after, 1);
+    assert_eq!(sync.after, confab_types::InboxSeq(1));
     // The answer overlaps what is held: each message still comes out once.
     s.handle(
         now,
@@ -182,7 +182,7 @@ fn a_hole_is_held_then_filled_by_sync() {
         }),
     );
     assert_eq!(delivered(&drain_events(&mut s)), [2, 3, 4]);
-    assert_eq!(s.cursor(), 4);
+    assert_eq!(s.cursor(), confab_types::InboxSeq(4));
 }
 
 #[test]
@@ -202,7 +202,7 @@ fn reconnect_resends_unacked_with_the_same_ids_and_resumes_from_the_cursor() {
     let (mut s, now) = ready(0);
     s.handle(now, Frame::Message(msg(1, 1)));
     assert_eq!(delivered(&drain_events(&mut s)), [1]);
-    let id = s.send(Target::Channel(5), "lost in transit").unwrap();
+    let id = s.send(Target::Channel(confab_types::ChannelId(5)), "lost in transit").unwrap();
     assert!(matches!(drain_tx(&mut s).as_slice(), [Frame::Send(_)]));
     // The connection dies before the ack.
     s.disconnected();
@@ -210,7 +210,7 @@ fn reconnect_resends_unacked_with_the_same_ids_and_resumes_from_the_cursor() {
     assert_eq!(s.pending_count(), 1);
     s.connected(now);
     match drain_tx(&mut s).as_slice() {
-        [Frame::Hello(h)] => assert_eq!(h.inbox_cursor, 1),
+        [Frame::Hello(h)] => assert_eq!(h.inbox_cursor, confab_types::InboxSeq(1)),
         other => panic!("{other:?}"),
     }
     s.handle(now, welcome());
@@ -234,9 +234,9 @@ fn reconnect_resends_unacked_with_the_same_ids_and_resumes_from_the_cursor() {
         now,
         Frame::SendAck(SendAck {
             client_msg_id: id,
-            channel_id: 5,
-            seq: 2,
-            inbox_seq: 2,
+            channel_id: confab_types::ChannelId(5),
+            seq: confab_types::Seq(2),
+            inbox_seq: confab_types::InboxSeq(2),
             timestamp_ms: 1,
             duplicate: true,
         }),
@@ -248,7 +248,7 @@ fn reconnect_resends_unacked_with_the_same_ids_and_resumes_from_the_cursor() {
         "entry 1 was already delivered before the drop"
     );
     assert_eq!(s.pending_count(), 0);
-    assert_eq!(s.cursor(), 2);
+    assert_eq!(s.cursor(), confab_types::InboxSeq(2));
 }
 
 #[test]
@@ -280,7 +280,7 @@ fn heartbeats_and_silence() {
 
 #[test]
 fn handshake_times_out() {
-    let mut s = ClientSession::new(SessionConfig::new("t", 1));
+    let mut s = ClientSession::new(SessionConfig::new("t", confab_types::DeviceId(1)));
     let now = Instant::now();
     s.connected(now);
     let deadline = s.poll_timeout().unwrap();
@@ -292,8 +292,8 @@ fn handshake_times_out() {
 #[test]
 fn send_errors_fail_or_retry_by_code() {
     let (mut s, now) = ready(0);
-    let forbidden = s.send(Target::Channel(6), "no").unwrap();
-    let limited = s.send(Target::Channel(5), "later").unwrap();
+    let forbidden = s.send(Target::Channel(confab_types::ChannelId(6)), "no").unwrap();
+    let limited = s.send(Target::Channel(confab_types::ChannelId(5)), "later").unwrap();
     drain_tx(&mut s);
     let err = |code, id| {
         Frame::Error(Error {
@@ -324,7 +324,7 @@ fn send_errors_fail_or_retry_by_code() {
 
 #[test]
 fn auth_refusal_closes_until_a_new_token() {
-    let mut s = ClientSession::new(SessionConfig::new("expired", 1));
+    let mut s = ClientSession::new(SessionConfig::new("expired", confab_types::DeviceId(1)));
     let now = Instant::now();
     s.connected(now);
     drain_tx(&mut s);
@@ -338,7 +338,7 @@ fn auth_refusal_closes_until_a_new_token() {
         }),
     );
     assert_eq!(s.state(), State::Closed);
-    assert_eq!(s.send(Target::User(1), "x"), Err(SessionError::Closed));
+    assert_eq!(s.send(Target::User(confab_types::UserId(1)), "x"), Err(SessionError::Closed));
     s.connected(now);
     assert!(drain_tx(&mut s).is_empty(), "no Hello with a refused token");
     s.set_token("fresh");
@@ -348,25 +348,25 @@ fn auth_refusal_closes_until_a_new_token() {
 
 #[test]
 fn local_validation() {
-    let mut cfg = SessionConfig::new("t", 1);
+    let mut cfg = SessionConfig::new("t", confab_types::DeviceId(1));
     cfg.max_pending = 2;
     let mut s = ClientSession::new(cfg);
     assert_eq!(
-        s.send(Target::User(1), "a".repeat(100_001)),
+        s.send(Target::User(confab_types::UserId(1)), "a".repeat(100_001)),
         Err(SessionError::InvalidText(ErrorCode::TextTooLong))
     );
     assert_eq!(
-        s.send(Target::User(1), ""),
+        s.send(Target::User(confab_types::UserId(1)), ""),
         Err(SessionError::InvalidText(ErrorCode::EmptyText))
     );
-    s.send(Target::User(1), "a").unwrap();
-    s.send(Target::User(1), "b").unwrap();
+    s.send(Target::User(confab_types::UserId(1)), "a").unwrap();
+    s.send(Target::User(confab_types::UserId(1)), "b").unwrap();
     assert_eq!(
-        s.send(Target::User(1), "c"),
+        s.send(Target::User(confab_types::UserId(1)), "c"),
         Err(SessionError::TooManyPending(2))
     );
     // Queries need a live session.
-    assert_eq!(s.history(5, HistoryAnchor::Latest, 10), None);
+    assert_eq!(s.history(confab_types::ChannelId(5), HistoryAnchor::Latest, 10), None);
 }
 
 #[test]

@@ -3,6 +3,7 @@
 
 use confab_protocol::frame::*;
 use confab_protocol::{ErrorCode, Frame};
+use confab_types::Text;
 use proptest::collection::vec;
 use proptest::prelude::*;
 
@@ -14,12 +15,16 @@ fn text() -> impl Strategy<Value = String> {
     ]
 }
 
-fn id() -> impl Strategy<Value = u64> {
-    prop_oneof![0..200u64, any::<u64>()]
+fn id<T: From<u64> + std::fmt::Debug>() -> impl Strategy<Value = T> {
+    prop_oneof![0..200u64, any::<u64>()].prop_map(T::from)
+}
+
+fn msg_text() -> impl Strategy<Value = Text> {
+    text().prop_map(Text::from)
 }
 
 fn message() -> impl Strategy<Value = Message> {
-    (id(), id(), id(), id(), id(), id(), id(), text()).prop_map(
+    (id(), id(), id(), id(), id(), id(), id(), msg_text()).prop_map(
         |(
             inbox_seq,
             channel_id,
@@ -78,7 +83,7 @@ pub fn frame() -> impl Strategy<Value = Frame> {
                 inbox_cursor: c,
             })
         }),
-        (id(), target, text()).prop_map(|(client_msg_id, target, text)| Frame::Send(Send {
+        (id(), target, msg_text()).prop_map(|(client_msg_id, target, text)| Frame::Send(Send {
             client_msg_id,
             target,
             text

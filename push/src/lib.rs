@@ -31,17 +31,16 @@ use self::provider::Provider;
 pub use self::service::PushService;
 use confab_directory::store::{Platform, Store};
 
-/// The running worker, to stop on shutdown.
+/// The running worker.
 pub struct PushWorker {
-    stop: watch::Sender<bool>,
     task: JoinHandle<()>,
 }
 
 impl PushWorker {
-    /// Stops the worker (pending jobs stay in the outbox for the next
-    /// start) and waits for it.
-    pub async fn shutdown(self) {
-        let _ = self.stop.send(true);
+    /// Waits for the worker to stop (after the shutdown watch it was
+    /// started with turned true); pending jobs stay in the outbox for the
+    /// next start.
+    pub async fn stopped(self) {
         let _ = self.task.await;
     }
 }
@@ -73,14 +72,20 @@ pub fn providers(config: &PushConfig) -> Result<HashMap<Platform, Arc<dyn Provid
 
 /// Starts the push service on the current tokio runtime: the [`PushService`]
 /// to hand the gateway, and the worker draining the outbox (starting with
-/// whatever a previous run left in it).
+/// whatever a previous run left in it) until `shutdown` turns true. Its
+/// metrics go into `registry`.
 pub fn start(
     config: &PushConfig,
     log: Arc<dyn MessageLog>,
     store: Store,
     providers: HashMap<Platform, Arc<dyn Provider>>,
-) -> (Arc<PushService>, PushWorker) {
-    let metrics = Arc::new(PushMetrics::default());
+    registry: &prometheus::Registry,
+    shutdown: watch::Receiver<bool>,
+) -> Result<(Arc<PushService>, PushWorker), PushError> {
+    let metrics = Arc::new(PushMetrics::new());
+    metrics
+        .register(registry)
+        .map_err(|e| PushError::Config(format!("registering push metrics: {e}")))?;
     let online = Arc::new(online::OnlineSet::default());
     let (tx, rx) = mpsc::unbounded_channel();
     let ctx = Arc::new(worker::Ctx {
@@ -98,12 +103,11 @@ pub fn start(
         retry_base: Duration::from_millis(config.retry_base_ms),
         retry_max: Duration::from_millis(config.retry_max_ms),
     };
-    let (stop, stopped) = watch::channel(false);
-    let task = tokio::spawn(worker::Worker::new(pacing, ctx, online.clone(), rx).run(stopped));
+    let task = tokio::spawn(worker::Worker::new(pacing, ctx, online.clone(), rx).run(shutdown));
     let service = Arc::new(PushService {
         online,
         tx,
         metrics,
     });
-    (service, PushWorker { stop, task })
+    Ok((service, PushWorker { task }))
 }

@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use confab_storage::{ChannelId, HistoryAnchor, MessageLog, OutboxEntry, OutboxKey};
+use confab_storage::{ChannelId, HistoryAnchor, MessageLog, OutboxEntry, OutboxKey, Seq};
 use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
@@ -49,7 +49,7 @@ type GroupKey = (u64, u64);
 
 struct Group {
     /// Pending jobs by channel sequence.
-    entries: BTreeMap<u64, OutboxEntry>,
+    entries: BTreeMap<Seq, OutboxEntry>,
     due: Instant,
     /// Failed attempts of the current content.
     attempt: u32,
@@ -85,7 +85,7 @@ enum Verdict {
 struct Finished {
     key: GroupKey,
     /// The sequences the notification covered.
-    covered: Vec<u64>,
+    covered: Vec<Seq>,
     verdict: Verdict,
 }
 
@@ -372,7 +372,7 @@ impl Worker {
             let Some(group) = self.groups.get_mut(&key) else {
                 continue;
             };
-            let expired: Vec<u64> = group
+            let expired: Vec<Seq> = group
                 .entries
                 .values()
                 .filter(|e| now_ms.saturating_sub(e.timestamp_ms) > max_age)
@@ -400,7 +400,7 @@ impl Worker {
                 count: notified.saturating_add(group.entries.len() as u32),
                 skip: group.done.clone(),
             };
-            let covered: Vec<u64> = group.entries.keys().copied().collect();
+            let covered: Vec<Seq> = group.entries.keys().copied().collect();
             group.in_flight = true;
             self.in_flight += 1;
             let ctx = self.ctx.clone();
@@ -505,8 +505,8 @@ impl Worker {
 /// deletion; returns how many were still pending (an `Online` event may
 /// have settled some meanwhile).
 fn settle(
-    entries: &mut BTreeMap<u64, OutboxEntry>,
-    seqs: &[u64],
+    entries: &mut BTreeMap<Seq, OutboxEntry>,
+    seqs: &[Seq],
     settled: &mut Vec<OutboxKey>,
 ) -> usize {
     let before = settled.len();
@@ -555,7 +555,7 @@ async fn attempt_group(ctx: &Ctx, a: Attempt) -> Verdict {
     let n = Notification {
         user: a.user,
         channel: a.channel,
-        seq: a.newest.key.seq,
+        seq: a.newest.key.seq.0,
         count: a.count,
         sender: a.newest.sender.0,
         timestamp_ms: a.newest.timestamp_ms,
@@ -632,14 +632,13 @@ async fn preview(ctx: &Ctx, newest: &OutboxEntry) -> Option<Preview> {
     let log = ctx.log.clone();
     let (channel, seq) = (newest.key.channel, newest.key.seq);
     let page = tokio::task::spawn_blocking(move || {
-        log.channel_history(ChannelId(channel.0), HistoryAnchor::After(seq - 1), 1)
+        log.channel_history(ChannelId(channel.0), HistoryAnchor::After(seq.prev()), 1)
     })
     .await
     .ok()?
     .ok()?;
     let message = page.items.into_iter().next()?;
-    let text = String::from_utf8_lossy(&message.text);
-    let body: String = text.chars().take(PREVIEW_CHARS).collect();
+    let body: String = message.text.chars().take(PREVIEW_CHARS).collect();
     let title = match ctx.store.user(newest.sender.0).await {
         Ok(Some(u)) => u.display_name,
         _ => String::new(),

@@ -79,7 +79,7 @@ impl Hasher for IdHasher {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ids::{DeviceId, UserId};
+    use confab_types::{DeviceId, UserId};
     use std::hash::Hash;
 
     fn hash_of<T: Hash>(builder: &IdHashBuilder, value: T) -> u64 {

@@ -17,7 +17,6 @@ mod clock;
 mod codec;
 mod error;
 mod id_hash;
-mod ids;
 mod log;
 mod memory;
 mod model;
@@ -28,12 +27,12 @@ pub mod writer;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{InvalidRequest, ParseSyncPolicyError, StorageError};
-pub use ids::{ChannelId, DeviceId, UserId};
+pub use confab_types::{ChannelId, DeviceId, InboxSeq, Seq, StoredMessage, Text, UserId};
 pub use log::{LogConfig, MessageLog, DEFAULT_IDEMPOTENCY_WINDOW_MS};
 pub use memory::MemoryLog;
 pub use model::{
     AppendOutcome, AppendRequest, Cursor, HistoryAnchor, InboxEntry, OutboxEntry, OutboxKey, Page,
-    StoredMessage, MAX_PAGE_LIMIT, MAX_RECIPIENTS, MAX_TEXT_BYTES,
+    MAX_PAGE_LIMIT, MAX_RECIPIENTS, MAX_TEXT_BYTES,
 };
 pub use rocks::{cf, RocksLog};
 pub use sync_policy::SyncPolicy;

@@ -3,8 +3,7 @@
 
 use crate::clock::{Clock, SystemClock};
 use crate::error::StorageError;
-use crate::ids::{ChannelId, DeviceId, UserId};
-use crate::model::StoredMessage;
+use confab_types::{ChannelId, DeviceId, InboxSeq, Seq, StoredMessage, UserId};
 use crate::model::{
     AppendOutcome, AppendRequest, Cursor, HistoryAnchor, InboxEntry, OutboxEntry, OutboxKey, Page,
 };
@@ -101,15 +100,15 @@ pub trait MessageLog: Send + Sync + 'static {
     fn inbox(
         &self,
         user: UserId,
-        after: u64,
+        after: InboxSeq,
         limit: usize,
     ) -> Result<Page<InboxEntry>, StorageError>;
 
     /// Highest visible sequence of a channel (0 when empty).
-    fn last_channel_seq(&self, channel: ChannelId) -> Result<u64, StorageError>;
+    fn last_channel_seq(&self, channel: ChannelId) -> Result<Seq, StorageError>;
 
     /// Highest visible inbox seq of a user (0 when empty).
-    fn last_inbox_seq(&self, user: UserId) -> Result<u64, StorageError>;
+    fn last_inbox_seq(&self, user: UserId) -> Result<InboxSeq, StorageError>;
 
     /// Records a device's cursor. Each field only moves forward: a stale or
     /// reordered update never rewinds it.
@@ -135,11 +134,11 @@ pub trait MessageLog: Send + Sync + 'static {
         &self,
         channel: ChannelId,
         user: UserId,
-        seq: u64,
+        seq: Seq,
     ) -> Result<(), StorageError>;
 
     /// Every read mark of a channel, by user id.
-    fn read_marks(&self, channel: ChannelId) -> Result<Vec<(UserId, u64)>, StorageError>;
+    fn read_marks(&self, channel: ChannelId) -> Result<Vec<(UserId, Seq)>, StorageError>;
 
     /// Adds push jobs decided after their message was stored (a member who
     /// went offline between submit and delivery). Durable under

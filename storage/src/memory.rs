@@ -4,11 +4,11 @@
 
 use crate::codec::{expired, IdempotencyRecord};
 use crate::error::StorageError;
-use crate::ids::{ChannelId, DeviceId, UserId};
+use confab_types::{ChannelId, DeviceId, InboxSeq, Seq, StoredMessage, UserId};
 use crate::log::{LogConfig, MessageLog};
 use crate::model::{
     AppendOutcome, AppendRequest, Cursor, HistoryAnchor, InboxEntry, OutboxEntry, OutboxKey, Page,
-    StoredMessage, MAX_PAGE_LIMIT,
+    MAX_PAGE_LIMIT,
 };
 use crate::sync_policy::SyncPolicy;
 use std::collections::{HashMap, VecDeque};
@@ -29,7 +29,7 @@ struct State {
     visible_channel: HashMap<ChannelId, u64>,
     visible_inbox: HashMap<UserId, u64>,
     cursors: HashMap<(UserId, DeviceId), Cursor>,
-    receipts: std::collections::BTreeMap<(ChannelId, UserId), u64>,
+    receipts: std::collections::BTreeMap<(ChannelId, UserId), Seq>,
     last_seen: HashMap<UserId, u64>,
     outbox: std::collections::BTreeMap<OutboxKey, OutboxEntry>,
 }
@@ -102,10 +102,10 @@ impl MessageLog for MemoryLog {
             {
                 outcomes.push(AppendOutcome {
                     channel: rec.channel,
-                    seq: rec.seq,
+                    seq: confab_types::Seq(rec.seq),
                     timestamp_ms: rec.timestamp_ms,
                     inbox: Vec::new(),
-                    sender_inbox_seq: rec.sender_inbox_seq,
+                    sender_inbox_seq: confab_types::InboxSeq(rec.sender_inbox_seq),
                     duplicate: true,
                 });
                 continue;
@@ -116,7 +116,7 @@ impl MessageLog for MemoryLog {
             let timestamp_ms = log.last().map_or(now, |m| m.timestamp_ms.max(now));
             log.push(StoredMessage {
                 channel: req.channel,
-                seq,
+                seq: confab_types::Seq(seq),
                 sender: req.sender,
                 device: req.device,
                 client_msg_id: req.client_msg_id,
@@ -128,23 +128,23 @@ impl MessageLog for MemoryLog {
             for &user in recipients.iter() {
                 let entries = state.inboxes.entry(user).or_default();
                 entries.push((req.channel, seq));
-                inbox.push((user, entries.len() as u64));
+                inbox.push((user, InboxSeq(entries.len() as u64)));
             }
             let sender_inbox_seq = crate::model::sender_seq(&inbox, req.sender);
-            for entry in crate::model::push_jobs(req, seq, &inbox, timestamp_ms) {
+            for entry in crate::model::push_jobs(req, confab_types::Seq(seq), &inbox, timestamp_ms) {
                 state.outbox.insert(entry.key, entry);
             }
             let rec = IdempotencyRecord {
                 channel: req.channel,
                 seq,
                 timestamp_ms,
-                sender_inbox_seq,
+                sender_inbox_seq: sender_inbox_seq.into(),
             };
             state.idempotency.insert(key, rec);
             state.idempotency_order.push_back((timestamp_ms, key));
             outcomes.push(AppendOutcome {
                 channel: req.channel,
-                seq,
+                seq: confab_types::Seq(seq),
                 timestamp_ms,
                 inbox,
                 sender_inbox_seq,
@@ -162,10 +162,10 @@ impl MessageLog for MemoryLog {
         let Ok(mut state) = self.lock() else { return };
         for outcome in outcomes.iter().filter(|o| !o.duplicate) {
             let v = state.visible_channel.entry(outcome.channel).or_default();
-            *v = (*v).max(outcome.seq);
+            *v = (*v).max(outcome.seq.into());
             for &(user, inbox_seq) in &outcome.inbox {
                 let v = state.visible_inbox.entry(user).or_default();
-                *v = (*v).max(inbox_seq);
+                *v = (*v).max(inbox_seq.into());
             }
         }
     }
@@ -186,14 +186,14 @@ impl MessageLog for MemoryLog {
         let (from, to, has_more) = match anchor {
             HistoryAnchor::Latest | HistoryAnchor::Before(_) => {
                 let end = match anchor {
-                    HistoryAnchor::Before(seq) => (seq.saturating_sub(1) as usize).min(log.len()),
+                    HistoryAnchor::Before(seq) => (seq.0.saturating_sub(1) as usize).min(log.len()),
                     _ => log.len(),
                 };
                 let start = end.saturating_sub(limit);
                 (start, end, start > 0)
             }
             HistoryAnchor::After(seq) => {
-                let start = (seq as usize).min(log.len());
+                let start = (seq.0 as usize).min(log.len());
                 let end = start.saturating_add(limit).min(log.len());
                 (start, end, end < log.len())
             }
@@ -207,9 +207,10 @@ impl MessageLog for MemoryLog {
     fn inbox(
         &self,
         user: UserId,
-        after: u64,
+        after: InboxSeq,
         limit: usize,
     ) -> Result<Page<InboxEntry>, StorageError> {
+        let after = after.0;
         let limit = limit.min(MAX_PAGE_LIMIT);
         let state = self.lock()?;
         let visible = state.visible_inbox.get(&user).copied().unwrap_or(0) as usize;
@@ -228,7 +229,7 @@ impl MessageLog for MemoryLog {
                     detail: format!("points at missing {channel}/{seq}"),
                 })?;
             items.push(InboxEntry {
-                inbox_seq: (start + i) as u64 + 1,
+                inbox_seq: confab_types::InboxSeq((start + i) as u64 + 1),
                 message,
             });
         }
@@ -238,17 +239,17 @@ impl MessageLog for MemoryLog {
         })
     }
 
-    fn last_channel_seq(&self, channel: ChannelId) -> Result<u64, StorageError> {
+    fn last_channel_seq(&self, channel: ChannelId) -> Result<Seq, StorageError> {
         Ok(self
             .lock()?
             .visible_channel
             .get(&channel)
             .copied()
-            .unwrap_or(0))
+            .map_or(Seq::ZERO, Seq))
     }
 
-    fn last_inbox_seq(&self, user: UserId) -> Result<u64, StorageError> {
-        Ok(self.lock()?.visible_inbox.get(&user).copied().unwrap_or(0))
+    fn last_inbox_seq(&self, user: UserId) -> Result<InboxSeq, StorageError> {
+        Ok(InboxSeq(self.lock()?.visible_inbox.get(&user).copied().unwrap_or(0)))
     }
 
     fn set_cursor(
@@ -288,15 +289,15 @@ impl MessageLog for MemoryLog {
         &self,
         channel: ChannelId,
         user: UserId,
-        seq: u64,
+        seq: Seq,
     ) -> Result<(), StorageError> {
         let mut state = self.lock()?;
         let mark = state.receipts.entry((channel, user)).or_default();
-        *mark = (*mark).max(seq);
+        *mark = (*mark).max(seq.into());
         Ok(())
     }
 
-    fn read_marks(&self, channel: ChannelId) -> Result<Vec<(UserId, u64)>, StorageError> {
+    fn read_marks(&self, channel: ChannelId) -> Result<Vec<(UserId, Seq)>, StorageError> {
         Ok(self
             .lock()?
             .receipts

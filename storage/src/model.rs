@@ -2,11 +2,11 @@
 //! it gets back, and what reads return.
 
 use crate::error::InvalidRequest;
-use crate::ids::{ChannelId, DeviceId, UserId};
+use confab_types::{ChannelId, DeviceId, InboxSeq, Seq, StoredMessage, Text, UserId};
 use std::borrow::Cow;
 
 /// Largest group the store fans a message out to (sender included).
-pub const MAX_RECIPIENTS: usize = 100;
+pub const MAX_RECIPIENTS: usize = confab_types::MAX_GROUP_MEMBERS;
 
 /// Largest message text in bytes; matches the protocol's 1 MiB frame limit so a
 /// frame the gateway accepted always fits.
@@ -31,8 +31,8 @@ pub struct AppendRequest {
     /// Members whose inbox gets a pointer: every member of the channel, the
     /// sender included so their other devices sync. Repeats are collapsed.
     pub recipients: Vec<UserId>,
-    /// UTF-8 text, validated by the caller; stored as bytes.
-    pub text: Vec<u8>,
+    /// The text, validated by the caller (shared, not copied).
+    pub text: Text,
     /// Recipients to write a push job for (those with no device online when
     /// the message was submitted). The job rides the message's own batch,
     /// so no crash can keep one without the other. Users not among
@@ -85,36 +85,36 @@ pub struct AppendOutcome {
     /// The channel.
     pub channel: ChannelId,
     /// Channel sequence (gapless from 1 per channel).
-    pub seq: u64,
+    pub seq: Seq,
     /// Server commit time in ms since the epoch.
     pub timestamp_ms: u64,
     /// The inbox pointer written for each recipient: (user, inbox seq). Empty for
     /// a duplicate, since a retry fans nothing out again.
-    pub inbox: Vec<(UserId, u64)>,
+    pub inbox: Vec<(UserId, InboxSeq)>,
     /// The sender's own inbox sequence for the message (0 when the sender
     /// was not among the recipients). Kept for duplicates too, so a retried
     /// send is acknowledged exactly like the first one and the sending
     /// device's cursor lands on the same entry.
-    pub sender_inbox_seq: u64,
+    pub sender_inbox_seq: InboxSeq,
     /// True when this request repeated an earlier (sender, device,
     /// client_msg_id); `channel`, `seq` and `timestamp_ms` are the original's.
     pub duplicate: bool,
 }
 
 /// The sender's entry among the pointers just written (0 if not a recipient).
-pub(crate) fn sender_seq(inbox: &[(UserId, u64)], sender: UserId) -> u64 {
+pub(crate) fn sender_seq(inbox: &[(UserId, InboxSeq)], sender: UserId) -> InboxSeq {
     inbox
         .iter()
         .find(|(u, _)| *u == sender)
-        .map_or(0, |&(_, s)| s)
+        .map_or(InboxSeq::ZERO, |&(_, s)| s)
 }
 
 /// The outbox entries a stored request writes: one per member of
 /// `push_to` that got an inbox pointer, never the sender.
 pub(crate) fn push_jobs<'a>(
     req: &'a AppendRequest,
-    seq: u64,
-    inbox: &'a [(UserId, u64)],
+    seq: Seq,
+    inbox: &'a [(UserId, InboxSeq)],
     timestamp_ms: u64,
 ) -> impl Iterator<Item = OutboxEntry> + 'a {
     req.push_to
@@ -136,30 +136,11 @@ pub(crate) fn push_jobs<'a>(
         })
 }
 
-/// A message as stored.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StoredMessage {
-    /// The channel.
-    pub channel: ChannelId,
-    /// Channel sequence.
-    pub seq: u64,
-    /// Author.
-    pub sender: UserId,
-    /// Author's device.
-    pub device: DeviceId,
-    /// The client's id for the message.
-    pub client_msg_id: u64,
-    /// Server commit time in ms since the epoch.
-    pub timestamp_ms: u64,
-    /// UTF-8 text bytes.
-    pub text: Vec<u8>,
-}
-
 /// One entry of a user's inbox, resolved to the message it points at.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InboxEntry {
     /// Position in the user's inbox (gapless from 1).
-    pub inbox_seq: u64,
+    pub inbox_seq: InboxSeq,
     /// The message.
     pub message: StoredMessage,
 }
@@ -182,9 +163,9 @@ pub enum HistoryAnchor {
     Latest,
     /// Messages with a sequence strictly below this one, newest of them first
     /// in what is selected (the page itself is still ascending).
-    Before(u64),
+    Before(Seq),
     /// Messages with a sequence strictly above this one.
-    After(u64),
+    After(Seq),
 }
 
 /// Where a push job sits in the outbox: one per (recipient, message).
@@ -195,7 +176,7 @@ pub struct OutboxKey {
     /// The message's channel.
     pub channel: ChannelId,
     /// The message's channel sequence.
-    pub seq: u64,
+    pub seq: Seq,
 }
 
 /// A pending push job: a stored message for a member who had no device
@@ -205,7 +186,7 @@ pub struct OutboxEntry {
     /// Which job.
     pub key: OutboxKey,
     /// The message's place in the member's inbox.
-    pub inbox_seq: u64,
+    pub inbox_seq: InboxSeq,
     /// The message's author.
     pub sender: UserId,
     /// When the message was stored (ms since the epoch): the job's age.
@@ -216,9 +197,9 @@ pub struct OutboxEntry {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Cursor {
     /// Highest inbox seq delivered to the device.
-    pub delivered: u64,
+    pub delivered: InboxSeq,
     /// Highest inbox seq the user has read on the device.
-    pub read: u64,
+    pub read: InboxSeq,
 }
 
 #[cfg(test)]
@@ -232,7 +213,7 @@ mod tests {
             device: DeviceId(1),
             client_msg_id: 1,
             recipients: recipients.into_iter().map(UserId).collect(),
-            text: vec![b'x'; text_len],
+            text: "x".repeat(text_len).into(),
             push_to: Vec::new(),
         }
     }

@@ -38,7 +38,7 @@ fn request_for(client_msg_id: u64) -> AppendRequest {
         client_msg_id,
         // Users 1..=3 are in every channel; 10+c only in channel c.
         recipients: vec![UserId(1), UserId(2), UserId(3), UserId(10 + channel)],
-        text: format!("message {client_msg_id}").into_bytes(),
+        text: format!("message {client_msg_id}").into(),
         push_to: Vec::new(),
     }
 }
@@ -228,10 +228,10 @@ fn verify(dir: &std::path::Path, acked: &HashMap<u64, (u64, u64)>, rng: &mut imp
         for m in &history {
             let expected = request_for(m.client_msg_id);
             assert_eq!(
-                (m.channel, m.sender, m.text.as_slice()),
-                (expected.channel, expected.sender, expected.text.as_slice())
+                (m.channel, m.sender, &m.text),
+                (expected.channel, expected.sender, &expected.text)
             );
-            let previous = stored.insert(m.client_msg_id, (c, m.seq));
+            let previous = stored.insert(m.client_msg_id, (c, m.seq.into()));
             assert!(
                 previous.is_none(),
                 "client id {} stored twice",
@@ -267,10 +267,10 @@ fn verify(dir: &std::path::Path, acked: &HashMap<u64, (u64, u64)>, rng: &mut imp
         let id = ids[rng.random_range(0..ids.len())];
         let outcome = log.append(&[request_for(id)]).unwrap().remove(0);
         assert!(outcome.duplicate, "retry of {id} after crash stored again");
-        assert_eq!((outcome.channel.0, outcome.seq), acked[&id]);
+        assert_eq!((outcome.channel.0, outcome.seq.0), acked[&id]);
     }
     let after: usize = (1..=CHANNELS)
-        .map(|c| log.last_channel_seq(ChannelId(c)).unwrap() as usize)
+        .map(|c| log.last_channel_seq(ChannelId(c)).unwrap().0 as usize)
         .sum();
     assert_eq!(after, total);
 }

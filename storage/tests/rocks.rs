@@ -15,7 +15,7 @@ fn request(client_msg_id: u64) -> AppendRequest {
         device: DeviceId(1),
         client_msg_id,
         recipients: vec![UserId(1)],
-        text: b"x".to_vec(),
+        text: "x".into(),
         push_to: Vec::new(),
     }
 }
@@ -82,5 +82,5 @@ fn interval_policy_acks_without_waiting_and_survives_reopen() {
     std::thread::sleep(std::time::Duration::from_millis(20));
     drop(log);
     let log = RocksLog::open(dir.path(), config).unwrap();
-    assert_eq!(log.last_channel_seq(ChannelId(1)).unwrap(), 2);
+    assert_eq!(log.last_channel_seq(ChannelId(1)).unwrap(), confab_storage::Seq(2));
 }

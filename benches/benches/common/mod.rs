@@ -35,7 +35,7 @@ pub fn dm_batch(n: usize, next_id: &mut u64) -> Vec<AppendRequest> {
                 device: DeviceId(1),
                 client_msg_id: id,
                 recipients: vec![UserId(channel * 2), UserId(channel * 2 + 1)],
-                text: vec![b'x'; TEXT_BYTES],
+                text: "x".repeat(TEXT_BYTES).into(),
                 push_to: Vec::new(),
             }
         })

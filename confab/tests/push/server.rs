@@ -290,7 +290,7 @@ url = "{relay_url}"
     pub async fn connect(&self, user: &User) -> App {
         let url = format!("ws://{}/v1/ws", self.ws);
         let (client, mut events) =
-            Client::connect(ClientConfig::new(url, user.access.clone(), 1)).unwrap();
+            Client::connect(ClientConfig::new(url, user.access.clone(), confab_client::DeviceId(1))).unwrap();
         loop {
             match tokio::time::timeout(PATIENCE, events.recv()).await {
                 Ok(Some(ClientEvent::Connected(_))) => break,

@@ -223,8 +223,8 @@ fn merge_cursor_max(
         // A malformed operand cannot come from this crate; skipping it beats
         // failing every future read of the key.
         if let Ok(c) = crate::codec::decode_cursor(value) {
-            best[0] = best[0].max(c.delivered);
-            best[1] = best[1].max(c.read);
+            best[0] = best[0].max(c.delivered.into());
+            best[1] = best[1].max(c.read.into());
         }
     }
     Some(crate::codec::pair_key(best[0], best[1]).to_vec())

@@ -10,7 +10,7 @@
 
 use crate::error::StorageError;
 use crate::id_hash::{mix, IdMap};
-use crate::ids::{ChannelId, DeviceId, UserId};
+use confab_types::{ChannelId, DeviceId, UserId};
 use std::collections::hash_map::Entry;
 use std::sync::{Mutex, MutexGuard};
 

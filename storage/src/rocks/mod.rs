@@ -11,9 +11,8 @@ mod stage;
 
 use crate::error::StorageError;
 use crate::id_hash::{id_map, IdMap};
-use crate::ids::{ChannelId, DeviceId, UserId};
+use confab_types::{ChannelId, DeviceId, InboxSeq, Seq, StoredMessage, UserId};
 use crate::log::{LogConfig, MessageLog};
-use crate::model::StoredMessage;
 use crate::model::{
     AppendOutcome, AppendRequest, Cursor, HistoryAnchor, InboxEntry, OutboxEntry, OutboxKey, Page,
 };
@@ -146,10 +145,10 @@ impl MessageLog for RocksLog {
         // A duplicate names an older message whose own group publishes it.
         for outcome in outcomes.iter().filter(|o| !o.duplicate) {
             let v = channels.entry(outcome.channel.0).or_default();
-            *v = (*v).max(outcome.seq);
+            *v = (*v).max(outcome.seq.into());
             for &(user, seq) in &outcome.inbox {
                 let v = users.entry(user.0).or_default();
-                *v = (*v).max(seq);
+                *v = (*v).max(seq.into());
             }
         }
         let channels: Vec<(u64, u64)> = channels.into_iter().collect();
@@ -170,18 +169,19 @@ impl MessageLog for RocksLog {
     fn inbox(
         &self,
         user: UserId,
-        after: u64,
+        after: InboxSeq,
         limit: usize,
     ) -> Result<Page<InboxEntry>, StorageError> {
+        let after = after.0;
         self.read_inbox(user, after, limit)
     }
 
-    fn last_channel_seq(&self, channel: ChannelId) -> Result<u64, StorageError> {
-        self.visible_last(cf::MESSAGES, &self.channel_marks, channel.0)
+    fn last_channel_seq(&self, channel: ChannelId) -> Result<Seq, StorageError> {
+        self.visible_last(cf::MESSAGES, &self.channel_marks, channel.0).map(Seq)
     }
 
-    fn last_inbox_seq(&self, user: UserId) -> Result<u64, StorageError> {
-        self.visible_last(cf::INBOX, &self.inbox_marks, user.0)
+    fn last_inbox_seq(&self, user: UserId) -> Result<InboxSeq, StorageError> {
+        self.visible_last(cf::INBOX, &self.inbox_marks, user.0).map(InboxSeq)
     }
 
     fn set_cursor(
@@ -228,17 +228,17 @@ impl MessageLog for RocksLog {
         &self,
         channel: ChannelId,
         user: UserId,
-        seq: u64,
+        seq: Seq,
     ) -> Result<(), StorageError> {
         let mut key = [0u8; 16];
         key[..8].copy_from_slice(&channel.0.to_be_bytes());
         key[8..].copy_from_slice(&user.0.to_be_bytes());
         self.db
-            .merge_cf_opt(self.cf(cf::RECEIPTS)?, key, seq.to_be_bytes(), &unsynced())?;
+            .merge_cf_opt(self.cf(cf::RECEIPTS)?, key, seq.0.to_be_bytes(), &unsynced())?;
         Ok(())
     }
 
-    fn read_marks(&self, channel: ChannelId) -> Result<Vec<(UserId, u64)>, StorageError> {
+    fn read_marks(&self, channel: ChannelId) -> Result<Vec<(UserId, Seq)>, StorageError> {
         let prefix = channel.0.to_be_bytes();
         let mut marks = Vec::new();
         let iter = self.db.prefix_iterator_cf(self.cf(cf::RECEIPTS)?, prefix);
@@ -248,7 +248,7 @@ impl MessageLog for RocksLog {
                 break;
             }
             let user = u64::from_be_bytes(key[8..].try_into().expect("16-byte key"));
-            marks.push((UserId(user), crate::codec::decode_u64(&value, "receipt")?));
+            marks.push((UserId(user), Seq(crate::codec::decode_u64(&value, "receipt")?)));
         }
         Ok(marks)
     }

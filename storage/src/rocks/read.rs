@@ -10,8 +10,9 @@
 use super::{cf, RocksLog};
 use crate::codec;
 use crate::error::StorageError;
-use crate::ids::{ChannelId, UserId};
-use crate::model::{HistoryAnchor, InboxEntry, Page, StoredMessage, MAX_PAGE_LIMIT};
+use confab_types::{ChannelId, UserId};
+use crate::model::{HistoryAnchor, InboxEntry, Page, MAX_PAGE_LIMIT};
+use confab_types::StoredMessage;
 use crate::watermark::Watermarks;
 use rocksdb::{ColumnFamily, DBRawIterator, ReadOptions, Snapshot};
 
@@ -78,7 +79,7 @@ impl RocksLog {
         let (entries, has_more, ascending) = match anchor {
             HistoryAnchor::Latest | HistoryAnchor::Before(_) => {
                 let hi = match anchor {
-                    HistoryAnchor::Before(seq) => match seq.checked_sub(1) {
+                    HistoryAnchor::Before(seq) => match seq.0.checked_sub(1) {
                         Some(below) => below.min(top),
                         None => return Ok(empty()),
                     },
@@ -90,11 +91,11 @@ impl RocksLog {
                 (entries, more, false)
             }
             HistoryAnchor::After(seq) => {
-                if seq >= top {
+                if seq >= confab_types::Seq(top) {
                     return Ok(empty());
                 }
-                let mut iter = bounded(&snapshot, handle, channel.0, seq + 1, top);
-                iter.seek(codec::message_key(channel, seq + 1));
+                let mut iter = bounded(&snapshot, handle, channel.0, seq.0 + 1, top);
+                iter.seek(codec::message_key(channel, seq.0 + 1));
                 let (entries, more) = collect(&mut iter, limit, true)?;
                 (entries, more, true)
             }
@@ -154,7 +155,7 @@ impl RocksLog {
                 detail: format!("user {user} inbox {inbox_seq} points at missing {channel}/{seq}"),
             })?;
             items.push(InboxEntry {
-                inbox_seq,
+                inbox_seq: confab_types::InboxSeq(inbox_seq),
                 message: codec::decode_record(channel, seq, &value)?,
             });
         }

@@ -6,7 +6,7 @@ use super::counters::{channel_stripe, user_stripe, ChannelCounter};
 use super::{cf, unsynced, RocksLog};
 use crate::codec::{self, IdempotencyRecord};
 use crate::error::StorageError;
-use crate::ids::{ChannelId, DeviceId, UserId};
+use confab_types::{ChannelId, DeviceId, InboxSeq, UserId};
 use crate::model::{AppendOutcome, AppendRequest};
 use rocksdb::{ColumnFamily, ReadOptions, Snapshot, WriteBatch};
 use std::borrow::Cow;
@@ -115,9 +115,9 @@ impl RocksLog {
                 let original = &outcomes[first];
                 outcomes.push(duplicate_of(IdempotencyRecord {
                     channel: original.channel,
-                    seq: original.seq,
+                    seq: original.seq.into(),
                     timestamp_ms: original.timestamp_ms,
-                    sender_inbox_seq: original.sender_inbox_seq,
+                    sender_inbox_seq: original.sender_inbox_seq.into(),
                 }));
                 continue;
             }
@@ -138,7 +138,7 @@ impl RocksLog {
                 req.device,
                 req.client_msg_id,
                 timestamp_ms,
-                &req.text,
+                req.text.as_bytes(),
             );
             wb.put_cf(messages_cf, codec::message_key(req.channel, seq), &record);
 
@@ -148,10 +148,10 @@ impl RocksLog {
                 let last = locked.inbox(user);
                 *last += 1;
                 wb.put_cf(inbox_cf, codec::inbox_key(user, *last), pointer);
-                inbox.push((user, *last));
+                inbox.push((user, InboxSeq(*last)));
             }
             let sender_inbox_seq = crate::model::sender_seq(&inbox, req.sender);
-            for entry in crate::model::push_jobs(req, seq, &inbox, timestamp_ms) {
+            for entry in crate::model::push_jobs(req, confab_types::Seq(seq), &inbox, timestamp_ms) {
                 wb.put_cf(
                     outbox_cf,
                     codec::outbox_key(entry.key),
@@ -163,7 +163,7 @@ impl RocksLog {
                 channel: req.channel,
                 seq,
                 timestamp_ms,
-                sender_inbox_seq,
+                sender_inbox_seq: sender_inbox_seq.into(),
             };
             wb.put_cf(idem_cf, idem_keys[i], rec.encode());
             if repeats_possible {
@@ -171,7 +171,7 @@ impl RocksLog {
             }
             outcomes.push(AppendOutcome {
                 channel: req.channel,
-                seq,
+                seq: confab_types::Seq(seq),
                 timestamp_ms,
                 inbox,
                 sender_inbox_seq,
@@ -271,10 +271,10 @@ impl RocksLog {
 fn duplicate_of(rec: IdempotencyRecord) -> AppendOutcome {
     AppendOutcome {
         channel: rec.channel,
-        seq: rec.seq,
+        seq: confab_types::Seq(rec.seq),
         timestamp_ms: rec.timestamp_ms,
         inbox: Vec::new(),
-        sender_inbox_seq: rec.sender_inbox_seq,
+        sender_inbox_seq: confab_types::InboxSeq(rec.sender_inbox_seq),
         duplicate: true,
     }
 }

@@ -25,7 +25,8 @@ use crate::log::MessageLog;
 use crate::model::AppendRequest;
 use crate::sync_policy::SyncPolicy;
 use crossbeam_queue::ArrayQueue;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use prometheus::{Histogram, HistogramOpts, IntCounter, Registry};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::thread::{JoinHandle, Thread};
 use tracing::info;
@@ -61,15 +62,56 @@ impl Default for WriterConfig {
     }
 }
 
-/// Counters for metrics and tests (monotonic, relaxed).
-#[derive(Debug, Default)]
+/// The writers' Prometheus series, made unregistered; the node adds them
+/// to its registry with [`WriterStats::register`].
+#[derive(Debug, Clone)]
 pub struct WriterStats {
     /// Group commits staged.
-    pub groups: AtomicU64,
+    pub groups: IntCounter,
     /// Requests in those groups (duplicates included).
-    pub requests: AtomicU64,
+    pub requests: IntCounter,
     /// WAL fsyncs done by the syncer (each may cover several groups).
-    pub syncs: AtomicU64,
+    pub syncs: IntCounter,
+    /// How long each of those fsyncs took.
+    pub sync_seconds: Histogram,
+}
+
+impl Default for WriterStats {
+    fn default() -> Self {
+        let counter = |name: &str, help: &str| IntCounter::new(name, help).expect("valid metric");
+        WriterStats {
+            groups: counter(
+                "confab_storage_group_commits_total",
+                "Group commits staged by the storage writers.",
+            ),
+            requests: counter(
+                "confab_storage_append_requests_total",
+                "Append requests committed by the storage writers (duplicates included).",
+            ),
+            syncs: counter(
+                "confab_storage_wal_syncs_total",
+                "WAL fsyncs (each covers one or more group commits).",
+            ),
+            sync_seconds: Histogram::with_opts(
+                HistogramOpts::new("confab_storage_fsync_seconds", "Duration of each WAL fsync.")
+                    .buckets(vec![
+                        0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+                        1.0,
+                    ]),
+            )
+            .expect("valid metric"),
+        }
+    }
+}
+
+impl WriterStats {
+    /// Adds every series to `registry`.
+    pub fn register(&self, registry: &Registry) -> prometheus::Result<()> {
+        registry.register(Box::new(self.groups.clone()))?;
+        registry.register(Box::new(self.requests.clone()))?;
+        registry.register(Box::new(self.syncs.clone()))?;
+        registry.register(Box::new(self.sync_seconds.clone()))
+    }
 }
 
 /// One request on its way to a writer.
@@ -119,6 +161,8 @@ pub struct WriterPool<L: MessageLog> {
     writers: Vec<JoinHandle<()>>,
     syncer: Option<JoinHandle<()>>,
     stats: Arc<WriterStats>,
+    /// One clone per live producer.
+    alive: Arc<()>,
 }
 
 impl<L: MessageLog> WriterPool<L> {
@@ -179,10 +223,13 @@ impl<L: MessageLog> WriterPool<L> {
         // last writer has.
         drop(sync_tx);
 
+        let alive = Arc::new(());
         let producers = links
             .iter()
             .enumerate()
-            .map(|(id, _)| Producer::new(id, inboxes.clone(), links.clone(), max_in_flight))
+            .map(|(id, _)| {
+                Producer::new(id, inboxes.clone(), links.clone(), max_in_flight, alive.clone())
+            })
             .collect();
         info!(writers, producers = links.len(), policy = %log.sync_policy(), "storage writers started");
         Ok((
@@ -192,6 +239,7 @@ impl<L: MessageLog> WriterPool<L> {
                 writers: handles,
                 syncer,
                 stats,
+                alive,
             },
             producers,
         ))
@@ -211,6 +259,13 @@ impl<L: MessageLog> WriterPool<L> {
     /// borrow of the pool (a metrics endpoint).
     pub fn stats_handle(&self) -> Arc<WriterStats> {
         self.stats.clone()
+    }
+
+    /// Producers not yet dropped. A node stops its writers once this is
+    /// zero: every core that could submit is gone, so everything accepted
+    /// gets committed (and fsynced under `sync = "batch"`).
+    pub fn producers_alive(&self) -> usize {
+        Arc::strong_count(&self.alive) - 1
     }
 
     /// Stops the writers after they drain their queues, then the syncer after

@@ -57,6 +57,8 @@ pub struct Producer {
     links: Arc<[ProducerLink]>,
     outstanding: usize,
     max_in_flight: usize,
+    /// Held while the producer lives: the pool counts live producers by it.
+    _alive: Arc<()>,
 }
 
 impl Producer {
@@ -65,6 +67,7 @@ impl Producer {
         writers: Vec<Arc<WriterInbox>>,
         links: Arc<[ProducerLink]>,
         max_in_flight: usize,
+        alive: Arc<()>,
     ) -> Self {
         Self {
             id,
@@ -72,6 +75,7 @@ impl Producer {
             links,
             outstanding: 0,
             max_in_flight,
+            _alive: alive,
         }
     }
 

@@ -87,10 +87,8 @@ impl<L: MessageLog> Shard<L> {
     }
 
     fn commit(&self, routes: Routes, requests: &mut Vec<AppendRequest>) {
-        self.stats.groups.fetch_add(1, Ordering::Relaxed);
-        self.stats
-            .requests
-            .fetch_add(requests.len() as u64, Ordering::Relaxed);
+        self.stats.groups.inc();
+        self.stats.requests.inc_by(requests.len() as u64);
         let staged = self.log.stage(requests);
         requests.clear();
         match (staged, &self.sync_tx) {

@@ -8,7 +8,6 @@ use crate::error::StorageError;
 use crate::log::MessageLog;
 use crate::model::AppendOutcome;
 use crossbeam_channel::Receiver;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use tracing::error;
@@ -43,8 +42,10 @@ fn run<L: MessageLog>(
         // so one fsync makes all of it durable.
         let mut jobs = vec![first];
         jobs.extend(rx.try_iter());
+        let started = std::time::Instant::now();
         let synced = log.sync();
-        stats.syncs.fetch_add(1, Ordering::Relaxed);
+        stats.sync_seconds.observe(started.elapsed().as_secs_f64());
+        stats.syncs.inc();
         match synced {
             Ok(()) => {
                 for job in &jobs {

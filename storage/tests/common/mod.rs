@@ -22,7 +22,7 @@ pub fn req(
         device: DeviceId(1),
         client_msg_id,
         recipients: recipients.iter().copied().map(UserId).collect(),
-        text: text.as_bytes().to_vec(),
+        text: text.into(),
         push_to: Vec::new(),
     }
 }
@@ -36,15 +36,15 @@ pub fn full_history(log: &impl MessageLog, channel: u64) -> Vec<StoredMessage> {
     let mut after = 0;
     loop {
         let page = log
-            .channel_history(channel, HistoryAnchor::After(after), MAX_PAGE_LIMIT)
+            .channel_history(channel, HistoryAnchor::After(confab_storage::Seq(after)), MAX_PAGE_LIMIT)
             .unwrap();
         for m in &page.items {
             assert_eq!(
                 m.seq,
-                after + 1,
+                confab_storage::Seq(after + 1),
                 "channel {channel} has a gap after {after}"
             );
-            after = m.seq;
+            after = m.seq.into();
         }
         all.extend(page.items);
         if !page.has_more {
@@ -52,7 +52,7 @@ pub fn full_history(log: &impl MessageLog, channel: u64) -> Vec<StoredMessage> {
         }
     }
     assert_eq!(
-        after, last,
+        after, last.into(),
         "channel {channel}: history ends at {after}, last seq says {last}"
     );
     all
@@ -66,22 +66,22 @@ pub fn full_inbox(log: &impl MessageLog, user: u64) -> Vec<(u64, u64, u64)> {
     let mut all = Vec::new();
     let mut after = 0;
     loop {
-        let page = log.inbox(user, after, MAX_PAGE_LIMIT).unwrap();
+        let page = log.inbox(user, confab_storage::InboxSeq(after), MAX_PAGE_LIMIT).unwrap();
         for e in &page.items {
             assert_eq!(
                 e.inbox_seq,
-                after + 1,
+                confab_storage::InboxSeq(after + 1),
                 "user {user} inbox has a gap after {after}"
             );
-            after = e.inbox_seq;
-            all.push((e.inbox_seq, e.message.channel.0, e.message.seq));
+            after = e.inbox_seq.into();
+            all.push((e.inbox_seq.0, e.message.channel.0, e.message.seq.0));
         }
         if !page.has_more {
             break;
         }
     }
     assert_eq!(
-        after, last,
+        after, last.into(),
         "user {user}: inbox ends at {after}, last says {last}"
     );
     let distinct: HashSet<_> = all.iter().map(|&(_, c, s)| (c, s)).collect();

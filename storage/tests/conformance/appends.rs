@@ -2,7 +2,7 @@
 
 use crate::common::{full_history, full_inbox, req};
 use crate::harness::{Engine, Fixture, START_MS};
-use confab_storage::{
+use confab_storage::{InboxSeq, 
     ChannelId, HistoryAnchor, InvalidRequest, MessageLog, StorageError, UserId, MAX_RECIPIENTS,
 };
 use std::sync::Arc;
@@ -20,13 +20,13 @@ pub fn sequences_start_at_one_and_are_gapless_per_channel<E: Engine>() {
     assert_eq!(
         first
             .iter()
-            .map(|o| (o.channel.0, o.seq))
+            .map(|o| (o.channel.0, o.seq.0))
             .collect::<Vec<_>>(),
         [(1, 1), (2, 1), (1, 2)]
     );
     let second = f.log.append(&[req(1, 1, 4, &[1], "c")]).unwrap();
     assert_eq!(
-        (second[0].channel.0, second[0].seq, second[0].duplicate),
+        (second[0].channel.0, second[0].seq.0, second[0].duplicate),
         (1, 3, false)
     );
 
@@ -34,10 +34,10 @@ pub fn sequences_start_at_one_and_are_gapless_per_channel<E: Engine>() {
         .into_iter()
         .map(|m| m.text)
         .collect();
-    assert_eq!(texts, [b"a".to_vec(), b"b".to_vec(), b"c".to_vec()]);
-    assert_eq!(f.log.last_channel_seq(ChannelId(1)).unwrap(), 3);
-    assert_eq!(f.log.last_channel_seq(ChannelId(2)).unwrap(), 1);
-    assert_eq!(f.log.last_channel_seq(ChannelId(3)).unwrap(), 0);
+    assert_eq!(texts, ["a", "b", "c"]);
+    assert_eq!(f.log.last_channel_seq(ChannelId(1)).unwrap(), confab_storage::Seq(3));
+    assert_eq!(f.log.last_channel_seq(ChannelId(2)).unwrap(), confab_storage::Seq(1));
+    assert_eq!(f.log.last_channel_seq(ChannelId(3)).unwrap(), confab_storage::Seq(0));
 }
 
 pub fn timestamps_come_from_the_clock_and_never_go_backwards<E: Engine>() {
@@ -68,21 +68,21 @@ pub fn fan_out_reaches_every_recipient_including_sender<E: Engine>() {
     let out = f.log.append(&[req(10, 1, 1, &[1, 2, 3], "hello")]).unwrap();
     assert_eq!(
         out[0].inbox,
-        [(UserId(1), 1), (UserId(2), 1), (UserId(3), 1)]
+        [(UserId(1), InboxSeq(1)), (UserId(2), InboxSeq(1)), (UserId(3), InboxSeq(1))]
     );
     // User 2 is also in channel 20: its inbox seq continues there.
     let out = f.log.append(&[req(20, 4, 2, &[4, 2], "other")]).unwrap();
-    assert_eq!(out[0].inbox, [(UserId(4), 1), (UserId(2), 2)]);
+    assert_eq!(out[0].inbox, [(UserId(4), InboxSeq(1)), (UserId(2), InboxSeq(2))]);
 
     for user in [1, 3] {
-        let inbox = f.log.inbox(UserId(user), 0, 10).unwrap();
+        let inbox = f.log.inbox(UserId(user), confab_storage::InboxSeq(0), 10).unwrap();
         assert_eq!(inbox.items.len(), 1);
-        assert_eq!(inbox.items[0].message.text, b"hello");
+        assert_eq!(inbox.items[0].message.text, "hello");
         assert_eq!(inbox.items[0].message.sender, UserId(1));
     }
     assert_eq!(full_inbox(&f.log, 2), [(1, 10, 1), (2, 20, 1)]);
     assert_eq!(full_inbox(&f.log, 4), [(1, 20, 1)]);
-    assert_eq!(f.log.last_inbox_seq(UserId(2)).unwrap(), 2);
+    assert_eq!(f.log.last_inbox_seq(UserId(2)).unwrap(), confab_storage::InboxSeq(2));
     assert!(full_inbox(&f.log, 5).is_empty());
 }
 
@@ -92,7 +92,7 @@ pub fn repeated_recipients_get_one_pointer<E: Engine>() {
         .log
         .append(&[req(1, 1, 1, &[2, 1, 2, 2, 1], "x")])
         .unwrap();
-    assert_eq!(out[0].inbox, [(UserId(2), 1), (UserId(1), 1)]);
+    assert_eq!(out[0].inbox, [(UserId(2), InboxSeq(1)), (UserId(1), InboxSeq(1))]);
     assert_eq!(full_inbox(&f.log, 2).len(), 1);
 }
 
@@ -112,9 +112,9 @@ pub fn invalid_requests_store_nothing<E: Engine>() {
     );
     // The batch is atomic: the valid request was not stored either, and its
     // client id is still free.
-    assert_eq!(f.log.last_channel_seq(ChannelId(1)).unwrap(), 0);
+    assert_eq!(f.log.last_channel_seq(ChannelId(1)).unwrap(), confab_storage::Seq(0));
     let out = f.log.append(&[req(1, 1, 1, &[1], "fine")]).unwrap();
-    assert_eq!((out[0].seq, out[0].duplicate), (1, false));
+    assert_eq!((out[0].seq.0, out[0].duplicate), (1, false));
     let exactly_max: Vec<u64> = (1..=MAX_RECIPIENTS as u64).collect();
     assert_eq!(
         f.log.append(&[req(1, 1, 3, &exactly_max, "ok")]).unwrap()[0]
@@ -133,10 +133,10 @@ pub fn staged_writes_stay_invisible_until_published<E: Engine>() {
         .log
         .stage(&[req(1, 1, 2, &[1, 2], "a"), req(2, 3, 3, &[3, 1], "b")])
         .unwrap();
-    assert_eq!(staged[0].seq, 2);
-    assert_eq!(f.log.last_channel_seq(ChannelId(1)).unwrap(), 1);
-    assert_eq!(f.log.last_channel_seq(ChannelId(2)).unwrap(), 0);
-    assert_eq!(f.log.last_inbox_seq(UserId(3)).unwrap(), 0);
+    assert_eq!(staged[0].seq, confab_storage::Seq(2));
+    assert_eq!(f.log.last_channel_seq(ChannelId(1)).unwrap(), confab_storage::Seq(1));
+    assert_eq!(f.log.last_channel_seq(ChannelId(2)).unwrap(), confab_storage::Seq(0));
+    assert_eq!(f.log.last_inbox_seq(UserId(3)).unwrap(), confab_storage::InboxSeq(0));
     assert_eq!(
         f.log
             .channel_history(ChannelId(1), HistoryAnchor::Latest, 10)
@@ -147,7 +147,7 @@ pub fn staged_writes_stay_invisible_until_published<E: Engine>() {
     );
     assert!(
         !f.log
-            .channel_history(ChannelId(1), HistoryAnchor::After(0), 10)
+            .channel_history(ChannelId(1), HistoryAnchor::After(confab_storage::Seq(0)), 10)
             .unwrap()
             .has_more
     );
@@ -157,8 +157,8 @@ pub fn staged_writes_stay_invisible_until_published<E: Engine>() {
         .unwrap()
         .items
         .is_empty());
-    assert_eq!(f.log.inbox(UserId(1), 0, 10).unwrap().items.len(), 1);
-    assert!(f.log.inbox(UserId(3), 0, 10).unwrap().items.is_empty());
+    assert_eq!(f.log.inbox(UserId(1), confab_storage::InboxSeq(0), 10).unwrap().items.len(), 1);
+    assert!(f.log.inbox(UserId(3), confab_storage::InboxSeq(0), 10).unwrap().items.is_empty());
 
     f.log.sync().unwrap();
     f.log.publish(&staged);
@@ -212,10 +212,10 @@ pub fn concurrent_appends_keep_every_inbox_gapless<E: Engine>() {
                     std::time::Instant::now() < deadline,
                     "device stuck at {cursor}"
                 );
-                let page = log.inbox(UserId(1), cursor, 64).unwrap();
+                let page = log.inbox(UserId(1), confab_storage::InboxSeq(cursor), 64).unwrap();
                 for e in page.items {
-                    assert_eq!(e.inbox_seq, cursor + 1, "device would skip inbox entries");
-                    cursor = e.inbox_seq;
+                    assert_eq!(e.inbox_seq, confab_storage::InboxSeq(cursor + 1), "device would skip inbox entries");
+                    cursor = e.inbox_seq.into();
                 }
                 std::thread::yield_now();
             }

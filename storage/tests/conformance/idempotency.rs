@@ -29,11 +29,11 @@ pub fn retry_across_batches_returns_first_result<E: Engine>() {
     assert!(retry.inbox.is_empty());
     // The retry is acknowledged with the sender's original inbox entry, so
     // the sending device's cursor lands where the first ack would have put it.
-    assert_eq!(first.sender_inbox_seq, 1);
+    assert_eq!(first.sender_inbox_seq, confab_storage::InboxSeq(1));
     assert_eq!(retry.sender_inbox_seq, first.sender_inbox_seq);
     let history = full_history(&f.log, 1);
     assert_eq!(history.len(), 2);
-    assert_eq!(history[0].text, b"original");
+    assert_eq!(history[0].text, "original");
     assert_eq!(full_inbox(&f.log, 8).len(), 2);
 }
 
@@ -48,9 +48,9 @@ pub fn retry_within_a_batch_is_detected<E: Engine>() {
             req(1, 7, 1, &[7], "a"),
         ])
         .unwrap();
-    let summary: Vec<_> = out.iter().map(|o| (o.seq, o.duplicate)).collect();
+    let summary: Vec<_> = out.iter().map(|o| (o.seq.0, o.duplicate)).collect();
     assert_eq!(summary, [(1, false), (2, false), (1, true), (1, true)]);
-    let sender_seqs: Vec<_> = out.iter().map(|o| o.sender_inbox_seq).collect();
+    let sender_seqs: Vec<_> = out.iter().map(|o| o.sender_inbox_seq.0).collect();
     assert_eq!(sender_seqs, [1, 2, 1, 1]);
     assert_eq!(full_history(&f.log, 1).len(), 2);
     assert_eq!(full_inbox(&f.log, 7).len(), 2);
@@ -80,7 +80,7 @@ pub fn falling_ids_within_a_batch_are_told_apart<E: Engine>() {
             req(1, 7, 7, &[7, 8], "laptop 7 again"),
         ])
         .unwrap();
-    let summary: Vec<_> = out.iter().map(|o| (o.seq, o.duplicate)).collect();
+    let summary: Vec<_> = out.iter().map(|o| (o.seq.0, o.duplicate)).collect();
     assert_eq!(
         summary,
         [
@@ -104,7 +104,7 @@ pub fn falling_ids_within_a_batch_are_told_apart<E: Engine>() {
             req(1, 7, 10, &[7, 8], "ten"),
         ])
         .unwrap();
-    let summary: Vec<_> = next.iter().map(|o| (o.seq, o.duplicate)).collect();
+    let summary: Vec<_> = next.iter().map(|o| (o.seq.0, o.duplicate)).collect();
     assert_eq!(summary, [(5, true), (6, false)]);
 }
 
@@ -121,7 +121,7 @@ pub fn client_ids_are_scoped_by_sender_and_device<E: Engine>() {
         ])
         .unwrap();
     assert!(out.iter().all(|o| !o.duplicate));
-    assert_eq!(f.log.last_channel_seq(ChannelId(1)).unwrap(), 3);
+    assert_eq!(f.log.last_channel_seq(ChannelId(1)).unwrap(), confab_storage::Seq(3));
 }
 
 pub fn entries_expire_after_the_window<E: Engine>() {
@@ -135,12 +135,12 @@ pub fn entries_expire_after_the_window<E: Engine>() {
     // Past the window the id is free again: the bound on what is remembered.
     let after = f.log.append(&[req(1, 7, 42, &[7], "a")]).unwrap().remove(0);
     assert!(!after.duplicate);
-    assert_eq!(after.seq, 2);
+    assert_eq!(after.seq, confab_storage::Seq(2));
     // ...and the new entry starts a new window.
     f.clock.advance(5_000);
     let again = f.log.append(&[req(1, 7, 42, &[7], "a")]).unwrap().remove(0);
     assert!(again.duplicate);
-    assert_eq!(again.seq, 2);
+    assert_eq!(again.seq, confab_storage::Seq(2));
 }
 
 pub fn retry_after_reopen_keeps_history_visible<E: Engine>() {
@@ -156,10 +156,10 @@ pub fn retry_after_reopen_keeps_history_visible<E: Engine>() {
     // The first write after reopen is a retry: it must not make the log
     // forget (or hide) the history it did not have to load.
     let retry = f.log.append(&[req(1, 7, 1, &[7], "a")]).unwrap().remove(0);
-    assert_eq!((retry.seq, retry.duplicate), (1, true));
-    assert_eq!(f.log.last_channel_seq(ChannelId(1)).unwrap(), 3);
+    assert_eq!((retry.seq.0, retry.duplicate), (1, true));
+    assert_eq!(f.log.last_channel_seq(ChannelId(1)).unwrap(), confab_storage::Seq(3));
     assert_eq!(full_history(&f.log, 1).len(), 3);
-    assert_eq!(f.log.append(&[req(1, 7, 4, &[7], "d")]).unwrap()[0].seq, 4);
+    assert_eq!(f.log.append(&[req(1, 7, 4, &[7], "d")]).unwrap()[0].seq, confab_storage::Seq(4));
     assert_eq!(full_inbox(&f.log, 7).len(), 4);
 }
 
@@ -174,16 +174,16 @@ pub fn ids_below_the_devices_highest_are_still_checked<E: Engine>() {
         .append(&[req(1, 7, 10, &[7], "ten"), req(1, 7, 20, &[7], "twenty")])
         .unwrap()
         .iter()
-        .map(|o| o.seq)
+        .map(|o| o.seq.0)
         .collect();
     assert_eq!(stored, [1, 2]);
     // Below the highest id but never used: new.
     let fifteen = f.log.append(&[req(1, 7, 15, &[7], "fifteen")]).unwrap();
-    assert_eq!((fifteen[0].seq, fifteen[0].duplicate), (3, false));
+    assert_eq!((fifteen[0].seq.0, fifteen[0].duplicate), (3, false));
     // Retries of the highest, of one below it, of the out-of-order one.
     for (id, seq) in [(20, 2), (10, 1), (15, 3)] {
         let out = f.log.append(&[req(1, 7, id, &[7], "again")]).unwrap();
-        assert_eq!((out[0].seq, out[0].duplicate), (seq, true), "id {id}");
+        assert_eq!((out[0].seq.0, out[0].duplicate), (seq, true), "id {id}");
     }
     let f = f.reopen();
     // After a reopen nothing is remembered in memory: the same answers.
@@ -196,7 +196,7 @@ pub fn ids_below_the_devices_highest_are_still_checked<E: Engine>() {
             req(1, 7, 20, &[7], "again"),
         ])
         .unwrap();
-    let summary: Vec<_> = out.iter().map(|o| (o.seq, o.duplicate)).collect();
+    let summary: Vec<_> = out.iter().map(|o| (o.seq.0, o.duplicate)).collect();
     assert_eq!(summary, [(3, true), (4, false), (5, false), (2, true)]);
     // Another device of the same user, and another user, start afresh.
     let mut other_device = req(1, 7, 12, &[7], "phone");

@@ -9,7 +9,7 @@ fn key(user: u64, channel: u64, seq: u64) -> OutboxKey {
     OutboxKey {
         user: UserId(user),
         channel: ChannelId(channel),
-        seq,
+        seq: confab_storage::Seq(seq),
     }
 }
 
@@ -72,7 +72,7 @@ pub fn jobs_survive_a_reopen_until_removed<E: Engine>() {
     }
     let late = OutboxEntry {
         key: key(1, 5, 3),
-        inbox_seq: 3,
+        inbox_seq: confab_storage::InboxSeq(3),
         sender: UserId(2),
         timestamp_ms: START_MS + 5,
     };
@@ -91,7 +91,7 @@ pub fn scan_pages_in_key_order<E: Engine>() {
         .iter()
         .map(|&(u, c, s)| OutboxEntry {
             key: key(u, c, s),
-            inbox_seq: s,
+            inbox_seq: confab_storage::InboxSeq(s),
             sender: UserId(42),
             timestamp_ms: START_MS,
         })

@@ -2,7 +2,7 @@
 //! requests pile up behind it deterministically), fail a stage, and records the
 //! size of every group it was given.
 
-use confab_storage::{
+use confab_storage::{InboxSeq, Seq, 
     AppendOutcome, AppendRequest, ChannelId, Cursor, DeviceId, HistoryAnchor, InboxEntry,
     MessageLog, OutboxEntry, OutboxKey, Page, StorageError, StoredMessage, SyncPolicy, UserId,
 };
@@ -108,17 +108,17 @@ impl<L: MessageLog> MessageLog for GatedLog<L> {
     fn inbox(
         &self,
         user: UserId,
-        after: u64,
+        after: InboxSeq,
         limit: usize,
     ) -> Result<Page<InboxEntry>, StorageError> {
-        self.inner.inbox(user, after, limit)
+        self.inner.inbox(user, confab_storage::InboxSeq(after.into()), limit)
     }
 
-    fn last_channel_seq(&self, channel: ChannelId) -> Result<u64, StorageError> {
+    fn last_channel_seq(&self, channel: ChannelId) -> Result<Seq, StorageError> {
         self.inner.last_channel_seq(channel)
     }
 
-    fn last_inbox_seq(&self, user: UserId) -> Result<u64, StorageError> {
+    fn last_inbox_seq(&self, user: UserId) -> Result<InboxSeq, StorageError> {
         self.inner.last_inbox_seq(user)
     }
 
@@ -147,12 +147,12 @@ impl<L: MessageLog> MessageLog for GatedLog<L> {
         &self,
         channel: ChannelId,
         user: UserId,
-        seq: u64,
+        seq: Seq,
     ) -> Result<(), StorageError> {
-        self.inner.set_read_up_to(channel, user, seq)
+        self.inner.set_read_up_to(channel, user, confab_storage::Seq(seq.into()))
     }
 
-    fn read_marks(&self, channel: ChannelId) -> Result<Vec<(UserId, u64)>, StorageError> {
+    fn read_marks(&self, channel: ChannelId) -> Result<Vec<(UserId, Seq)>, StorageError> {
         self.inner.read_marks(channel)
     }
 

@@ -75,12 +75,12 @@ fn group_commit_takes_everything_queued_behind_a_busy_writer() {
     // One group for the request the writer was busy with, one for the 99
     // that queued meanwhile: group commit, not one write per message.
     assert_eq!(log.stage_sizes(), [1, 99]);
-    let syncs = pool.stats().syncs.load(Ordering::SeqCst);
+    let syncs = pool.stats().syncs.get();
     assert!((1..=2).contains(&syncs), "{syncs} fsyncs for 2 groups");
     // Woken once per delivered group, not per message.
     let wakes = wakes.load(Ordering::SeqCst);
     assert!((1..=2).contains(&wakes), "{wakes} wake-ups");
-    assert_eq!(pool.stats().requests.load(Ordering::SeqCst), 100);
+    assert_eq!(pool.stats().requests.get(), 100);
 }
 
 #[test]
@@ -112,7 +112,7 @@ fn a_full_queue_refuses_instead_of_blocking() {
     // Space again once the writer drained the queue.
     p.submit(5, *refused.request).unwrap();
     let last = collect(p, 1).remove(0);
-    assert_eq!((last.token, last.result.unwrap().seq), (5, 6));
+    assert_eq!((last.token, last.result.unwrap().seq.0), (5, 6));
 }
 
 #[test]
@@ -131,7 +131,7 @@ fn in_flight_limit_holds_until_completions_are_collected() {
     }
     // Completions may already sit in the queue; they still count until polled.
     wait_until("three commits", || {
-        pool.stats().requests.load(Ordering::SeqCst) == 3
+        pool.stats().requests.get() == 3
     });
     let refused = p.submit(3, req(3, 1, 3, &[1], "x")).unwrap_err();
     assert_eq!(refused.reason, SubmitRejection::InFlightLimit);
@@ -139,7 +139,7 @@ fn in_flight_limit_holds_until_completions_are_collected() {
     p.submit(3, *refused.request).unwrap();
     assert_eq!(collect(p, 3).len(), 3);
     assert_eq!(
-        pool.stats().syncs.load(Ordering::SeqCst),
+        pool.stats().syncs.get(),
         0,
         "policy none never fsyncs"
     );
@@ -195,7 +195,7 @@ fn completions_go_back_to_the_submitting_producer() {
     for (i, (_, wakes)) in counters.iter().enumerate() {
         let wakes = wakes.load(Ordering::SeqCst);
         assert!(wakes >= 1, "producer {i} never woken");
-        assert!(wakes <= pool.stats().groups.load(Ordering::SeqCst) as usize);
+        assert!(wakes <= pool.stats().groups.get() as usize);
     }
 }
 
@@ -220,7 +220,7 @@ fn duplicates_through_the_writer_get_the_original_result() {
         .iter()
         .map(|c| {
             let o = c.result.as_ref().unwrap();
-            (o.seq, o.duplicate)
+            (o.seq.0, o.duplicate)
         })
         .collect();
     assert_eq!(got, [(1, false), (1, true), (2, false), (2, true)]);
@@ -239,7 +239,7 @@ fn shutdown_completes_everything_already_queued() {
     let mut done = Vec::new();
     producers[0].drain_into(&mut done);
     assert_eq!(done.len(), 500);
-    assert_eq!(log.last_channel_seq(ChannelId(1)).unwrap(), 500);
+    assert_eq!(log.last_channel_seq(ChannelId(1)).unwrap(), confab_storage::Seq(500));
     let refused = producers[0]
         .submit(500, req(1, 1, 500, &[1], "late"))
         .unwrap_err();
@@ -323,16 +323,16 @@ fn sharded_writers_keep_shared_inboxes_gapless_and_ordered() {
         s.spawn(move || {
             let mut cursor = 0;
             wait_until("device to catch up", || {
-                let page = log.inbox(UserId(2), cursor, 100).unwrap();
+                let page = log.inbox(UserId(2), confab_storage::InboxSeq(cursor), 100).unwrap();
                 for e in page.items {
-                    assert_eq!(e.inbox_seq, cursor + 1, "device would skip inbox entries");
-                    cursor = e.inbox_seq;
+                    assert_eq!(e.inbox_seq, confab_storage::InboxSeq(cursor + 1), "device would skip inbox entries");
+                    cursor = e.inbox_seq.into();
                 }
                 cursor == total
             });
         });
     });
-    let groups = pool.stats().groups.load(Ordering::SeqCst);
+    let groups = pool.stats().groups.get();
     drop(pool);
     assert!(
         groups < total,

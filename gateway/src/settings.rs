@@ -1,0 +1,126 @@
+//! The gateway's tunables, fixed when it starts: what `[gateway]` sets,
+//! plus the limits the protocol announces in `Welcome`.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use confab_protocol::frame::Limits;
+
+use crate::transport::quic::QuicSettings;
+use crate::transport::IoMode;
+
+/// The gateway's tunables, fixed at start.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// WebSocket listen address.
+    pub ws_addr: SocketAddr,
+    /// WebSocket path.
+    pub ws_path: String,
+    /// Number of cores (threads).
+    pub cores: usize,
+    /// Requested IO backend (epoll is used when io_uring is unavailable).
+    pub io: IoMode,
+    /// Pin core threads to CPUs where allowed.
+    pub pin_cores: bool,
+    /// Time allowed from TCP accept to a verified `Hello`.
+    pub handshake_timeout: Duration,
+    /// Heartbeat interval announced in `Welcome`; silence for three drops
+    /// the device.
+    pub heartbeat_interval: Duration,
+    /// How long a user whose last device left still reads as online (a
+    /// reconnect within it publishes nothing).
+    pub presence_grace: Duration,
+    /// Largest protocol frame.
+    pub max_frame_bytes: usize,
+    /// Longest text in characters.
+    pub max_text_chars: usize,
+    /// Most entries per batch.
+    pub max_page: u32,
+    /// Most users per presence request.
+    pub max_presence_users: u32,
+    /// Sustained sends per second per user.
+    pub send_rate_per_s: u32,
+    /// Sends allowed in a burst per user.
+    pub send_burst: u32,
+    /// Least time between two typing notices of a user in a channel.
+    pub typing_interval: Duration,
+    /// Bytes a connection may have queued before it is a slow consumer.
+    pub outbound_limit_bytes: usize,
+    /// TLS for `wss://` on the WebSocket port (told apart from plain HTTP
+    /// by the first byte); `None` serves plain `ws://` only.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// Who may use plain `ws://`.
+    pub plain_ws: PlainWs,
+    /// The QUIC transport; `None` serves WebSocket only.
+    pub quic: Option<QuicSettings>,
+}
+
+/// Who may connect with plain `ws://` (unencrypted).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PlainWs {
+    /// Clients on loopback addresses only (development on one machine).
+    Loopback,
+    /// Everyone (behind a TLS-terminating proxy, say).
+    Always,
+    /// No one: TLS is required.
+    Never,
+}
+
+impl PlainWs {
+    /// Whether a client at `ip` may connect without TLS.
+    pub fn allows(self, ip: std::net::IpAddr) -> bool {
+        match self {
+            PlainWs::Always => true,
+            PlainWs::Never => false,
+            PlainWs::Loopback => match ip {
+                std::net::IpAddr::V4(v4) => v4.is_loopback(),
+                std::net::IpAddr::V6(v6) => {
+                    v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
+                }
+            },
+        }
+    }
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            ws_addr: ([127, 0, 0, 1], 8081).into(),
+            ws_path: "/v1/ws".into(),
+            cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            io: IoMode::Uring,
+            pin_cores: true,
+            handshake_timeout: Duration::from_secs(10),
+            heartbeat_interval: Duration::from_secs(30),
+            presence_grace: Duration::from_secs(5),
+            max_frame_bytes: confab_protocol::binary::DEFAULT_MAX_FRAME_BYTES,
+            max_text_chars: confab_protocol::limits::MAX_TEXT_CHARS,
+            max_page: 200,
+            max_presence_users: 500,
+            send_rate_per_s: 20,
+            send_burst: 50,
+            typing_interval: Duration::from_secs(2),
+            outbound_limit_bytes: 4 << 20,
+            tls: None,
+            plain_ws: PlainWs::Loopback,
+            quic: None,
+        }
+    }
+}
+
+impl Settings {
+    /// The limits announced in `Welcome`.
+    pub fn limits(&self) -> Limits {
+        Limits {
+            max_frame_bytes: self.max_frame_bytes as u32,
+            max_text_chars: self.max_text_chars as u32,
+            max_group_members: 100,
+            max_page: self.max_page,
+            max_presence_users: self.max_presence_users,
+            send_rate_per_s: self.send_rate_per_s,
+        }
+    }
+}
+

@@ -1,0 +1,402 @@
+//! A core: its shard's state, its storage producer, and the handles to
+//! what lies outside the node's cores (message log, directory, push). The
+//! session's handlers and the transports reach the state only through
+//! here, in short borrows that never span an `.await`; every call that can
+//! make the state ask for something ends with [`Core::pump`], which does
+//! what it asked.
+
+use std::cell::{Cell, RefCell, RefMut};
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Instant;
+
+use confab_protocol::ErrorCode;
+use confab_storage::writer::{Producer, SubmitRejection};
+use confab_storage::{AppendRequest, MessageLog};
+use confab_types::{ChannelId, DeviceId, InboxSeq, Text, UserId};
+use tokio::sync::{oneshot, Notify};
+
+use super::conns::ConnId;
+use super::mailbox::Bus;
+use super::msg::{Input, Output, PushEvent, ShardMsg};
+use super::pending::PendingSend;
+use super::state::{Opening, ShardState};
+use crate::metrics::{CoreMetrics, GatewayMetrics};
+use crate::ports::{Authenticator, Directory, PushSink};
+use crate::settings::Settings;
+use crate::transport::IoMode;
+
+/// What every core shares (read-only, or internally synchronised).
+pub struct CoreIo {
+    /// Tunables.
+    pub settings: Settings,
+    /// The IO backend in use.
+    pub io: IoMode,
+    /// Core mailboxes.
+    pub bus: Bus,
+    /// The message log, for reads (writes go through the producers).
+    pub log: Arc<dyn MessageLog>,
+    /// Relational facts.
+    pub directory: Arc<dyn Directory>,
+    /// Token verification.
+    pub auth: Arc<dyn Authenticator>,
+    /// Where push jobs go.
+    pub push: Arc<dyn PushSink>,
+    /// The gateway's metrics.
+    pub metrics: GatewayMetrics,
+}
+
+/// A connection's IO handles, beside its state in the shard.
+#[derive(Default)]
+pub struct ConnIo {
+    /// Wakes the connection's writer.
+    pub writer: Notify,
+    replay: RefCell<Option<oneshot::Sender<(InboxSeq, InboxSeq)>>>,
+}
+
+/// One core.
+pub struct Core {
+    /// This core's index.
+    pub id: usize,
+    /// What all cores share.
+    pub io: Arc<CoreIo>,
+    /// This core's metrics (the same children the state counts into).
+    pub metrics: CoreMetrics,
+    state: RefCell<ShardState>,
+    producer: RefCell<Producer>,
+    conns: RefCell<HashMap<ConnId, Rc<ConnIo>>>,
+    asks: RefCell<HashMap<u64, oneshot::Sender<Vec<(UserId, bool)>>>>,
+    next_ask: Cell<u64>,
+    /// The timer the driver sleeps until; a session that makes the state
+    /// want an earlier one wakes the driver through `rearm`.
+    armed: Cell<Option<Instant>>,
+    rearm: Notify,
+}
+
+impl Core {
+    /// A core over `state`, submitting sends through `producer`.
+    pub fn new(id: usize, io: Arc<CoreIo>, state: ShardState, producer: Producer) -> Rc<Core> {
+        Rc::new(Core {
+            id,
+            io,
+            metrics: state.metrics.clone(),
+            state: RefCell::new(state),
+            producer: RefCell::new(producer),
+            conns: RefCell::default(),
+            asks: RefCell::default(),
+            next_ask: Cell::new(0),
+            armed: Cell::new(None),
+            rearm: Notify::new(),
+        })
+    }
+
+    /// The shard's state, for a short synchronous borrow.
+    pub fn state(&self) -> RefMut<'_, ShardState> {
+        self.state.borrow_mut()
+    }
+
+    /// The tunables.
+    pub fn settings(&self) -> &Settings {
+        &self.io.settings
+    }
+
+    /// Feeds the state and does what it asks.
+    pub fn handle(self: &Rc<Self>, input: Input) {
+        self.state().handle(Instant::now(), input);
+        self.pump();
+    }
+
+    /// Opens a session for a user this core owns: its connection id, its
+    /// IO handles, and where the replay range arrives once the user's
+    /// stream position is known.
+    pub fn open(self: &Rc<Self>, o: Opening) -> (ConnId, Rc<ConnIo>, oneshot::Receiver<(InboxSeq, InboxSeq)>) {
+        let (tx, rx) = oneshot::channel();
+        let io = Rc::new(ConnIo {
+            writer: Notify::new(),
+            replay: RefCell::new(Some(tx)),
+        });
+        let id = self.state().open(Instant::now(), o);
+        self.conns.borrow_mut().insert(id, io.clone());
+        self.pump();
+        (id, io, rx)
+    }
+
+    /// Forgets a connection whose transport is gone.
+    pub fn closed(self: &Rc<Self>, conn: ConnId) {
+        self.conns.borrow_mut().remove(&conn);
+        self.handle(Input::Closed(conn));
+    }
+
+    /// Does everything the state asked for, and wakes the driver if the
+    /// state now wants a timer earlier than the one it sleeps until.
+    pub fn pump(self: &Rc<Self>) {
+        loop {
+            let Some(out) = self.state().poll_output() else {
+                break;
+            };
+            self.perform(out);
+        }
+        let wanted = self.state.borrow().poll_timeout();
+        if let Some(t) = wanted {
+            if self.armed.get().is_none_or(|armed| t < armed) {
+                self.armed.set(Some(t));
+                self.rearm.notify_one();
+            }
+        }
+    }
+
+    /// The driver sleeps until `when` (or a wake-up): what [`Core::pump`]
+    /// compares against.
+    pub(crate) fn arm(&self, when: Option<Instant>) {
+        self.armed.set(when);
+    }
+
+    /// Resolves when a session made the state want an earlier timer.
+    pub(crate) async fn rearmed(&self) {
+        self.rearm.notified().await;
+    }
+
+    fn perform(self: &Rc<Self>, out: Output) {
+        match out {
+            Output::ToCore(core, msg) => self.io.bus.send_shard(core, msg),
+            Output::Wake(conn) => {
+                if let Some(io) = self.conns.borrow().get(&conn) {
+                    io.writer.notify_one();
+                }
+            }
+            Output::Replay { conn, from, to } => {
+                let tx = self
+                    .conns
+                    .borrow()
+                    .get(&conn)
+                    .and_then(|io| io.replay.borrow_mut().take());
+                if let Some(tx) = tx {
+                    let _ = tx.send((from, to));
+                }
+            }
+            Output::ReadLastInboxSeq(user) => {
+                let log = self.io.log.clone();
+                self.read_then(
+                    move || log.last_inbox_seq(user).ok(),
+                    move |last| Input::LastInboxSeq { user, last },
+                );
+            }
+            Output::ReadGap { user, after, limit } => {
+                let log = self.io.log.clone();
+                self.read_then(
+                    move || log.inbox(user, after, limit).ok().map(|p| p.items),
+                    move |entries| Input::GapRead { user, entries },
+                );
+            }
+            Output::SaveCursor {
+                user,
+                device,
+                delivered,
+            } => self.save(move |log| {
+                log.set_cursor(
+                    user,
+                    device,
+                    confab_storage::Cursor {
+                        delivered,
+                        read: InboxSeq::ZERO,
+                    },
+                )
+            }),
+            Output::SaveLastSeen { user, at_ms } => self.save(move |log| log.set_last_seen(user, at_ms)),
+            Output::Push(PushEvent::Presence(user, online)) => self.io.push.presence(user, online),
+            Output::Push(PushEvent::Delivered(job, found)) => self.io.push.delivered(job, found),
+            Output::PresenceAnswered { ask, online } => {
+                if let Some(tx) = self.asks.borrow_mut().remove(&ask) {
+                    let _ = tx.send(online);
+                }
+            }
+        }
+    }
+
+    /// Runs a blocking read off the core's thread and feeds its result
+    /// back as an input.
+    fn read_then<T: Send + 'static>(
+        self: &Rc<Self>,
+        read: impl FnOnce() -> T + Send + 'static,
+        input: impl FnOnce(T) -> Input + 'static,
+    ) {
+        let core = self.clone();
+        tokio::task::spawn_local(async move {
+            if let Ok(value) = tokio::task::spawn_blocking(read).await {
+                core.handle(input(value));
+            }
+        });
+    }
+
+    /// A write whose result nobody waits for (it only moves forward).
+    fn save<E: std::fmt::Display>(&self, write: impl FnOnce(&dyn MessageLog) -> Result<(), E> + Send + 'static) {
+        let log = self.io.log.clone();
+        tokio::task::spawn_blocking(move || {
+            if let Err(e) = write(log.as_ref()) {
+                tracing::warn!(error = %e, "storage write failed");
+            }
+        });
+    }
+
+    /// Hands a send to storage, with every member of the channel as a
+    /// recipient; the ack comes when its completion does. On refusal the
+    /// error code to answer with.
+    #[allow(clippy::too_many_arguments)]
+    pub fn submit(
+        self: &Rc<Self>,
+        conn: ConnId,
+        sender: UserId,
+        device: DeviceId,
+        channel: ChannelId,
+        members: &[UserId],
+        client_msg_id: u64,
+        text: Text,
+    ) -> Result<(), ErrorCode> {
+        // Decided now so the job rides the message's batch: a crash after
+        // the commit cannot lose it. Empty (no allocation) in the common
+        // case where everyone is online.
+        let push = &self.io.push;
+        let push_to: Vec<UserId> = members
+            .iter()
+            .copied()
+            .filter(|&m| m != sender && push.wants_job(m))
+            .collect();
+        let request = AppendRequest {
+            channel,
+            sender,
+            device,
+            client_msg_id,
+            recipients: members.to_vec(),
+            text: text.clone(),
+            push_to: push_to.clone(),
+        };
+        let token = self.state().pending_send(PendingSend {
+            conn,
+            channel,
+            sender,
+            device,
+            client_msg_id,
+            text,
+            push_to,
+            submitted: Instant::now(),
+        });
+        match self.producer.borrow_mut().submit(token, request) {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                self.state().cancel_send(token);
+                Err(match e.reason {
+                    SubmitRejection::Invalid(_) => ErrorCode::InvalidArgument,
+                    _ => ErrorCode::Unavailable,
+                })
+            }
+        }
+    }
+
+    /// Feeds every storage completion that is ready.
+    pub(crate) fn collect_completions(self: &Rc<Self>) {
+        let now = Instant::now();
+        loop {
+            let Some(c) = self.producer.borrow_mut().poll() else {
+                break;
+            };
+            self.state().handle(now, Input::Stored(c));
+        }
+    }
+
+    /// Sends in storage not yet completed.
+    pub fn storage_in_flight(&self) -> usize {
+        self.producer.borrow().outstanding()
+    }
+
+    /// Whether each of `users` is online, asking the cores that own them.
+    pub async fn online(self: &Rc<Self>, users: &[UserId]) -> HashMap<UserId, bool> {
+        let cores = self.io.bus.cores();
+        let mut by_core: HashMap<usize, Vec<UserId>> = HashMap::new();
+        for u in users {
+            by_core.entry(super::owner_core(*u, cores)).or_default().push(*u);
+        }
+        let mut answer = HashMap::new();
+        let mut waits = Vec::new();
+        for (core, list) in by_core {
+            if core == self.id {
+                answer.extend(self.state().online_here(&list));
+                continue;
+            }
+            let ask = self.next_ask.get() + 1;
+            self.next_ask.set(ask);
+            let (tx, rx) = oneshot::channel();
+            self.asks.borrow_mut().insert(ask, tx);
+            self.io.bus.send_shard(
+                core,
+                ShardMsg::PresenceAsk {
+                    users: list,
+                    from: self.id,
+                    ask,
+                },
+            );
+            waits.push(rx);
+        }
+        for rx in waits {
+            if let Ok(list) = rx.await {
+                answer.extend(list);
+            }
+        }
+        answer
+    }
+
+    /// Channel members from the cache, or the directory on a miss; `None`
+    /// for no such channel.
+    pub async fn members(&self, channel: ChannelId) -> Result<Option<Arc<[UserId]>>, ErrorCode> {
+        if let Some(m) = self.state().cache().members(channel) {
+            return Ok(Some(m));
+        }
+        match self.io.directory.channel_members(channel).await {
+            Ok(Some(list)) => {
+                self.state().cache().put_members(channel, list.clone());
+                Ok(Some(list))
+            }
+            Ok(None) => Ok(None),
+            Err(_) => Err(ErrorCode::Unavailable),
+        }
+    }
+
+    /// A user's friends from the cache, or the directory on a miss.
+    pub async fn friends(&self, user: UserId) -> Option<Arc<[UserId]>> {
+        if let Some(f) = self.state().cache().friends(user) {
+            return Some(f);
+        }
+        let list = self.io.directory.friends(user).await.ok()?;
+        self.state().cache().put_friends(user, list.clone());
+        Some(list)
+    }
+
+    /// The DM channel of two users from the cache, or the directory (which
+    /// creates it on first use); `None`: no such user.
+    pub async fn dm(&self, a: UserId, b: UserId) -> Result<Option<ChannelId>, ErrorCode> {
+        if let Some(c) = self.state().cache().dm(a, b) {
+            return Ok(Some(c));
+        }
+        match self.io.directory.dm_channel(a, b).await {
+            Ok(Some(c)) => {
+                self.state().cache().put_dm(a, b, c);
+                Ok(Some(c))
+            }
+            Ok(None) => Ok(None),
+            Err(_) => Err(ErrorCode::Unavailable),
+        }
+    }
+
+    /// Sets the gauges sampled once per pass of the driver.
+    pub(crate) fn publish_gauges(&self, mailbox_depth: usize) {
+        let state = self.state.borrow();
+        let m = &state.metrics;
+        m.mailbox_depth.set(mailbox_depth as i64);
+        m.storage_in_flight.set(self.storage_in_flight() as i64);
+    }
+
+    /// Connections on this core.
+    pub fn connection_count(&self) -> usize {
+        self.state.borrow().connection_count()
+    }
+}

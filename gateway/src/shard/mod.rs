@@ -1,0 +1,44 @@
+//! The shard: one core's users and everything about them.
+//!
+//! A node's users are sharded over its cores (`owner_core`); all devices
+//! of a user, their place in the live stream, their presence and their
+//! rate limits live on one shard. [`ShardState`] is that state as plain
+//! data, with no sockets, no runtime and no `.await`: fed by
+//! [`ShardState::handle`] and the session's calls, drained by
+//! [`ShardState::poll_output`], timed by [`ShardState::poll_timeout`].
+//! [`Core`] is the thin driver around it on the core's thread: its
+//! mailbox, its storage producer, and the IO the state asks for.
+
+mod cache;
+mod conns;
+mod core;
+mod deliver;
+mod driver;
+mod mailbox;
+mod msg;
+mod pending;
+mod presence;
+mod state;
+mod timers;
+mod users;
+
+#[cfg(test)]
+mod tests;
+
+pub use self::cache::Cache;
+pub use self::conns::ConnId;
+pub use self::core::{ConnIo, Core, CoreIo};
+pub use self::driver::run;
+pub use self::mailbox::{Bus, CoreMsg, Mailbox, Remote};
+pub use self::msg::{Entries, Input, Output, PushEvent, ReadReceipt, ShardMsg, TypingNotice};
+pub use self::pending::PendingSend;
+pub use self::state::{error_frame, Opening, ShardConfig, ShardState};
+
+use confab_types::UserId;
+
+/// The core that owns `user`. A multiplicative hash spreads sequential ids
+/// evenly.
+pub fn owner_core(user: UserId, cores: usize) -> usize {
+    let h = user.0.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    ((h >> 32) % cores as u64) as usize
+}

@@ -1,0 +1,217 @@
+//! A WebSocket connection's first steps, on whichever core accepted it:
+//! the HTTP upgrade, then `Hello` (version, token), then the hand-over of
+//! the socket, with the bytes already read and the decoder's state, to
+//! the core that owns the user.
+
+use std::rc::Rc;
+use std::time::Duration;
+
+use bytes::{Buf, BytesMut};
+use confab_protocol::frame::{self, Frame};
+use confab_protocol::limits::negotiate_version;
+use confab_protocol::{DecodeError, Encoding, ErrorCode};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use super::ws::{self, close, Decoder, Event, OpCode};
+use crate::metrics::Transport;
+use crate::session::Hello;
+use crate::shard::{error_frame, owner_core, Core};
+
+/// An authenticated connection on its way to its user's core.
+pub struct Handover {
+    /// The socket.
+    pub socket: std::net::TcpStream,
+    /// Its TLS session (`wss://`), established on the accepting core.
+    pub tls: Option<rustls::ServerConnection>,
+    /// Bytes read but not yet decoded (a pipelining client's next frames).
+    pub buf: BytesMut,
+    /// The WebSocket decoder, with any fragment in progress.
+    pub decoder: Decoder,
+    /// Who the session is for.
+    pub hello: Hello,
+}
+
+/// A stream the handshake runs on: plain TCP, or TLS over it; either can
+/// be taken apart for the hand-over.
+pub(super) trait HandshakeStream: AsyncRead + AsyncWrite + Unpin {
+    fn into_parts(self) -> std::io::Result<(std::net::TcpStream, Option<rustls::ServerConnection>)>;
+}
+
+impl HandshakeStream for tokio::net::TcpStream {
+    fn into_parts(self) -> std::io::Result<(std::net::TcpStream, Option<rustls::ServerConnection>)> {
+        Ok((self.into_std()?, None))
+    }
+}
+
+impl HandshakeStream for tokio_rustls::server::TlsStream<tokio::net::TcpStream> {
+    fn into_parts(self) -> std::io::Result<(std::net::TcpStream, Option<rustls::ServerConnection>)> {
+        // Plaintext rustls decrypted but we have not read stays inside the
+        // connection object, and so does anything not yet written: both
+        // travel with it.
+        let (io, conn) = self.into_inner();
+        Ok((io.into_std()?, Some(conn)))
+    }
+}
+
+/// Wraps an encoded protocol frame as one WebSocket message.
+pub(super) fn wrap(out: &mut Vec<u8>, encoding: Encoding, frame: &[u8]) {
+    ws::write_header(out, opcode(encoding), frame.len());
+    out.extend_from_slice(frame);
+}
+
+/// The WebSocket opcode of an encoding's messages.
+pub(super) fn opcode(encoding: Encoding) -> OpCode {
+    match encoding {
+        Encoding::Binary => OpCode::Binary,
+        Encoding::Json => OpCode::Text,
+    }
+}
+
+/// A WebSocket message as a protocol frame.
+pub(super) fn decode_frame(encoding: Encoding, event: Event, max: usize) -> Result<Frame, DecodeError> {
+    match (encoding, event) {
+        (Encoding::Binary, Event::Binary(b)) => confab_protocol::binary::decode_bytes(b, max),
+        (Encoding::Json, Event::Text(t)) => confab_protocol::json::decode(&t, max),
+        (Encoding::Binary, _) => Err(DecodeError::Json(
+            "a text message on the binary subprotocol confab.v1".into(),
+        )),
+        _ => Err(DecodeError::Json(
+            "a binary message on the JSON subprotocol confab.v1.json".into(),
+        )),
+    }
+}
+
+/// Writes an `Error` and a close to a connection that never became a
+/// session.
+async fn refuse<S: AsyncRead + AsyncWrite + Unpin>(stream: &mut S, encoding: Encoding, code: ErrorCode, why: &str) {
+    let mut out = Vec::new();
+    wrap(&mut out, encoding, &encoding.encode(&error_frame(code, why, None)));
+    let close_frame = Frame::Close(frame::Close {
+        code: code.code(),
+        message: why.into(),
+    });
+    wrap(&mut out, encoding, &encoding.encode(&close_frame));
+    ws::encode_close(close::app_close_code(code.code()), why, &mut out);
+    let _ = stream.write_all(&out).await;
+    let _ = stream.flush().await;
+    linger(stream).await;
+}
+
+/// Shuts the write side and reads until the client closes (or a second
+/// passes): dropping a socket with unread bytes makes the kernel send a
+/// reset that can destroy our close frame before the client reads it.
+pub(super) async fn linger<S: AsyncRead + AsyncWrite + Unpin>(stream: &mut S) {
+    let _ = stream.shutdown().await;
+    let mut sink = [0u8; 1024];
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        while let Ok(n) = stream.read(&mut sink).await {
+            if n == 0 {
+                break;
+            }
+        }
+    })
+    .await;
+}
+
+/// Upgrades, reads and verifies `Hello`, and hands the connection over.
+pub(super) async fn handshake<S: HandshakeStream>(core: Rc<Core>, mut stream: S, transport: Transport) {
+    let settings = core.settings();
+    let deadline = tokio::time::Instant::now() + settings.handshake_timeout;
+    let mut buf = BytesMut::with_capacity(1024);
+    let upgrade = loop {
+        match ws::parse_upgrade(&buf, &settings.ws_path, 8192) {
+            Ok(Some(u)) => break u,
+            Ok(None) => {}
+            Err(e) => {
+                let _ = stream.write_all(&e.response()).await;
+                return;
+            }
+        }
+        match tokio::time::timeout_at(deadline, stream.read_buf(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => {}
+            _ => return,
+        }
+    };
+    if stream.write_all(&upgrade.response).await.is_err() || stream.flush().await.is_err() {
+        return;
+    }
+    buf.advance(upgrade.consumed);
+    let encoding = upgrade.encoding;
+    let max = settings.max_frame_bytes;
+    let mut decoder = Decoder::new(max + 64);
+    let hello = loop {
+        match decoder.decode(&mut buf) {
+            Ok(Some(Event::Ping(p))) => {
+                let mut out = Vec::new();
+                ws::encode_pong(&p, &mut out);
+                let _ = stream.write_all(&out).await;
+                let _ = stream.flush().await;
+                continue;
+            }
+            Ok(Some(Event::Pong(_))) => continue,
+            Ok(Some(Event::Close(_))) => {
+                let mut out = Vec::new();
+                ws::encode_close(close::NORMAL, "", &mut out);
+                let _ = stream.write_all(&out).await;
+                return;
+            }
+            Ok(Some(ev)) => match decode_frame(encoding, ev, max) {
+                Ok(Frame::Hello(h)) => break h,
+                Ok(_) => {
+                    let why = "the first frame must be Hello";
+                    return refuse(&mut stream, encoding, ErrorCode::UnexpectedFrame, why).await;
+                }
+                Err(e) => return refuse(&mut stream, encoding, e.code(), &e.to_string()).await,
+            },
+            Ok(None) => {}
+            Err(e) => {
+                let mut out = Vec::new();
+                ws::encode_close(e.close_code(), e.close_reason(), &mut out);
+                let _ = stream.write_all(&out).await;
+                return;
+            }
+        }
+        match tokio::time::timeout_at(deadline, stream.read_buf(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => {}
+            _ => return,
+        }
+    };
+    core.metrics.frame_in(confab_protocol::FrameType::Hello);
+    let version = match negotiate_version(hello.min_version, hello.max_version) {
+        Ok(v) => v,
+        Err(code) => return refuse(&mut stream, encoding, code, "no common protocol version").await,
+    };
+    let (user, login) = match core.io.auth.verify(&hello.token) {
+        Ok(u) => u,
+        Err(code) => {
+            core.metrics.error(code);
+            return refuse(&mut stream, encoding, code, "authentication failed").await;
+        }
+    };
+    let Ok((socket, tls)) = stream.into_parts() else {
+        return;
+    };
+    let handover = Handover {
+        socket,
+        tls,
+        buf,
+        decoder,
+        hello: Hello {
+            user,
+            device: hello.device_id,
+            cursor: hello.inbox_cursor,
+            version,
+            login,
+            transport,
+            encoding,
+        },
+    };
+    let owner = owner_core(user, core.io.bus.cores());
+    if owner == core.id {
+        super::websocket::serve(core, handover).await;
+    } else {
+        core.io.bus.run_on(owner, move |core| {
+            tokio::task::spawn_local(super::websocket::serve(core.clone(), handover));
+        });
+    }
+}

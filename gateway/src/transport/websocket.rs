@@ -1,0 +1,140 @@
+//! A WebSocket session on its user's core: the socket adopted by this
+//! core's IO backend, the session opened with the shard, its writer task
+//! started, then client frames read and handed to the session's handlers
+//! until the connection or the session ends.
+
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use confab_protocol::Encoding;
+
+use super::stream::Stream;
+use super::upgrade::{decode_frame, Handover};
+use super::writer;
+use super::ws::{self, Decoder, Event};
+use crate::fanout::CloseReason;
+use crate::session::{self, Session};
+use crate::shard::Core;
+
+/// How long a closing session still reads (for the client's close) before
+/// it gives up on the connection.
+const CLOSE_LINGER: Duration = Duration::from_secs(2);
+
+/// Runs a handed-over connection's session to its end.
+pub async fn serve(core: Rc<Core>, h: Handover) {
+    let Handover {
+        socket,
+        tls,
+        mut buf,
+        mut decoder,
+        hello,
+    } = h;
+    let stream = match Stream::adopt(socket, core.io.io, tls) {
+        Ok(s) => Rc::new(s),
+        Err(e) => {
+            tracing::warn!(error = %e, "adopting a socket failed");
+            return;
+        }
+    };
+    let encoding = hello.encoding;
+    let started = session::open(&core, hello);
+    let writer = tokio::task::spawn_local(writer::run(
+        core.clone(),
+        started.session.conn,
+        started.session.io.clone(),
+        stream.clone(),
+        encoding,
+    ));
+    let session = started.catch_up().await;
+    let ended = read_loop(&session, &stream, &mut decoder, &mut buf, encoding).await;
+    // Whatever ended the session, the writer flushes and stops (a close
+    // asked for earlier keeps its reason).
+    session.close(ended.err().unwrap_or(CloseReason::Normal("closed")));
+    let _ = writer.await;
+    session.end();
+}
+
+/// Reads frames until the connection ends; `Err` is why the session must
+/// close.
+async fn read_loop(
+    s: &Session,
+    stream: &Rc<Stream>,
+    decoder: &mut Decoder,
+    buf: &mut BytesMut,
+    encoding: Encoding,
+) -> Result<(), CloseReason> {
+    let max = s.core.settings().max_frame_bytes;
+    let mut closing_since: Option<Instant> = None;
+    loop {
+        loop {
+            let event = match decoder.decode(buf) {
+                Ok(Some(ev)) => ev,
+                Ok(None) => break,
+                Err(e) => {
+                    return Err(CloseReason::BrokenFraming {
+                        ws_code: e.close_code(),
+                        reason: e.close_reason(),
+                    })
+                }
+            };
+            s.heard();
+            match event {
+                Event::Ping(p) => {
+                    let mut pong = Vec::new();
+                    ws::encode_pong(&p, &mut pong);
+                    s.send_raw(pong.into());
+                }
+                Event::Pong(_) => {}
+                Event::Close(_) => return Err(CloseReason::Normal("client closed")),
+                ev => match decode_frame(encoding, ev, max) {
+                    Ok(f) => s.handle(f).await?,
+                    Err(e) => s.bad_frame(e.code(), &e.to_string()),
+                },
+            }
+        }
+        if s.is_closing() {
+            let since = *closing_since.get_or_insert_with(Instant::now);
+            if since.elapsed() > CLOSE_LINGER {
+                return Ok(());
+            }
+        }
+        // Large messages grow the buffer; give the memory back once it is
+        // drained so idle connections stay small.
+        if buf.is_empty() && buf.capacity() > 64 * 1024 {
+            *buf = BytesMut::with_capacity(4096);
+        }
+        let want = decoder
+            .pending_frame_len()
+            .saturating_sub(buf.len())
+            .clamp(4096, 1 << 20);
+        // The read is never abandoned while the connection lives: with
+        // io_uring the buffer (and whatever part of a frame it already
+        // holds) is lent to the kernel until the read completes, so a read
+        // dropped by a timeout loses those bytes and every frame after
+        // them is garbage. The timer only checks whether the session is
+        // closing meanwhile (the shard closes it for a missed heartbeat).
+        let read = stream.read(buf, want);
+        tokio::pin!(read);
+        let result = loop {
+            match tokio::time::timeout(Duration::from_millis(500), &mut read).await {
+                Ok(result) => break result,
+                Err(_) if s.is_closing() => {
+                    let since = *closing_since.get_or_insert_with(Instant::now);
+                    if since.elapsed() > CLOSE_LINGER {
+                        return Ok(());
+                    }
+                }
+                Err(_) => {}
+            }
+        };
+        match result {
+            Ok(0) | Err(_) => return Ok(()),
+            Ok(_) => {
+                if stream.wants_flush() {
+                    s.io.writer.notify_one();
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,110 @@
+//! A WebSocket connection's writer: when the shard wakes it, it takes
+//! everything the connection has queued and writes it with one vectored
+//! write. Each frame's small WebSocket and protocol headers go into one
+//! scratch buffer per write; a frame's body (a fan-out message's body
+//! shared by every recipient, a large page) is written from where it is,
+//! never copied per connection.
+
+use std::rc::Rc;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use confab_protocol::frame::{self, Frame};
+use confab_protocol::{Encoding, ErrorCode};
+
+use super::stream::Stream;
+use super::upgrade::opcode;
+use super::ws::{self, close};
+use crate::fanout::{CloseReason, OutFrame};
+use crate::shard::{error_frame, ConnId, ConnIo, Core};
+
+/// Bodies up to this size are copied next to their header rather than
+/// written as a buffer of their own: below it an extra iovec costs more
+/// than the copy.
+const COPY_BELOW: usize = 256;
+
+/// Writes the connection's frames until it closes or the socket fails.
+pub async fn run(core: Rc<Core>, conn: ConnId, io: Rc<ConnIo>, stream: Rc<Stream>, encoding: Encoding) {
+    let mut frames = Vec::new();
+    let mut scratch = BytesMut::new();
+    loop {
+        let Some(close) = core.state().take_output(conn, &mut frames) else {
+            return;
+        };
+        if frames.is_empty() && close.is_none() && !stream.wants_flush() {
+            io.writer.notified().await;
+            continue;
+        }
+        let mut parts = Vec::with_capacity(frames.len() * 2 + 1);
+        for (f, _) in frames.drain(..) {
+            match f {
+                OutFrame::Encoded(_, body) => {
+                    ws::write_header(&mut scratch, opcode(encoding), body.len());
+                    put_body(&mut scratch, &mut parts, body);
+                }
+                OutFrame::Message { header, body, .. } => {
+                    let head = header.as_bytes();
+                    ws::write_header(&mut scratch, opcode(encoding), head.len() + body.len());
+                    scratch.put_slice(head);
+                    put_body(&mut scratch, &mut parts, body);
+                }
+                OutFrame::Raw(bytes) => scratch.put_slice(&bytes),
+            }
+        }
+        if let Some(reason) = &close {
+            put_close(&mut scratch, encoding, reason);
+        }
+        if !scratch.is_empty() {
+            parts.push(scratch.split().freeze());
+        }
+        let written = stream.write_parts(parts).await;
+        if written.is_err() || close.is_some() {
+            stream.close_write().await;
+            return;
+        }
+    }
+}
+
+/// Appends `body` after the header in `scratch`: copied when small, else
+/// as a part of its own (what `scratch` holds so far goes first).
+fn put_body(scratch: &mut BytesMut, parts: &mut Vec<Bytes>, body: Bytes) {
+    if body.len() < COPY_BELOW {
+        scratch.put_slice(&body);
+    } else {
+        if !scratch.is_empty() {
+            parts.push(scratch.split().freeze());
+        }
+        parts.push(body);
+    }
+}
+
+/// A protocol frame as one WebSocket message.
+fn put_frame(out: &mut BytesMut, encoding: Encoding, frame: &Frame) {
+    let bytes = encoding.encode(frame);
+    ws::write_header(out, opcode(encoding), bytes.len());
+    out.put_slice(&bytes);
+}
+
+/// The last frames of a closing connection.
+fn put_close(out: &mut BytesMut, encoding: Encoding, reason: &CloseReason) {
+    let ws_code = match reason {
+        CloseReason::BrokenFraming { ws_code, reason } => {
+            ws::encode_close(*ws_code, reason, out);
+            return;
+        }
+        CloseReason::Normal(_) => close::NORMAL,
+        CloseReason::Error(code, message) => {
+            put_frame(out, encoding, &error_frame(*code, message, None));
+            if *code == ErrorCode::GoingAway {
+                close::GOING_AWAY
+            } else {
+                close::app_close_code(code.code())
+            }
+        }
+    };
+    let close_frame = Frame::Close(frame::Close {
+        code: reason.code(),
+        message: reason.message().into(),
+    });
+    put_frame(out, encoding, &close_frame);
+    ws::encode_close(ws_code, reason.message(), out);
+}
