@@ -9,7 +9,7 @@
 
 use axum::extract::State;
 use axum::Json;
-use confab_storage::{ChannelId, HistoryAnchor, StoredMessage, MAX_PAGE_LIMIT, Seq};
+use confab_storage::{ChannelId, HistoryAnchor, Seq, StoredMessage, MAX_PAGE_LIMIT};
 use serde::{Deserialize, Serialize};
 
 use super::channels::require_member;

@@ -6,10 +6,10 @@ use std::hint::black_box;
 
 use confab_protocol::binary::{self, DEFAULT_MAX_FRAME_BYTES};
 use confab_protocol::fanout::SharedMessage;
-use confab_protocol::Encoding;
-use confab_types::{InboxSeq, StoredMessage};
 use confab_protocol::frame::{Message, Send, Target};
+use confab_protocol::Encoding;
 use confab_protocol::{json, Frame};
+use confab_types::{ChannelId, DeviceId, InboxSeq, Seq, StoredMessage, UserId};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 
 fn texts() -> [(&'static str, String); 2] {
@@ -28,11 +28,11 @@ fn texts() -> [(&'static str, String); 2] {
 
 fn message(text: &str) -> Frame {
     Frame::Message(Message {
-        inbox_seq: confab_storage::InboxSeq(123_456),
-        channel_id: confab_storage::ChannelId(987_654),
-        seq: confab_storage::Seq(42_000),
-        sender_id: confab_storage::UserId(1_000_001),
-        sender_device: confab_storage::DeviceId(3),
+        inbox_seq: InboxSeq(123_456),
+        channel_id: ChannelId(987_654),
+        seq: Seq(42_000),
+        sender_id: UserId(1_000_001),
+        sender_device: DeviceId(3),
         client_msg_id: 77,
         timestamp_ms: 1_764_000_000_000,
         text: text.to_owned().into(),
@@ -42,7 +42,7 @@ fn message(text: &str) -> Frame {
 fn send(text: &str) -> Frame {
     Frame::Send(Send {
         client_msg_id: 77,
-        target: Target::Channel(confab_storage::ChannelId(987_654)),
+        target: Target::Channel(ChannelId(987_654)),
         text: text.to_owned().into(),
     })
 }

@@ -10,6 +10,7 @@ use confab_storage::writer::{Waker, WriterConfig, WriterPool};
 use confab_storage::{
     cf, AppendRequest, ChannelId, DeviceId, HistoryAnchor, MessageLog, SyncPolicy, UserId,
 };
+use confab_types::{InboxSeq, Seq};
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
 use rocksdb::{WriteBatch, WriteOptions};
 use std::hint::black_box;
@@ -145,7 +146,7 @@ fn reads(c: &mut Criterion) {
         b.iter(|| {
             anchor = (anchor + 7919) % 19_950 + 51;
             let page = log
-                .channel_history(ChannelId(7), HistoryAnchor::Before(confab_storage::Seq(anchor)), 50)
+                .channel_history(ChannelId(7), HistoryAnchor::Before(Seq(anchor)), 50)
                 .unwrap();
             assert_eq!(page.items.len(), 50);
             black_box(page)
@@ -154,7 +155,7 @@ fn reads(c: &mut Criterion) {
     group.bench_function("inbox", |b| {
         b.iter(|| {
             anchor = (anchor + 7919) % 19_950;
-            let page = log.inbox(UserId(2), confab_storage::InboxSeq(anchor), 50).unwrap();
+            let page = log.inbox(UserId(2), InboxSeq(anchor), 50).unwrap();
             assert_eq!(page.items.len(), 50);
             black_box(page)
         })

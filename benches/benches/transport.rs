@@ -28,6 +28,7 @@
 //! the log's sync policy (default `none`, so that the transports and not the
 //! disk are compared), `CONFAB_BENCH_TRANSPORTS` (default `quic,wss,ws`).
 
+use confab_types::{DeviceId, UserId};
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -358,7 +359,7 @@ fn orchestrate(measure: bool) {
 }
 
 fn client_config(url: &str, cert: &Path, user: u64, token: &str) -> ClientConfig {
-    let mut config = ClientConfig::new(url, token, confab_client::DeviceId(user));
+    let mut config = ClientConfig::new(url, token, DeviceId(user));
     config.tls = TlsOptions::new()
         .without_system_roots()
         .add_root_pem_file(cert);
@@ -497,7 +498,7 @@ fn load_clients(url: &str, cert: &Path, tokens: &Path) {
                         let sent = epoch.elapsed().as_nanos() as u64;
                         // 100 bytes: the timestamp, then filler.
                         let text = format!("{sent:020}{}", "x".repeat(80));
-                        sender.send(Target::User(confab_client::UserId(receiver)), text).await.unwrap();
+                        sender.send(Target::User(UserId(receiver)), text).await.unwrap();
                         if m.load(Ordering::Relaxed) {
                             local.push((epoch.elapsed().as_nanos() as u64 - sent) / 1000);
                             a.fetch_add(1, Ordering::Relaxed);

@@ -12,7 +12,7 @@ mod support;
 
 use std::time::Duration;
 
-use confab_client::{Client, ClientEvent, Events, HistoryAnchor, Target};
+use confab_client::{ChannelId, Client, ClientEvent, Events, HistoryAnchor, Target, UserId};
 use support::{Api, Saved};
 
 const NAMES: [&str; 3] = ["ada_group", "bob_group", "cy_group"];
@@ -44,7 +44,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Co-members' presence is visible on demand.
     let presence = members[0]
         .0
-        .presence_query(ids[1..].iter().map(|id| confab_client::UserId(*id)).collect())
+        .presence_query(ids[1..].iter().map(|id| UserId(*id)).collect())
         .await?;
     for p in presence {
         println!("user {} online: {}", p.user_id, p.online);
@@ -52,10 +52,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // Everyone says hello, typing first.
     for (i, (client, _)) in members.iter().enumerate() {
-        client.typing(confab_client::ChannelId(group))?;
+        client.typing(ChannelId(group))?;
         tokio::time::sleep(Duration::from_millis(100)).await;
         let ack = client
-            .send(Target::Channel(confab_client::ChannelId(group)), format!("hello from {}", NAMES[i]))
+            .send(
+                Target::Channel(ChannelId(group)),
+                format!("hello from {}", NAMES[i]),
+            )
             .await?;
         println!("{} sent #{}", NAMES[i], ack.seq);
     }
@@ -65,9 +68,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let mut got = 0;
         while got < 2 {
             match events.recv().await.ok_or("client closed")? {
-                ClientEvent::Message(m) if m.channel_id == confab_client::ChannelId(group) => {
+                ClientEvent::Message(m) if m.channel_id == ChannelId(group) => {
                     println!("{} <- user {}: {:?}", NAMES[i], m.sender_id, m.text);
-                    client.read(confab_client::ChannelId(group), m.seq)?;
+                    client.read(ChannelId(group), m.seq)?;
                     got += 1;
                 }
                 ClientEvent::Typing(t) => println!("{} sees user {} typing", NAMES[i], t.user_id),
@@ -85,7 +88,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // The channel's latest page, as a client that just opened it would load it.
     let page = members[2]
         .0
-        .history(confab_client::ChannelId(group), HistoryAnchor::Latest, 50)
+        .history(ChannelId(group), HistoryAnchor::Latest, 50)
         .await?;
     println!(
         "history of group {group} ({} messages):",

@@ -17,7 +17,7 @@
 
 mod support;
 
-use confab_client::{Client, ClientEvent, Events, Message, SendAck, Target};
+use confab_client::{Client, ClientEvent, Events, Message, SendAck, Target, UserId};
 use support::{Api, Saved};
 
 #[tokio::main(flavor = "current_thread")]
@@ -41,7 +41,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // A send waits for the connection by itself, and resolves once the
     // server has stored the message, however many reconnects that takes.
     let ack = ada_client
-        .send(Target::User(confab_client::UserId(bob.user_id)), "Hello Bob, this is Ada.")
+        .send(Target::User(UserId(bob.user_id)), "Hello Bob, this is Ada.")
         .await?;
     report("ada", &ack);
     let m = wait_for(&mut bob_events, &ack).await?;

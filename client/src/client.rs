@@ -148,7 +148,10 @@ impl Client {
     /// The current presence of some users (at most the server's
     /// `max_presence_users`). Users the caller may not see read as offline
     /// and never seen.
-    pub async fn presence_query(&self, users: Vec<UserId>) -> Result<Vec<PresenceInfo>, ClientError> {
+    pub async fn presence_query(
+        &self,
+        users: Vec<UserId>,
+    ) -> Result<Vec<PresenceInfo>, ClientError> {
         let (reply, rx) = oneshot::channel();
         self.command(Command::PresenceQuery { users, reply })?;
         rx.await.unwrap_or(Err(ClientError::Closed))
@@ -211,7 +214,7 @@ impl Client {
     pub fn user_id(&self) -> Option<UserId> {
         match self.shared.user_id.load(Ordering::Acquire) {
             0 => None,
-            id => Some(confab_types::UserId(id)),
+            id => Some(UserId(id)),
         }
     }
 
@@ -219,7 +222,7 @@ impl Client {
     /// save a cursor to resume from, prefer [`Events::cursor`], which
     /// counts only what the application has taken out.
     pub fn cursor(&self) -> InboxSeq {
-        confab_types::InboxSeq(self.shared.cursor.load(Ordering::Acquire))
+        InboxSeq(self.shared.cursor.load(Ordering::Acquire))
     }
 
     /// The client message id the next send will get. Save it and pass it

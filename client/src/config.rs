@@ -17,8 +17,10 @@ use crate::url::ServerUrl;
 /// Build one with [`ClientConfig::new`] and set the other fields as needed:
 ///
 /// ```
-/// let mut config = confab_client::ClientConfig::new("ws://127.0.0.1:8081/v1/ws", "token", 7);
-/// config.inbox_cursor = 42; // saved from the last run
+/// use confab_client::{ClientConfig, DeviceId, InboxSeq};
+///
+/// let mut config = ClientConfig::new("ws://127.0.0.1:8081/v1/ws", "token", DeviceId(7));
+/// config.inbox_cursor = InboxSeq(42); // saved from the last run
 /// config.first_client_msg_id = 1_000; // likewise
 /// ```
 #[derive(Debug, Clone)]
@@ -68,12 +70,16 @@ pub struct ClientConfig {
 impl ClientConfig {
     /// A configuration with default limits, a new device's cursor (0) and
     /// client message ids from 1.
-    pub fn new(url: impl Into<String>, token: impl Into<String>, device_id: DeviceId) -> ClientConfig {
+    pub fn new(
+        url: impl Into<String>,
+        token: impl Into<String>,
+        device_id: DeviceId,
+    ) -> ClientConfig {
         ClientConfig {
             url: url.into(),
             token: token.into(),
             device_id,
-            inbox_cursor: confab_types::InboxSeq(0),
+            inbox_cursor: InboxSeq(0),
             first_client_msg_id: 1,
             tls: TlsOptions::default(),
             max_pending_sends: 1024,
@@ -145,7 +151,7 @@ mod tests {
 
     #[test]
     fn a_plain_websocket_config_needs_no_tls() {
-        let v = ClientConfig::new("ws://127.0.0.1:8081/v1/ws", "t", confab_types::DeviceId(1))
+        let v = ClientConfig::new("ws://127.0.0.1:8081/v1/ws", "t", DeviceId(1))
             .validate()
             .unwrap();
         assert_eq!(v.url.transport, Transport::Ws);
@@ -157,7 +163,7 @@ mod tests {
     fn tls_transports_build_their_tls_config() {
         let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
         for url in ["wss://localhost:8444/v1/ws", "quic://localhost:8443"] {
-            let mut c = ClientConfig::new(url, "t", confab_types::DeviceId(1));
+            let mut c = ClientConfig::new(url, "t", DeviceId(1));
             c.tls = TlsOptions::new()
                 .without_system_roots()
                 .add_root_der(cert.cert.der().to_vec());
@@ -172,9 +178,9 @@ mod tests {
 
     #[test]
     fn bad_values_are_refused_before_connecting() {
-        let base = ClientConfig::new("ws://h:1", "t", confab_types::DeviceId(1));
+        let base = ClientConfig::new("ws://h:1", "t", DeviceId(1));
         assert!(matches!(
-            ClientConfig::new("tcp://h:1", "t", confab_types::DeviceId(1)).validate(),
+            ClientConfig::new("tcp://h:1", "t", DeviceId(1)).validate(),
             Err(ClientError::InvalidUrl(_))
         ));
         let mut c = base.clone();

@@ -19,11 +19,11 @@
 //! [`Client::set_token`] gives it a new token.
 //!
 //! ```no_run
-//! use confab_client::{Client, ClientConfig, ClientEvent, Target};
+//! use confab_client::{Client, ClientConfig, ClientEvent, DeviceId, Target, UserId};
 //!
-//! # async fn run(token: String, bob: u64) -> Result<(), confab_client::ClientError> {
+//! # async fn run(token: String, bob: UserId) -> Result<(), confab_client::ClientError> {
 //! let (client, mut events) =
-//!     Client::connect(ClientConfig::new("ws://127.0.0.1:8081/v1/ws", token, 1))?;
+//!     Client::connect(ClientConfig::new("ws://127.0.0.1:8081/v1/ws", token, DeviceId(1)))?;
 //! let ack = client.send(Target::User(bob), "hello").await?;
 //! println!("stored as #{} in channel {}", ack.seq, ack.channel_id);
 //! while let Some(event) = events.recv().await {

@@ -257,17 +257,18 @@ mod tests {
     use confab_protocol::frame::{Frame, Limits, Welcome};
     use confab_protocol::session::SessionConfig;
     use confab_protocol::ErrorCode;
+    use confab_types::DeviceId;
     use std::time::Instant;
 
     fn ready_session() -> ClientSession {
-        let mut s = ClientSession::new(SessionConfig::new("t", confab_types::DeviceId(1)));
+        let mut s = ClientSession::new(SessionConfig::new("t", DeviceId(1)));
         let now = Instant::now();
         s.connected(now);
         s.handle(
             now,
             Frame::Welcome(Welcome {
                 version: 1,
-                user_id: confab_types::UserId(5),
+                user_id: UserId(5),
                 session_id: 1,
                 heartbeat_interval_ms: 15_000,
                 limits: Limits {
@@ -290,12 +291,12 @@ mod tests {
 
     #[test]
     fn calls_wait_for_a_connection_and_are_asked_again_after_a_loss() {
-        let mut s = ClientSession::new(SessionConfig::new("t", confab_types::DeviceId(1)));
+        let mut s = ClientSession::new(SessionConfig::new("t", DeviceId(1)));
         let mut r = Requests::default();
         let (tx, mut rx) = oneshot::channel();
         r.submit(
             Request::History {
-                channel_id: confab_types::ChannelId(9),
+                channel_id: ChannelId(9),
                 anchor: HistoryAnchor::Latest,
                 limit: 10,
                 reply: tx,
@@ -320,11 +321,11 @@ mod tests {
         };
         r.on_history(HistoryBatch {
             request_id: again,
-            channel_id: confab_types::ChannelId(9),
+            channel_id: ChannelId(9),
             has_more: false,
             messages: vec![],
         });
-        assert_eq!(rx.try_recv().unwrap().unwrap().channel_id, confab_types::ChannelId(9));
+        assert_eq!(rx.try_recv().unwrap().unwrap().channel_id, ChannelId(9));
         assert_eq!(r.len(), 0);
     }
 
@@ -335,7 +336,7 @@ mod tests {
         let (tx, mut rx) = oneshot::channel();
         r.submit(
             Request::Subscribe {
-                users: vec![confab_types::UserId(1), confab_types::UserId(2), confab_types::UserId(3)],
+                users: vec![UserId(1), UserId(2), UserId(3)],
                 reply: Some(tx),
             },
             &mut s,
@@ -345,7 +346,7 @@ mod tests {
             other => panic!("{other:?}"),
         };
         let entries = vec![PresenceInfo {
-            user_id: confab_types::UserId(1),
+            user_id: UserId(1),
             online: true,
             last_seen_ms: 0,
         }];
@@ -357,7 +358,7 @@ mod tests {
             None
         );
         assert_eq!(rx.try_recv().unwrap().unwrap(), entries);
-        r.unsubscribe(&[confab_types::UserId(2)]);
+        r.unsubscribe(&[UserId(2)]);
         // Reconnect: users 1 and 3 are renewed, at most 2 per frame.
         r.on_disconnect();
         let mut s = ready_session();
@@ -374,7 +375,7 @@ mod tests {
         let (tx, mut rx) = oneshot::channel();
         r.submit(
             Request::Query {
-                users: vec![confab_types::UserId(4)],
+                users: vec![UserId(4)],
                 reply: tx,
             },
             &mut s,

@@ -13,8 +13,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use confab_client::{
-    Client, ClientConfig, ClientError, ClientEvent, ConnectionState, ErrorCode, Events, Message,
-    Target, TlsOptions,
+    ChannelId, Client, ClientConfig, ClientError, ClientEvent, ConnectionState, DeviceId,
+    ErrorCode, Events, InboxSeq, Message, Seq, Target, TlsOptions, UserId,
 };
 use confab_protocol::binary::{self, DEFAULT_MAX_FRAME_BYTES};
 use confab_protocol::frame::{
@@ -66,7 +66,7 @@ fn server_tls(cert: &Cert, alpn: &[u8]) -> rustls::ServerConfig {
 fn welcome() -> Frame {
     Frame::Welcome(Welcome {
         version: 1,
-        user_id: confab_client::UserId(10),
+        user_id: UserId(10),
         session_id: 77,
         heartbeat_interval_ms: 15_000,
         limits: Limits {
@@ -90,11 +90,11 @@ fn replay(messages: Vec<confab_protocol::frame::Message>) -> Frame {
 
 fn msg(inbox_seq: u64, channel_id: u64, text: &str) -> confab_protocol::frame::Message {
     confab_protocol::frame::Message {
-        inbox_seq: confab_client::InboxSeq(inbox_seq),
-        channel_id: confab_client::ChannelId(channel_id),
-        seq: confab_client::Seq(inbox_seq),
-        sender_id: confab_client::UserId(42),
-        sender_device: confab_client::DeviceId(1),
+        inbox_seq: InboxSeq(inbox_seq),
+        channel_id: ChannelId(channel_id),
+        seq: Seq(inbox_seq),
+        sender_id: UserId(42),
+        sender_device: DeviceId(1),
         client_msg_id: inbox_seq,
         timestamp_ms: 1_700_000_000_000,
         text: text.into(),
@@ -198,7 +198,7 @@ async fn quic_uses_the_control_stream_lanes_and_datagrams_and_resumes() {
     let cert = cert_for("localhost");
     let server = quic_server(&cert);
     let port = server.local_addr().unwrap().port();
-    let mut config = ClientConfig::new(format!("quic://127.0.0.1:{port}"), "tok", confab_client::DeviceId(3));
+    let mut config = ClientConfig::new(format!("quic://127.0.0.1:{port}"), "tok", DeviceId(3));
     config.tls = TlsOptions::new()
         .without_system_roots()
         .add_root_pem_file(&cert.pem_file)
@@ -208,7 +208,11 @@ async fn quic_uses_the_control_stream_lanes_and_datagrams_and_resumes() {
     // The control stream: Hello first, answered there.
     let (conn, mut ctl, mut control, hello) = accept_quic(&server).await;
     assert_eq!(
-        (hello.token.as_str(), hello.device_id.0, hello.inbox_cursor.0),
+        (
+            hello.token.as_str(),
+            hello.device_id.0,
+            hello.inbox_cursor.0
+        ),
         ("tok", 3, 0)
     );
     ctl.write_all(&enc(&[welcome(), replay(vec![msg(1, 8, "replayed")])]))
@@ -243,13 +247,13 @@ async fn quic_uses_the_control_stream_lanes_and_datagrams_and_resumes() {
         ]))
         .await
         .unwrap();
-    assert_eq!(message(&mut events).await.inbox_seq, confab_client::InboxSeq(4));
-    assert_eq!(message(&mut events).await.inbox_seq, confab_client::InboxSeq(5));
+    assert_eq!(message(&mut events).await.inbox_seq, InboxSeq(4));
+    assert_eq!(message(&mut events).await.inbox_seq, InboxSeq(5));
 
     // A typing notice as a datagram.
     let typing = Frame::TypingEvent(TypingEvent {
-        channel_id: confab_client::ChannelId(1),
-        user_id: confab_client::UserId(42),
+        channel_id: ChannelId(1),
+        user_id: UserId(42),
     });
     conn.send_datagram(enc(&[typing]).into()).unwrap();
     match event(&mut events).await {
@@ -258,7 +262,7 @@ async fn quic_uses_the_control_stream_lanes_and_datagrams_and_resumes() {
     }
 
     // A send goes out on the control stream; its ack comes back there.
-    let sent = client.send(Target::Channel(confab_client::ChannelId(1)), "hi");
+    let sent = client.send(Target::Channel(ChannelId(1)), "hi");
     let send = match control.frame().await {
         Frame::Send(s) => s,
         other => panic!("expected Send, got {other:?}"),
@@ -266,15 +270,15 @@ async fn quic_uses_the_control_stream_lanes_and_datagrams_and_resumes() {
     assert_eq!((send.client_msg_id, &*send.text), (1, "hi"));
     ctl.write_all(&enc(&[Frame::SendAck(SendAck {
         client_msg_id: 1,
-        channel_id: confab_client::ChannelId(1),
-        seq: confab_client::Seq(6),
-        inbox_seq: confab_client::InboxSeq(6),
+        channel_id: ChannelId(1),
+        seq: Seq(6),
+        inbox_seq: InboxSeq(6),
         timestamp_ms: 1,
         duplicate: false,
     })]))
     .await
     .unwrap();
-    assert_eq!(sent.await.unwrap().seq, confab_client::Seq(6));
+    assert_eq!(sent.await.unwrap().seq, Seq(6));
 
     // The connection vanishes without a Close frame: the client reconnects
     // and resumes after everything it has, its own ack included.
@@ -288,8 +292,8 @@ async fn quic_uses_the_control_stream_lanes_and_datagrams_and_resumes() {
         ClientEvent::Reconnecting { attempt: 1, .. }
     ));
     let (conn, mut ctl, _control, hello) = accept_quic(&server).await;
-    assert_eq!(hello.inbox_cursor, confab_client::InboxSeq(6));
-    assert_eq!(events.cursor(), confab_client::InboxSeq(6));
+    assert_eq!(hello.inbox_cursor, InboxSeq(6));
+    assert_eq!(events.cursor(), InboxSeq(6));
     ctl.write_all(&enc(&[welcome(), replay(vec![msg(7, 1, "missed")])]))
         .await
         .unwrap();
@@ -297,7 +301,7 @@ async fn quic_uses_the_control_stream_lanes_and_datagrams_and_resumes() {
         event(&mut events).await,
         ClientEvent::Connected(_)
     ));
-    assert_eq!(message(&mut events).await.inbox_seq, confab_client::InboxSeq(7));
+    assert_eq!(message(&mut events).await.inbox_seq, InboxSeq(7));
 
     // The server drops the session for a revoked token and the `Close`
     // frame is lost with the connection: the application error code says
@@ -318,7 +322,7 @@ async fn a_refused_quic_hello_is_reported_once() {
     let cert = cert_for("localhost");
     let server = quic_server(&cert);
     let port = server.local_addr().unwrap().port();
-    let mut config = ClientConfig::new(format!("quic://127.0.0.1:{port}"), "expired", confab_client::DeviceId(3));
+    let mut config = ClientConfig::new(format!("quic://127.0.0.1:{port}"), "expired", DeviceId(3));
     config.tls = TlsOptions::new()
         .without_system_roots()
         .add_root_der(cert.der.to_vec())
@@ -354,7 +358,7 @@ async fn a_refused_quic_hello_is_reported_once() {
     let quiet = tokio::time::timeout(Duration::from_millis(500), events.recv()).await;
     assert!(quiet.is_err(), "{quiet:?}");
     assert_eq!(
-        client.send(Target::User(confab_client::UserId(1)), "x").await,
+        client.send(Target::User(UserId(1)), "x").await,
         Err(ClientError::Refused {
             code: ErrorCode::TokenExpired,
             message: "expired".into()
@@ -421,7 +425,7 @@ where
 async fn wss_checks_the_certificate_and_carries_the_session() {
     let cert = cert_for("localhost");
     let (port, server) = wss_server(&cert, |mut ws, hello| async move {
-        assert_eq!(hello.inbox_cursor, confab_client::InboxSeq(0));
+        assert_eq!(hello.inbox_cursor, InboxSeq(0));
         for f in [welcome(), replay(vec![msg(1, 5, "over tls")])] {
             ws.send(Ws::Binary(enc(&[f]).into())).await.unwrap();
         }
@@ -438,9 +442,9 @@ async fn wss_checks_the_certificate_and_carries_the_session() {
         };
         let ack = Frame::SendAck(SendAck {
             client_msg_id: send.client_msg_id,
-            channel_id: confab_client::ChannelId(5),
-            seq: confab_client::Seq(2),
-            inbox_seq: confab_client::InboxSeq(2),
+            channel_id: ChannelId(5),
+            seq: Seq(2),
+            inbox_seq: InboxSeq(2),
             timestamp_ms: 1,
             duplicate: false,
         });
@@ -458,7 +462,7 @@ async fn wss_checks_the_certificate_and_carries_the_session() {
     // By IP, the certificate (for "localhost") does not match: refused by
     // TLS, reported, retried — never silently accepted.
     let url = format!("wss://127.0.0.1:{port}/v1/ws");
-    let mut config = ClientConfig::new(&url, "tok", confab_client::DeviceId(1));
+    let mut config = ClientConfig::new(&url, "tok", DeviceId(1));
     config.tls = TlsOptions::new()
         .without_system_roots()
         .add_root_pem_file(&cert.pem_file);
@@ -477,8 +481,11 @@ async fn wss_checks_the_certificate_and_carries_the_session() {
         ClientEvent::Connected(_)
     ));
     assert_eq!(message(&mut events).await.text, "over tls");
-    let ack = client.send(Target::Channel(confab_client::ChannelId(5)), "hello").await.unwrap();
-    assert_eq!(ack.seq, confab_client::Seq(2));
+    let ack = client
+        .send(Target::Channel(ChannelId(5)), "hello")
+        .await
+        .unwrap();
+    assert_eq!(ack.seq, Seq(2));
     match event(&mut events).await {
         ClientEvent::Refused { code, message } => {
             assert_eq!(
@@ -488,12 +495,12 @@ async fn wss_checks_the_certificate_and_carries_the_session() {
         }
         other => panic!("expected Refused, got {other:?}"),
     }
-    assert_eq!(client.cursor(), confab_client::InboxSeq(2));
+    assert_eq!(client.cursor(), InboxSeq(2));
     server.await.unwrap();
     client.close().await;
     // Draining the events brings the application's cursor past the ack.
     while events.recv().await.is_some() {}
-    assert_eq!(events.cursor(), confab_client::InboxSeq(2));
+    assert_eq!(events.cursor(), InboxSeq(2));
 }
 
 #[tokio::test]
@@ -501,19 +508,19 @@ async fn calls_made_before_welcome_go_out_right_after_it() {
     let cert = cert_for("localhost");
     let server = quic_server(&cert);
     let port = server.local_addr().unwrap().port();
-    let mut config = ClientConfig::new(format!("quic://127.0.0.1:{port}"), "tok", confab_client::DeviceId(3));
+    let mut config = ClientConfig::new(format!("quic://127.0.0.1:{port}"), "tok", DeviceId(3));
     config.tls = TlsOptions::new()
         .without_system_roots()
         .add_root_der(cert.der.to_vec())
         .server_name("localhost");
     let (client, mut events) = Client::connect(config).unwrap();
     // Made while connecting: they wait for the session.
-    client.read(confab_client::ChannelId(4), confab_client::Seq(9)).unwrap();
+    client.read(ChannelId(4), Seq(9)).unwrap();
     let history = {
         let client = client.clone();
         tokio::spawn(async move {
             client
-                .history(confab_client::ChannelId(4), confab_client::HistoryAnchor::Latest, 10)
+                .history(ChannelId(4), confab_client::HistoryAnchor::Latest, 10)
                 .await
         })
     };
@@ -541,10 +548,10 @@ async fn calls_made_before_welcome_go_out_right_after_it() {
         .expect("the history request");
     assert!(seen
         .iter()
-        .any(|f| matches!(f, Frame::Read(r) if (r.channel_id, r.seq) == (confab_client::ChannelId(4), confab_client::Seq(9)))));
+        .any(|f| matches!(f, Frame::Read(r) if (r.channel_id, r.seq) == (ChannelId(4), Seq(9)))));
     let page = Frame::HistoryBatch(confab_protocol::frame::HistoryBatch {
         request_id,
-        channel_id: confab_client::ChannelId(4),
+        channel_id: ChannelId(4),
         has_more: false,
         messages: vec![],
     });
@@ -560,7 +567,8 @@ async fn calls_made_before_welcome_go_out_right_after_it() {
 async fn connections_come_from_the_configured_local_ip() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
-    let mut config = ClientConfig::new(format!("ws://127.0.0.1:{port}/v1/ws"), "token", confab_client::DeviceId(1));
+    let mut config =
+        ClientConfig::new(format!("ws://127.0.0.1:{port}/v1/ws"), "token", DeviceId(1));
     config.local_ip = Some([127, 0, 0, 2].into());
     let (ws_client, _events) = Client::connect(config).unwrap();
     let (_tcp, peer) = tokio::time::timeout(PATIENCE, listener.accept())
@@ -572,7 +580,7 @@ async fn connections_come_from_the_configured_local_ip() {
     let cert = cert_for("localhost");
     let server = quic_server(&cert);
     let port = server.local_addr().unwrap().port();
-    let mut config = ClientConfig::new(format!("quic://localhost:{port}"), "token", confab_client::DeviceId(1));
+    let mut config = ClientConfig::new(format!("quic://localhost:{port}"), "token", DeviceId(1));
     config.tls = TlsOptions::new()
         .without_system_roots()
         .add_root_pem_file(&cert.pem_file);
@@ -656,9 +664,9 @@ async fn a_burst_of_acks_and_messages_loses_no_frame() {
             let base = i as u64 * STEP;
             let ack = Frame::SendAck(SendAck {
                 client_msg_id: *id,
-                channel_id: confab_client::ChannelId(5),
-                seq: confab_client::Seq(base + 1),
-                inbox_seq: confab_client::InboxSeq(base + 1),
+                channel_id: ChannelId(5),
+                seq: Seq(base + 1),
+                inbox_seq: InboxSeq(base + 1),
                 timestamp_ms: 1,
                 duplicate: false,
             });
@@ -688,7 +696,7 @@ async fn a_burst_of_acks_and_messages_loses_no_frame() {
     })
     .await;
 
-    let mut config = ClientConfig::new(format!("ws://127.0.0.1:{port}/v1/ws"), "tok", confab_client::DeviceId(1));
+    let mut config = ClientConfig::new(format!("ws://127.0.0.1:{port}/v1/ws"), "tok", DeviceId(1));
     config.max_pending_sends = SENDS as usize;
     let (client, mut events) = Client::connect(config).unwrap();
     assert!(matches!(
@@ -696,13 +704,13 @@ async fn a_burst_of_acks_and_messages_loses_no_frame() {
         ClientEvent::Connected(_)
     ));
     let sends: Vec<_> = (0..SENDS)
-        .map(|i| client.send(Target::Channel(confab_client::ChannelId(5)), format!("mine {i}")))
+        .map(|i| client.send(Target::Channel(ChannelId(5)), format!("mine {i}")))
         .collect();
     let acks = tokio::time::timeout(PATIENCE, futures_util::future::join_all(sends))
         .await
         .expect("every send is answered");
     for (i, ack) in acks.into_iter().enumerate() {
-        assert_eq!(ack.unwrap().seq, confab_client::Seq(i as u64 * STEP + 1));
+        assert_eq!(ack.unwrap().seq, Seq(i as u64 * STEP + 1));
     }
     let mut expected = 1;
     for _ in 0..SENDS * OTHERS {
@@ -711,9 +719,9 @@ async fn a_burst_of_acks_and_messages_loses_no_frame() {
             expected += 1;
         }
         let m = message(&mut events).await;
-        assert_eq!(m.inbox_seq, confab_client::InboxSeq(expected), "in order, none missing");
+        assert_eq!(m.inbox_seq, InboxSeq(expected), "in order, none missing");
     }
-    assert_eq!(client.cursor(), confab_client::InboxSeq(SENDS * STEP));
+    assert_eq!(client.cursor(), InboxSeq(SENDS * STEP));
     client.close().await;
     server.await.unwrap();
 }

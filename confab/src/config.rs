@@ -198,7 +198,7 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use confab_gateway::gateway::PlainWs;
+    use confab_gateway::PlainWs;
 
     #[test]
     fn defaults_match_the_documented_ports() {

@@ -17,8 +17,13 @@ use prometheus::{Encoder, IntGaugeVec, Opts, Registry, TextEncoder};
 /// info; the roles add theirs as they start.
 pub fn registry() -> prometheus::Result<Registry> {
     let r = Registry::new();
-    r.register(Box::new(prometheus::process_collector::ProcessCollector::for_self()))?;
-    let build = IntGaugeVec::new(Opts::new("confab_build_info", "Build of the running confab."), &["version"])?;
+    r.register(Box::new(
+        prometheus::process_collector::ProcessCollector::for_self(),
+    ))?;
+    let build = IntGaugeVec::new(
+        Opts::new("confab_build_info", "Build of the running confab."),
+        &["version"],
+    )?;
     build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
     r.register(Box::new(build))?;
     Ok(r)
@@ -71,5 +76,8 @@ pub fn metrics_routes(registry: Registry) -> Router {
 }
 
 async fn scrape(State(registry): State<Registry>) -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], render(&registry))
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        render(&registry),
+    )
 }

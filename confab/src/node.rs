@@ -142,7 +142,11 @@ impl Node {
         let log = Arc::new(log);
 
         let identity = tls::load_or_generate(
-            config.tls.cert_path.as_deref().zip(config.tls.key_path.as_deref()),
+            config
+                .tls
+                .cert_path
+                .as_deref()
+                .zip(config.tls.key_path.as_deref()),
             &config.data_dir,
         )
         .context("setting up TLS")?;
@@ -195,7 +199,10 @@ impl Node {
                     .context("starting the node runtime")?;
                 runtime.block_on(async move {
                     let mut services: Vec<Box<dyn Service>> = vec![Box::new(StorageService(pool))];
-                    match roles.start(bus, producers, shutdown_rx.clone(), &mut services).await {
+                    match roles
+                        .start(bus, producers, shutdown_rx.clone(), &mut services)
+                        .await
+                    {
                         Ok(started) => {
                             let _ = started_tx.send(Ok(started));
                         }
@@ -341,16 +348,26 @@ impl Roles {
             registry,
             ready,
         } = self;
-        let api_settings = ApiSettings::from_config(&config.api, config.gateway.ws_addr, config.gateway.quic_addr);
-        let api = ApiState::open(&config.api, &config.data_dir, api_settings, log.clone() as Arc<dyn MessageLog>)
-            .await
-            .context("starting the HTTP API")?;
+        let api_settings = ApiSettings::from_config(
+            &config.api,
+            config.gateway.ws_addr,
+            config.gateway.quic_addr,
+        );
+        let api = ApiState::open(
+            &config.api,
+            &config.data_dir,
+            api_settings,
+            log.clone() as Arc<dyn MessageLog>,
+        )
+        .await
+        .context("starting the HTTP API")?;
         info!(backend = ?api.store().backend(), "directory store open");
 
         let push_sink: Arc<dyn PushSink> = match push {
             Some(sink) => sink,
             None if config.push.enabled => {
-                let providers = confab_push::providers(&config.push).context("setting up push providers")?;
+                let providers =
+                    confab_push::providers(&config.push).context("setting up push providers")?;
                 if providers.is_empty() {
                     info!("push service off (no provider in [push])");
                     Arc::new(NoPush)
@@ -383,7 +400,10 @@ impl Roles {
                 bus: bus.clone(),
                 producers,
                 log: log.clone() as Arc<dyn MessageLog>,
-                directory: Arc::new(StoreDirectory::new(api.store().clone(), tokio::runtime::Handle::current())),
+                directory: Arc::new(StoreDirectory::new(
+                    api.store().clone(),
+                    tokio::runtime::Handle::current(),
+                )),
                 auth: Arc::new(TokenAuth(api.verifier().clone())),
                 push: push_sink,
                 registry: registry.clone(),

@@ -38,7 +38,10 @@ impl Service for StorageService {
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
             if pool.producers_alive() > 0 {
-                warn!(producers = pool.producers_alive(), "storage stops with producers still alive");
+                warn!(
+                    producers = pool.producers_alive(),
+                    "storage stops with producers still alive"
+                );
             }
             // Everything accepted is committed (and fsynced under
             // sync = "batch") before this returns.
@@ -92,7 +95,9 @@ impl Service for HttpService {
     fn run(self: Box<Self>, shutdown: ShutdownWatch) -> ServiceFuture {
         Box::pin(async move {
             // Connect info: the login rate limiter keys on the client IP.
-            let app = self.router.into_make_service_with_connect_info::<SocketAddr>();
+            let app = self
+                .router
+                .into_make_service_with_connect_info::<SocketAddr>();
             axum::serve(self.listener, app)
                 .with_graceful_shutdown(stopped(shutdown))
                 .into_future()

@@ -37,7 +37,10 @@ impl StoreDirectory {
         StoreDirectory { store, runtime }
     }
 
-    fn run<T, F>(&self, f: impl FnOnce(Store) -> F + Send + 'static) -> BoxFut<Result<T, DirectoryError>>
+    fn run<T, F>(
+        &self,
+        f: impl FnOnce(Store) -> F + Send + 'static,
+    ) -> BoxFut<Result<T, DirectoryError>>
     where
         T: Send + 'static,
         F: std::future::Future<Output = Result<T, StoreError>> + Send + 'static,
@@ -56,11 +59,18 @@ fn users(ids: Vec<u64>) -> Arc<[UserId]> {
 }
 
 impl Directory for StoreDirectory {
-    fn channel_members(&self, channel: ChannelId) -> BoxFut<Result<Option<Arc<[UserId]>>, DirectoryError>> {
+    fn channel_members(
+        &self,
+        channel: ChannelId,
+    ) -> BoxFut<Result<Option<Arc<[UserId]>>, DirectoryError>> {
         self.run(move |s| async move { Ok(s.channel_members(channel.0).await?.map(users)) })
     }
 
-    fn dm_channel(&self, a: UserId, b: UserId) -> BoxFut<Result<Option<ChannelId>, DirectoryError>> {
+    fn dm_channel(
+        &self,
+        a: UserId,
+        b: UserId,
+    ) -> BoxFut<Result<Option<ChannelId>, DirectoryError>> {
         self.run(move |s| async move {
             match s.dm_channel(a.0, b.0).await {
                 Ok(c) => Ok(Some(ChannelId(c))),

@@ -195,16 +195,24 @@ fn serve_answers_and_stops_cleanly_on_sigterm() {
     let scrape = http_get(metrics_addr, "/metrics").unwrap();
     assert!(scrape.starts_with("HTTP/1.1 200"), "{scrape}");
     assert!(scrape.contains("confab_build_info"), "{scrape}");
-    assert!(
-        scrape.contains("confab_process_resident_memory_bytes"),
-        "{scrape}"
-    );
+    // The standard process series, through the prometheus crate.
+    for series in [
+        "process_cpu_seconds_total",
+        "process_resident_memory_bytes",
+        "process_open_fds",
+    ] {
+        assert!(scrape.contains(series), "no {series} in {scrape}");
+    }
 
     assert!(scrape.contains("confab_connections{core=\"0\""), "{scrape}");
-    assert!(
-        scrape.contains("confab_store_latency_seconds_bucket"),
-        "{scrape}"
-    );
+    for histogram in [
+        "confab_store_latency_seconds_bucket",
+        "confab_delivery_latency_seconds_bucket",
+        "confab_fanout_recipients_bucket",
+        "confab_storage_fsync_seconds_bucket",
+    ] {
+        assert!(scrape.contains(histogram), "no {histogram} in {scrape}");
+    }
 
     // The gateway answers WebSocket upgrades on its own port.
     let mut ws = TcpStream::connect(("127.0.0.1", ws)).unwrap();

@@ -14,6 +14,7 @@ mod relay;
 #[path = "push/server.rs"]
 mod server;
 
+use confab_types::ChannelId;
 use std::time::Duration;
 
 use confab_client::Target;
@@ -56,7 +57,10 @@ async fn no_push_while_online_one_push_once_offline() {
     let ada_app = server.connect(&ada).await;
 
     // Bob has no device online: one notification, for him alone.
-    ada_app.send(Target::Channel(confab_client::ChannelId(dm)), "first").await.unwrap();
+    ada_app
+        .send(Target::Channel(ChannelId(dm)), "first")
+        .await
+        .unwrap();
     eventually("Bob's first push", || {
         relay.delivered("https://relay.test/bob").len() == 1
     })
@@ -78,7 +82,7 @@ async fn no_push_while_online_one_push_once_offline() {
     // Bob's phone connects: messages reach it, and no push is made.
     let mut bob_app: App = server.connect(&bob).await;
     ada_app
-        .send(Target::Channel(confab_client::ChannelId(dm)), "while online")
+        .send(Target::Channel(ChannelId(dm)), "while online")
         .await
         .unwrap();
     server::next_message(&mut bob_app.events).await;
@@ -93,7 +97,10 @@ async fn no_push_while_online_one_push_once_offline() {
     bob_app.close().await;
     drop(bob_app);
     tokio::time::sleep(Duration::from_millis(300)).await;
-    ada_app.send(Target::Channel(confab_client::ChannelId(dm)), "after").await.unwrap();
+    ada_app
+        .send(Target::Channel(ChannelId(dm)), "after")
+        .await
+        .unwrap();
     eventually("Bob's second push", || {
         relay.delivered("https://relay.test/bob").len() == 2
     })
@@ -120,7 +127,7 @@ async fn a_burst_collapses_into_one_counted_notification() {
     let ada_app = server.connect(&ada).await;
 
     let sends: Vec<_> = (0..50)
-        .map(|i| ada_app.send(Target::Channel(confab_client::ChannelId(dm)), format!("burst {i}")))
+        .map(|i| ada_app.send(Target::Channel(ChannelId(dm)), format!("burst {i}")))
         .collect();
     for s in sends {
         s.await.unwrap();
@@ -137,7 +144,10 @@ async fn a_burst_collapses_into_one_counted_notification() {
 
     // A later message updates the same notification (same collapse id,
     // the count carries on) rather than starting a new one.
-    ada_app.send(Target::Channel(confab_client::ChannelId(dm)), "one more").await.unwrap();
+    ada_app
+        .send(Target::Channel(ChannelId(dm)), "one more")
+        .await
+        .unwrap();
     eventually("the update", || {
         relay.delivered("https://relay.test/bob").len() == 2
     })
@@ -162,7 +172,10 @@ async fn transient_failures_are_retried_until_delivered() {
     let server = Server::start(&relay.url(), "collapse_ms = 100").await;
     let (ada, _bob, dm) = ada_and_bob(&server).await;
     let ada_app = server.connect(&ada).await;
-    ada_app.send(Target::Channel(confab_client::ChannelId(dm)), "try hard").await.unwrap();
+    ada_app
+        .send(Target::Channel(ChannelId(dm)), "try hard")
+        .await
+        .unwrap();
 
     eventually("delivery after three failures", || {
         relay.delivered("https://relay.test/bob").len() == 1
@@ -201,7 +214,10 @@ async fn a_dead_token_is_marked_and_never_used_again() {
         .await;
     let ada_app = server.connect(&ada).await;
 
-    ada_app.send(Target::Channel(confab_client::ChannelId(dm)), "one").await.unwrap();
+    ada_app
+        .send(Target::Channel(ChannelId(dm)), "one")
+        .await
+        .unwrap();
     eventually("both devices tried", || {
         relay.delivered("https://relay.test/bob").len() == 1
             && relay.attempts("https://relay.test/bob-old").len() == 1
@@ -224,7 +240,10 @@ async fn a_dead_token_is_marked_and_never_used_again() {
     }
     assert_eq!(active, Some(false), "the dead token was not marked");
 
-    ada_app.send(Target::Channel(confab_client::ChannelId(dm)), "two").await.unwrap();
+    ada_app
+        .send(Target::Channel(ChannelId(dm)), "two")
+        .await
+        .unwrap();
     eventually("the live device's second push", || {
         relay.delivered("https://relay.test/bob").len() == 2
     })
@@ -251,7 +270,10 @@ async fn a_muted_channel_never_wakes_the_phone() {
     let (ada, bob, dm) = ada_and_bob(&server).await;
     server.mute(&bob, dm, true).await;
     let ada_app = server.connect(&ada).await;
-    ada_app.send(Target::Channel(confab_client::ChannelId(dm)), "shh").await.unwrap();
+    ada_app
+        .send(Target::Channel(ChannelId(dm)), "shh")
+        .await
+        .unwrap();
     let metrics_has_drop = || async {
         let m = server.metrics().await;
         server::metric(
@@ -274,7 +296,10 @@ async fn a_muted_channel_never_wakes_the_phone() {
 
     // Unmuted, the same channel pushes again: mute was the reason.
     server.mute(&bob, dm, false).await;
-    ada_app.send(Target::Channel(confab_client::ChannelId(dm)), "loud").await.unwrap();
+    ada_app
+        .send(Target::Channel(ChannelId(dm)), "loud")
+        .await
+        .unwrap();
     eventually("the push after unmuting", || {
         relay.delivered("https://relay.test/bob").len() == 1
     })
@@ -291,7 +316,7 @@ async fn pending_pushes_survive_kill_9_and_restart() {
         let ada_app = server.connect(&ada).await;
         for i in 0..3 {
             ada_app
-                .send(Target::Channel(confab_client::ChannelId(dm)), format!("m{i}"))
+                .send(Target::Channel(ChannelId(dm)), format!("m{i}"))
                 .await
                 .unwrap();
         }
@@ -346,7 +371,7 @@ async fn jobs_older_than_max_age_are_given_up() {
     let (ada, _bob, dm) = ada_and_bob(&server).await;
     let ada_app = server.connect(&ada).await;
     ada_app
-        .send(Target::Channel(confab_client::ChannelId(dm)), "soon stale")
+        .send(Target::Channel(ChannelId(dm)), "soon stale")
         .await
         .unwrap();
     eventually("a failed attempt", || {
@@ -390,7 +415,7 @@ async fn previews_carry_the_sender_name_and_the_start_of_the_text_only_when_conf
     let ada_app = server.connect(&ada).await;
     let long = format!("hello {}", "é".repeat(200));
     ada_app
-        .send(Target::Channel(confab_client::ChannelId(dm)), long.clone())
+        .send(Target::Channel(ChannelId(dm)), long.clone())
         .await
         .unwrap();
     eventually("the push", || {

@@ -4,8 +4,8 @@
 //! counters and never look a label up on the hot path.
 
 use prometheus::{
-    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
-    Opts, Registry,
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry,
 };
 
 use confab_protocol::{ErrorCode, FrameType};
@@ -64,7 +64,12 @@ pub struct GatewayMetrics {
     io: &'static str,
 }
 
-fn counter(r: &Registry, name: &str, help: &str, labels: &[&str]) -> prometheus::Result<IntCounterVec> {
+fn counter(
+    r: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+) -> prometheus::Result<IntCounterVec> {
     let v = IntCounterVec::new(Opts::new(name, help), labels)?;
     r.register(Box::new(v.clone()))?;
     Ok(v)
@@ -76,8 +81,16 @@ fn gauge(r: &Registry, name: &str, help: &str, labels: &[&str]) -> prometheus::R
     Ok(v)
 }
 
-fn histogram(r: &Registry, name: &str, help: &str, buckets: &[f64]) -> prometheus::Result<HistogramVec> {
-    let v = HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets.to_vec()), &["core"])?;
+fn histogram(
+    r: &Registry,
+    name: &str,
+    help: &str,
+    buckets: &[f64],
+) -> prometheus::Result<HistogramVec> {
+    let v = HistogramVec::new(
+        HistogramOpts::new(name, help).buckets(buckets.to_vec()),
+        &["core"],
+    )?;
     r.register(Box::new(v.clone()))?;
     Ok(v)
 }
@@ -110,20 +123,34 @@ impl GatewayMetrics {
         let c = core.to_string();
         let c = c.as_str();
         CoreMetrics {
-            connections: Transport::ALL.map(|t| self.connections.with_label_values(&[c, t.label(), self.io])),
-            frames_in: FrameType::ALL.iter().map(|t| self.frames_in.with_label_values(&[c, t.name()])).collect(),
+            connections: Transport::ALL
+                .map(|t| self.connections.with_label_values(&[c, t.label(), self.io])),
+            frames_in: FrameType::ALL
+                .iter()
+                .map(|t| self.frames_in.with_label_values(&[c, t.name()]))
+                .collect(),
             frames_in_invalid: self.frames_in.with_label_values(&[c, "invalid"]),
-            frames_out: FrameType::ALL.iter().map(|t| self.frames_out.with_label_values(&[c, t.name()])).collect(),
+            frames_out: FrameType::ALL
+                .iter()
+                .map(|t| self.frames_out.with_label_values(&[c, t.name()]))
+                .collect(),
             messages_stored: self.messages_stored.with_label_values(&[c]),
             deliveries: self.deliveries.with_label_values(&[c]),
             presence_events: self.presence_events.with_label_values(&[c]),
             push_jobs: self.push_jobs.with_label_values(&[c]),
             shed_frames: self.shed_frames.with_label_values(&[c]),
-            slow_consumers: self.slow_consumers.with_label_values(&[c, "outbound_queue_full"]),
+            slow_consumers: self
+                .slow_consumers
+                .with_label_values(&[c, "outbound_queue_full"]),
             mailbox_depth: self.queue_depth.with_label_values(&[c, "mailbox"]),
-            storage_in_flight: self.queue_depth.with_label_values(&[c, "storage_in_flight"]),
+            storage_in_flight: self
+                .queue_depth
+                .with_label_values(&[c, "storage_in_flight"]),
             outbound_bytes: self.queue_depth.with_label_values(&[c, "outbound_bytes"]),
-            errors: ErrorCode::ALL.iter().map(|e| self.errors.with_label_values(&[c, e.name()])).collect(),
+            errors: ErrorCode::ALL
+                .iter()
+                .map(|e| self.errors.with_label_values(&[c, e.name()]))
+                .collect(),
             store_latency: self.store_latency.with_label_values(&[c]),
             delivery_latency: self.delivery_latency.with_label_values(&[c]),
             fanout: self.fanout.with_label_values(&[c]),

@@ -29,7 +29,8 @@ pub trait Directory: Send + Sync + 'static {
     ) -> BoxFut<Result<Option<Arc<[UserId]>>, DirectoryError>>;
     /// The 1:1 channel of `a` and `b`, created on first use; `None` if `b`
     /// does not exist.
-    fn dm_channel(&self, a: UserId, b: UserId) -> BoxFut<Result<Option<ChannelId>, DirectoryError>>;
+    fn dm_channel(&self, a: UserId, b: UserId)
+        -> BoxFut<Result<Option<ChannelId>, DirectoryError>>;
     /// A user's accepted friends.
     fn friends(&self, user: UserId) -> BoxFut<Result<Arc<[UserId]>, DirectoryError>>;
     /// Everyone who shares a channel (DM or group) with `user`: whose

@@ -71,7 +71,11 @@ pub struct Gateway {
 impl Gateway {
     /// Binds the listeners and starts one thread per core; they run until
     /// `shutdown` turns true.
-    pub fn start(settings: Settings, parts: Parts, shutdown: ShutdownWatch) -> std::io::Result<Gateway> {
+    pub fn start(
+        settings: Settings,
+        parts: Parts,
+        shutdown: ShutdownWatch,
+    ) -> std::io::Result<Gateway> {
         let cores = settings.cores;
         assert_eq!(parts.bus.cores(), cores);
         assert_eq!(parts.producers.len(), cores);
@@ -98,7 +102,8 @@ impl Gateway {
             }
             quic_addr = Some(addr);
         }
-        let metrics = GatewayMetrics::new(&parts.registry, io.label()).map_err(std::io::Error::other)?;
+        let metrics =
+            GatewayMetrics::new(&parts.registry, io.label()).map_err(std::io::Error::other)?;
         let peers = quic::routing::peers(cores);
         let bus = parts.bus.clone();
         let shared = Arc::new(CoreIo {
@@ -113,7 +118,12 @@ impl Gateway {
         });
         let cpus = core_affinity::get_core_ids().unwrap_or_default();
         let mut threads = Vec::with_capacity(cores);
-        for (id, ((listener, producer), udp)) in listeners.into_iter().zip(parts.producers).zip(udp).enumerate() {
+        for (id, ((listener, producer), udp)) in listeners
+            .into_iter()
+            .zip(parts.producers)
+            .zip(udp)
+            .enumerate()
+        {
             let (shared, peers, shutdown) = (shared.clone(), peers.clone(), shutdown.clone());
             let cpu = (settings.pin_cores && !cpus.is_empty()).then(|| cpus[id % cpus.len()]);
             let thread = std::thread::Builder::new()
@@ -192,13 +202,21 @@ async fn core_main(
     if *shutdown.borrow() {
         return;
     }
-    tokio::task::spawn_local(listener::accept_loop(core.clone(), listener, shutdown.clone()));
+    tokio::task::spawn_local(listener::accept_loop(
+        core.clone(),
+        listener,
+        shutdown.clone(),
+    ));
     let mut endpoint = None;
     if let (Some(socket), Some(q)) = (udp, &io.settings.quic) {
         let heartbeat = io.settings.heartbeat_interval;
         match quic::endpoint(id, io.bus.cores(), socket, q, heartbeat, &peers) {
             Ok(e) => {
-                tokio::task::spawn_local(quic::accept_loop(core.clone(), e.clone(), shutdown.clone()));
+                tokio::task::spawn_local(quic::accept_loop(
+                    core.clone(),
+                    e.clone(),
+                    shutdown.clone(),
+                ));
                 endpoint = Some(e);
             }
             Err(e) => tracing::error!(core = id, error = %e, "QUIC endpoint failed"),

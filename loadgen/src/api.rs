@@ -211,7 +211,7 @@ impl Api {
     }
 
     /// The server's resident memory from its Prometheus endpoint
-    /// (`confab_process_resident_memory_bytes`).
+    /// (`process_resident_memory_bytes`).
     pub async fn server_rss(&self, metrics_url: &str) -> Result<u64> {
         let (status, v) = self.call(Method::GET, metrics_url, None, None).await?;
         if !status.is_success() {
@@ -221,8 +221,8 @@ impl Api {
             .as_str()
             .map(str::to_owned)
             .unwrap_or_else(|| v.to_string());
-        parse_metric(&text, "confab_process_resident_memory_bytes")
-            .ok_or_else(|| anyhow!("{metrics_url} has no confab_process_resident_memory_bytes"))
+        parse_metric(&text, "process_resident_memory_bytes")
+            .ok_or_else(|| anyhow!("{metrics_url} has no process_resident_memory_bytes"))
     }
 }
 
@@ -263,11 +263,11 @@ mod tests {
 
     #[test]
     fn metric_lines_are_found_by_exact_name() {
-        let text = "# HELP confab_process_resident_memory_bytes x\n\
-                    confab_process_resident_memory_bytes_total 1\n\
-                    confab_process_resident_memory_bytes 123456\n";
+        let text = "# HELP process_resident_memory_bytes x\n\
+                    process_resident_memory_bytes_total 1\n\
+                    process_resident_memory_bytes 123456\n";
         assert_eq!(
-            parse_metric(text, "confab_process_resident_memory_bytes"),
+            parse_metric(text, "process_resident_memory_bytes"),
             Some(123456)
         );
         assert_eq!(parse_metric(text, "nope"), None);

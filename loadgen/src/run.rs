@@ -14,7 +14,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use confab_client::{Client, ClientConfig, ClientError, ClientEvent, Events, Target, TlsOptions};
+use confab_client::{
+    ChannelId, Client, ClientConfig, ClientError, ClientEvent, DeviceId, Events, Target, TlsOptions,
+};
 use futures_util::stream::{self, StreamExt};
 use indicatif::{ProgressBar, ProgressStyle};
 use rand::rngs::StdRng;
@@ -364,7 +366,7 @@ pub async fn run(opts: RunOptions) -> Result<Report> {
             let index = devices.len();
             let url = &urls[index % urls.len()];
             transports_used.push(url.clone());
-            let mut config = ClientConfig::new(url, tokens.access(u), confab_client::DeviceId(d));
+            let mut config = ClientConfig::new(url, tokens.access(u), DeviceId(d));
             config.tls = tls.clone();
             config.max_pending_sends = 1 << 20;
             if sources > 1 {
@@ -716,9 +718,9 @@ async fn schedule(
         let text = ledger::message_text(id, chars);
         let dev = devices[device].clone();
         if rng.random::<f64>() < profile.traffic.typing_per_message {
-            let _ = dev.client.typing(confab_client::ChannelId(c.id));
+            let _ = dev.client.typing(ChannelId(c.id));
         }
-        let fut = dev.client.send(Target::Channel(confab_client::ChannelId(c.id)), text);
+        let fut = dev.client.send(Target::Channel(ChannelId(c.id)), text);
         shared.counters.sent.fetch_add(1, Ordering::Relaxed);
         let shared = shared.clone();
         let members: Vec<usize> = c.members.clone();
@@ -727,7 +729,10 @@ async fn schedule(
                 Ok(ack) => {
                     let now = shared.since_start_ns();
                     shared.ledger.acked(id);
-                    dev.own.lock().unwrap().push((ack.channel_id.into(), ack.seq.into()));
+                    dev.own
+                        .lock()
+                        .unwrap()
+                        .push((ack.channel_id.into(), ack.seq.into()));
                     for m in members {
                         shared.inbox[m].fetch_add(1, Ordering::Relaxed);
                     }
@@ -802,7 +807,10 @@ async fn device_events(
         match event {
             ClientEvent::Message(m) => {
                 let now = shared.since_start_ns();
-                book.seen.entry(m.channel_id.into()).or_default().push(m.seq.into());
+                book.seen
+                    .entry(m.channel_id.into())
+                    .or_default()
+                    .push(m.seq.into());
                 match ledger::parse_id(&m.text).and_then(|id| shared.ledger.delivered(id, &m.text))
                 {
                     Some(d) => {
@@ -872,7 +880,8 @@ async fn sync_check(
     let sync = Latency::default();
     for u in 0..users.len().min(n) {
         let expected = shared.inbox[u].load(Ordering::Relaxed);
-        let mut config = ClientConfig::new(&urls[u % urls.len()], tokens.access(u), confab_client::DeviceId(1_000_000));
+        let mut config =
+            ClientConfig::new(&urls[u % urls.len()], tokens.access(u), DeviceId(1_000_000));
         config.tls = tls.clone();
         let started = Instant::now();
         let Ok((client, mut events)) = Client::connect(config) else {
@@ -885,7 +894,10 @@ async fn sync_check(
         while got < expected {
             match tokio::time::timeout_at(deadline, events.recv()).await {
                 Ok(Some(ClientEvent::Message(m))) => {
-                    book.seen.entry(m.channel_id.into()).or_default().push(m.seq.into());
+                    book.seen
+                        .entry(m.channel_id.into())
+                        .or_default()
+                        .push(m.seq.into());
                     if ledger::parse_id(&m.text).is_none() {
                         shared.corrupted.fetch_add(1, Ordering::Relaxed);
                     }

@@ -70,7 +70,14 @@ fn put_ids(out: &mut Vec<u8>, ids: &[UserId]) {
 pub(crate) fn put_message_tail(out: &mut Vec<u8>, m: &StoredMessage) {
     put_message_fields(
         out,
-        [m.channel.0, m.seq.0, m.sender.0, m.device.0, m.client_msg_id, m.timestamp_ms],
+        [
+            m.channel.0,
+            m.seq.0,
+            m.sender.0,
+            m.device.0,
+            m.client_msg_id,
+            m.timestamp_ms,
+        ],
         &m.text,
     );
 }
@@ -401,7 +408,8 @@ impl<'a> Reader<'a> {
     /// A message text: checked once, then a slice of the frame.
     fn text(&mut self) -> Result<Text, DecodeError> {
         let bytes = self.bytes()?;
-        Text::try_from(self.whole.slice_ref(bytes)).map_err(|_| DecodeError::BadUtf8 { frame: self.ty })
+        Text::try_from(self.whole.slice_ref(bytes))
+            .map_err(|_| DecodeError::BadUtf8 { frame: self.ty })
     }
 
     /// A list count, checked against the bytes left so that a hostile count

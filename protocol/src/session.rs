@@ -319,7 +319,12 @@ impl ClientSession {
 
     /// Asks for a page of history; returns the request id, or `None` when
     /// the session is not ready.
-    pub fn history(&mut self, channel_id: ChannelId, anchor: HistoryAnchor, limit: u32) -> Option<u64> {
+    pub fn history(
+        &mut self,
+        channel_id: ChannelId,
+        anchor: HistoryAnchor,
+        limit: u32,
+    ) -> Option<u64> {
         let request_id = self.request_id();
         self.queue_live(Frame::History(History {
             request_id,

@@ -6,6 +6,7 @@ mod strategies;
 use confab_protocol::binary::{self, DEFAULT_MAX_FRAME_BYTES};
 use confab_protocol::frame::*;
 use confab_protocol::{json, DecodeError, ErrorCode, Frame, FrameReader};
+use confab_types::UserId;
 use proptest::prelude::*;
 
 const MAX: usize = DEFAULT_MAX_FRAME_BYTES;
@@ -13,7 +14,7 @@ const MAX: usize = DEFAULT_MAX_FRAME_BYTES;
 fn send(text: &str) -> Frame {
     Frame::Send(Send {
         client_msg_id: 7,
-        target: Target::User(confab_types::UserId(3)),
+        target: Target::User(UserId(3)),
         text: text.into(),
     })
 }

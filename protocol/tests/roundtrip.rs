@@ -6,8 +6,8 @@ mod strategies;
 use confab_protocol::binary::{self, DEFAULT_MAX_FRAME_BYTES};
 use confab_protocol::fanout::SharedMessage;
 use confab_protocol::Encoding;
-use confab_types::{ChannelId, DeviceId, InboxSeq, Seq, StoredMessage, UserId};
 use confab_protocol::{json, Frame, FrameReader, FrameType};
+use confab_types::{ChannelId, DeviceId, InboxSeq, Seq, StoredMessage, UserId};
 use proptest::prelude::*;
 
 const MAX: usize = DEFAULT_MAX_FRAME_BYTES;
@@ -99,13 +99,22 @@ fn fanout_shares_one_body_across_recipients() {
         timestamp_ms: 1_700_000_000_000,
         text: "x".repeat(100_000).into(),
     });
-    assert!(!shared.is_encoded(Encoding::Binary), "nothing is encoded before it is needed");
+    assert!(
+        !shared.is_encoded(Encoding::Binary),
+        "nothing is encoded before it is needed"
+    );
     let body = shared.body(Encoding::Binary).clone();
     // Cloning for another recipient shares the allocation, it does not copy.
     assert_eq!(body.as_ptr(), shared.body(Encoding::Binary).as_ptr());
-    assert!(!shared.is_encoded(Encoding::Json), "no JSON recipient, no JSON body");
+    assert!(
+        !shared.is_encoded(Encoding::Json),
+        "no JSON recipient, no JSON body"
+    );
     for inbox_seq in [1u64, 127, 128, 1 << 40] {
-        let mut frame = shared.header(Encoding::Binary, InboxSeq(inbox_seq)).as_bytes().to_vec();
+        let mut frame = shared
+            .header(Encoding::Binary, InboxSeq(inbox_seq))
+            .as_bytes()
+            .to_vec();
         frame.extend_from_slice(&body);
         match binary::decode_bytes(frame.into(), MAX).unwrap() {
             Frame::Message(m) => {
@@ -124,7 +133,7 @@ fn documented_examples() {
     use confab_protocol::frame::*;
     let send = Frame::Send(Send {
         client_msg_id: 1,
-        target: Target::Channel(confab_types::ChannelId(300)),
+        target: Target::Channel(ChannelId(300)),
         text: "hi".into(),
     });
     assert_eq!(
@@ -156,8 +165,8 @@ fn documented_examples() {
         min_version: 1,
         max_version: 1,
         token: "t".into(),
-        device_id: confab_types::DeviceId(9),
-        inbox_cursor: confab_types::InboxSeq(0),
+        device_id: DeviceId(9),
+        inbox_cursor: InboxSeq(0),
     });
     assert_eq!(
         binary::encode_to_vec(&hello),

@@ -1,6 +1,7 @@
 //! The client session state machine keeps its promises: every message once,
 //! in inbox order, no send lost across reconnects.
 
+use confab_types::{ChannelId, DeviceId, InboxSeq, Seq, UserId};
 use std::time::{Duration, Instant};
 
 use confab_protocol::frame::*;
@@ -23,7 +24,7 @@ fn limits() -> Limits {
 fn welcome() -> Frame {
     Frame::Welcome(Welcome {
         version: 1,
-        user_id: confab_types::UserId(10),
+        user_id: UserId(10),
         session_id: 1,
         heartbeat_interval_ms: 1000,
         limits: limits(),
@@ -32,11 +33,11 @@ fn welcome() -> Frame {
 
 fn msg(inbox_seq: u64, seq: u64) -> Message {
     Message {
-        inbox_seq: confab_types::InboxSeq(inbox_seq),
-        channel_id: confab_types::ChannelId(5),
-        seq: confab_types::Seq(seq),
-        sender_id: confab_types::UserId(11),
-        sender_device: confab_types::DeviceId(1),
+        inbox_seq: InboxSeq(inbox_seq),
+        channel_id: ChannelId(5),
+        seq: Seq(seq),
+        sender_id: UserId(11),
+        sender_device: DeviceId(1),
         client_msg_id: seq,
         timestamp_ms: 1,
         text: format!("m{seq}").into(),
@@ -62,8 +63,8 @@ fn delivered(events: &[Event]) -> Vec<u64> {
 }
 
 fn ready(cursor: u64) -> (ClientSession, Instant) {
-    let mut cfg = SessionConfig::new("tok", confab_types::DeviceId(77));
-    cfg.inbox_cursor = confab_types::InboxSeq(cursor);
+    let mut cfg = SessionConfig::new("tok", DeviceId(77));
+    cfg.inbox_cursor = InboxSeq(cursor);
     let mut s = ClientSession::new(cfg);
     let now = Instant::now();
     s.connected(now);
@@ -75,8 +76,8 @@ fn ready(cursor: u64) -> (ClientSession, Instant) {
 
 #[test]
 fn hello_carries_token_device_and_cursor() {
-    let mut cfg = SessionConfig::new("secret", confab_types::DeviceId(77));
-    cfg.inbox_cursor = confab_types::InboxSeq(41);
+    let mut cfg = SessionConfig::new("secret", DeviceId(77));
+    cfg.inbox_cursor = InboxSeq(41);
     let mut s = ClientSession::new(cfg);
     assert_eq!(s.state(), State::Disconnected);
     s.connected(Instant::now());
@@ -84,8 +85,8 @@ fn hello_carries_token_device_and_cursor() {
     match drain_tx(&mut s).as_slice() {
         [Frame::Hello(h)] => {
             assert_eq!(h.token, "secret");
-            assert_eq!(h.device_id, confab_types::DeviceId(77));
-            assert_eq!(h.inbox_cursor, confab_types::InboxSeq(41));
+            assert_eq!(h.device_id, DeviceId(77));
+            assert_eq!(h.inbox_cursor, InboxSeq(41));
             assert_eq!((h.min_version, h.max_version), (1, 1));
         }
         other => panic!("{other:?}"),
@@ -100,9 +101,9 @@ fn hello_carries_token_device_and_cursor() {
 
 #[test]
 fn sends_before_welcome_go_after_it_and_acks_settle_them() {
-    let mut s = ClientSession::new(SessionConfig::new("t", confab_types::DeviceId(1)));
-    let a = s.send(Target::Channel(confab_types::ChannelId(5)), "one").unwrap();
-    let b = s.send(Target::User(confab_types::UserId(9)), "two").unwrap();
+    let mut s = ClientSession::new(SessionConfig::new("t", DeviceId(1)));
+    let a = s.send(Target::Channel(ChannelId(5)), "one").unwrap();
+    let b = s.send(Target::User(UserId(9)), "two").unwrap();
     assert_eq!((a, b), (1, 2));
     let now = Instant::now();
     s.connected(now);
@@ -120,15 +121,19 @@ fn sends_before_welcome_go_after_it_and_acks_settle_them() {
         now,
         Frame::SendAck(SendAck {
             client_msg_id: 1,
-            channel_id: confab_types::ChannelId(5),
-            seq: confab_types::Seq(1),
-            inbox_seq: confab_types::InboxSeq(1),
+            channel_id: ChannelId(5),
+            seq: Seq(1),
+            inbox_seq: InboxSeq(1),
             timestamp_ms: 3,
             duplicate: false,
         }),
     );
     assert_eq!(s.pending_count(), 1);
-    assert_eq!(s.cursor(), confab_types::InboxSeq(1), "our own message advances our inbox cursor");
+    assert_eq!(
+        s.cursor(),
+        InboxSeq(1),
+        "our own message advances our inbox cursor"
+    );
     let ev = drain_events(&mut s);
     assert!(ev
         .iter()
@@ -146,7 +151,7 @@ fn duplicates_are_dropped_and_order_is_kept() {
         s.handle(now, Frame::Message(m));
     }
     assert_eq!(delivered(&drain_events(&mut s)), [1, 2, 3]);
-    assert_eq!(s.cursor(), confab_types::InboxSeq(3));
+    assert_eq!(s.cursor(), InboxSeq(3));
     assert!(drain_tx(&mut s).is_empty());
 }
 
@@ -171,7 +176,7 @@ fn a_hole_is_held_then_filled_by_sync() {
             _ => None,
         })
         .expect("a Sync for the hole");
-    assert_eq!(sync.after, confab_types::InboxSeq(1));
+    assert_eq!(sync.after, InboxSeq(1));
     // The answer overlaps what is held: each message still comes out once.
     s.handle(
         now,
@@ -182,7 +187,7 @@ fn a_hole_is_held_then_filled_by_sync() {
         }),
     );
     assert_eq!(delivered(&drain_events(&mut s)), [2, 3, 4]);
-    assert_eq!(s.cursor(), confab_types::InboxSeq(4));
+    assert_eq!(s.cursor(), InboxSeq(4));
 }
 
 #[test]
@@ -202,7 +207,9 @@ fn reconnect_resends_unacked_with_the_same_ids_and_resumes_from_the_cursor() {
     let (mut s, now) = ready(0);
     s.handle(now, Frame::Message(msg(1, 1)));
     assert_eq!(delivered(&drain_events(&mut s)), [1]);
-    let id = s.send(Target::Channel(confab_types::ChannelId(5)), "lost in transit").unwrap();
+    let id = s
+        .send(Target::Channel(ChannelId(5)), "lost in transit")
+        .unwrap();
     assert!(matches!(drain_tx(&mut s).as_slice(), [Frame::Send(_)]));
     // The connection dies before the ack.
     s.disconnected();
@@ -210,7 +217,7 @@ fn reconnect_resends_unacked_with_the_same_ids_and_resumes_from_the_cursor() {
     assert_eq!(s.pending_count(), 1);
     s.connected(now);
     match drain_tx(&mut s).as_slice() {
-        [Frame::Hello(h)] => assert_eq!(h.inbox_cursor, confab_types::InboxSeq(1)),
+        [Frame::Hello(h)] => assert_eq!(h.inbox_cursor, InboxSeq(1)),
         other => panic!("{other:?}"),
     }
     s.handle(now, welcome());
@@ -234,9 +241,9 @@ fn reconnect_resends_unacked_with_the_same_ids_and_resumes_from_the_cursor() {
         now,
         Frame::SendAck(SendAck {
             client_msg_id: id,
-            channel_id: confab_types::ChannelId(5),
-            seq: confab_types::Seq(2),
-            inbox_seq: confab_types::InboxSeq(2),
+            channel_id: ChannelId(5),
+            seq: Seq(2),
+            inbox_seq: InboxSeq(2),
             timestamp_ms: 1,
             duplicate: true,
         }),
@@ -248,7 +255,7 @@ fn reconnect_resends_unacked_with_the_same_ids_and_resumes_from_the_cursor() {
         "entry 1 was already delivered before the drop"
     );
     assert_eq!(s.pending_count(), 0);
-    assert_eq!(s.cursor(), confab_types::InboxSeq(2));
+    assert_eq!(s.cursor(), InboxSeq(2));
 }
 
 #[test]
@@ -280,7 +287,7 @@ fn heartbeats_and_silence() {
 
 #[test]
 fn handshake_times_out() {
-    let mut s = ClientSession::new(SessionConfig::new("t", confab_types::DeviceId(1)));
+    let mut s = ClientSession::new(SessionConfig::new("t", DeviceId(1)));
     let now = Instant::now();
     s.connected(now);
     let deadline = s.poll_timeout().unwrap();
@@ -292,8 +299,8 @@ fn handshake_times_out() {
 #[test]
 fn send_errors_fail_or_retry_by_code() {
     let (mut s, now) = ready(0);
-    let forbidden = s.send(Target::Channel(confab_types::ChannelId(6)), "no").unwrap();
-    let limited = s.send(Target::Channel(confab_types::ChannelId(5)), "later").unwrap();
+    let forbidden = s.send(Target::Channel(ChannelId(6)), "no").unwrap();
+    let limited = s.send(Target::Channel(ChannelId(5)), "later").unwrap();
     drain_tx(&mut s);
     let err = |code, id| {
         Frame::Error(Error {
@@ -324,7 +331,7 @@ fn send_errors_fail_or_retry_by_code() {
 
 #[test]
 fn auth_refusal_closes_until_a_new_token() {
-    let mut s = ClientSession::new(SessionConfig::new("expired", confab_types::DeviceId(1)));
+    let mut s = ClientSession::new(SessionConfig::new("expired", DeviceId(1)));
     let now = Instant::now();
     s.connected(now);
     drain_tx(&mut s);
@@ -338,7 +345,10 @@ fn auth_refusal_closes_until_a_new_token() {
         }),
     );
     assert_eq!(s.state(), State::Closed);
-    assert_eq!(s.send(Target::User(confab_types::UserId(1)), "x"), Err(SessionError::Closed));
+    assert_eq!(
+        s.send(Target::User(UserId(1)), "x"),
+        Err(SessionError::Closed)
+    );
     s.connected(now);
     assert!(drain_tx(&mut s).is_empty(), "no Hello with a refused token");
     s.set_token("fresh");
@@ -348,25 +358,25 @@ fn auth_refusal_closes_until_a_new_token() {
 
 #[test]
 fn local_validation() {
-    let mut cfg = SessionConfig::new("t", confab_types::DeviceId(1));
+    let mut cfg = SessionConfig::new("t", DeviceId(1));
     cfg.max_pending = 2;
     let mut s = ClientSession::new(cfg);
     assert_eq!(
-        s.send(Target::User(confab_types::UserId(1)), "a".repeat(100_001)),
+        s.send(Target::User(UserId(1)), "a".repeat(100_001)),
         Err(SessionError::InvalidText(ErrorCode::TextTooLong))
     );
     assert_eq!(
-        s.send(Target::User(confab_types::UserId(1)), ""),
+        s.send(Target::User(UserId(1)), ""),
         Err(SessionError::InvalidText(ErrorCode::EmptyText))
     );
-    s.send(Target::User(confab_types::UserId(1)), "a").unwrap();
-    s.send(Target::User(confab_types::UserId(1)), "b").unwrap();
+    s.send(Target::User(UserId(1)), "a").unwrap();
+    s.send(Target::User(UserId(1)), "b").unwrap();
     assert_eq!(
-        s.send(Target::User(confab_types::UserId(1)), "c"),
+        s.send(Target::User(UserId(1)), "c"),
         Err(SessionError::TooManyPending(2))
     );
     // Queries need a live session.
-    assert_eq!(s.history(confab_types::ChannelId(5), HistoryAnchor::Latest, 10), None);
+    assert_eq!(s.history(ChannelId(5), HistoryAnchor::Latest, 10), None);
 }
 
 #[test]

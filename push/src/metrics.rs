@@ -70,8 +70,11 @@ impl PushMetrics {
                 "Push jobs settled without a notification, by reason.",
                 &["provider", "reason"],
             ),
-            depth: IntGauge::new("confab_push_outbox_depth", "Push jobs pending in the outbox.")
-                .expect("valid metric"),
+            depth: IntGauge::new(
+                "confab_push_outbox_depth",
+                "Push jobs pending in the outbox.",
+            )
+            .expect("valid metric"),
             oldest: Gauge::new(
                 "confab_push_oldest_job_age_seconds",
                 "Age of the oldest pending push job.",
@@ -82,7 +85,13 @@ impl PushMetrics {
 
     /// Adds every series to `registry`.
     pub fn register(&self, registry: &Registry) -> prometheus::Result<()> {
-        for c in [&self.created, &self.sent, &self.failed, &self.retried, &self.dropped] {
+        for c in [
+            &self.created,
+            &self.sent,
+            &self.failed,
+            &self.retried,
+            &self.dropped,
+        ] {
             registry.register(Box::new(c.clone()))?;
         }
         registry.register(Box::new(self.depth.clone()))?;
@@ -112,7 +121,9 @@ impl PushMetrics {
     /// `n` jobs settled without a notification; `provider` is `none` when
     /// no device was chosen yet (online, muted, expired, no device).
     pub fn dropped(&self, provider: &'static str, reason: &'static str, n: u64) {
-        self.dropped.with_label_values(&[provider, reason]).inc_by(n);
+        self.dropped
+            .with_label_values(&[provider, reason])
+            .inc_by(n);
     }
 
     /// Pending jobs and the age of the oldest (0 when none).

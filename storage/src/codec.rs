@@ -5,9 +5,8 @@
 //! general-purpose serializer.
 
 use crate::error::StorageError;
-use confab_types::{ChannelId, DeviceId, UserId};
 use crate::model::{Cursor, OutboxEntry, OutboxKey};
-use confab_types::StoredMessage;
+use confab_types::{ChannelId, DeviceId, InboxSeq, Seq, StoredMessage, UserId};
 
 /// Bytes of the shared 8-byte prefix (channel id or user id) that the prefix
 /// extractors and bloom filters work on.
@@ -109,9 +108,9 @@ pub(crate) fn decode_outbox(key: &[u8], value: &[u8]) -> Result<OutboxEntry, Sto
         key: OutboxKey {
             user: UserId(be(&key[..8])),
             channel: ChannelId(be(&key[8..16])),
-            seq: confab_types::Seq(be(&key[16..])),
+            seq: Seq(be(&key[16..])),
         },
-        inbox_seq: confab_types::InboxSeq(be(&value[..8])),
+        inbox_seq: InboxSeq(be(&value[..8])),
         sender: UserId(be(&value[8..16])),
         timestamp_ms: be(&value[16..]),
     })
@@ -155,7 +154,7 @@ pub(crate) fn decode_record(
     }
     Ok(StoredMessage {
         channel,
-        seq: confab_types::Seq(seq),
+        seq: Seq(seq),
         sender: UserId(be(&value[1..])),
         device: DeviceId(be(&value[9..])),
         client_msg_id: be(&value[17..]),
@@ -239,7 +238,10 @@ pub(crate) fn encode_cursor(cursor: Cursor) -> [u8; 16] {
 /// Inverse of [`encode_cursor`].
 pub(crate) fn decode_cursor(value: &[u8]) -> Result<Cursor, StorageError> {
     let (delivered, read) = split_pair(value, "cursor")?;
-    Ok(Cursor { delivered: confab_types::InboxSeq(delivered), read: confab_types::InboxSeq(read) })
+    Ok(Cursor {
+        delivered: InboxSeq(delivered),
+        read: InboxSeq(read),
+    })
 }
 
 /// Last-seen value: ms since the epoch.
@@ -271,7 +273,7 @@ mod tests {
             prop_assert_eq!(record_timestamp(&buf).unwrap(), ts);
             let msg = decode_record(ChannelId(channel), seq, &buf).unwrap();
             prop_assert_eq!(msg, StoredMessage {
-                channel: ChannelId(channel), seq: confab_types::Seq(seq), sender: UserId(sender),
+                channel: ChannelId(channel), seq: Seq(seq), sender: UserId(sender),
                 device: DeviceId(device), client_msg_id: id, timestamp_ms: ts, text: text.into(),
             });
         }
@@ -289,7 +291,7 @@ mod tests {
             prop_assert_eq!(IdempotencyRecord::decode(&rec.encode()).unwrap(), rec);
             prop_assert_eq!(decode_pointer(&encode_pointer(ChannelId(channel), seq)).unwrap(),
                 (ChannelId(channel), seq));
-            let cursor = Cursor { delivered: confab_types::InboxSeq(d), read: confab_types::InboxSeq(r) };
+            let cursor = Cursor { delivered: InboxSeq(d), read: InboxSeq(r) };
             prop_assert_eq!(decode_cursor(&encode_cursor(cursor)).unwrap(), cursor);
         }
     }

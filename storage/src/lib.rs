@@ -26,8 +26,8 @@ mod watermark;
 pub mod writer;
 
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use error::{InvalidRequest, ParseSyncPolicyError, StorageError};
 pub use confab_types::{ChannelId, DeviceId, InboxSeq, Seq, StoredMessage, Text, UserId};
+pub use error::{InvalidRequest, ParseSyncPolicyError, StorageError};
 pub use log::{LogConfig, MessageLog, DEFAULT_IDEMPOTENCY_WINDOW_MS};
 pub use memory::MemoryLog;
 pub use model::{

@@ -3,11 +3,11 @@
 
 use crate::clock::{Clock, SystemClock};
 use crate::error::StorageError;
-use confab_types::{ChannelId, DeviceId, InboxSeq, Seq, StoredMessage, UserId};
 use crate::model::{
     AppendOutcome, AppendRequest, Cursor, HistoryAnchor, InboxEntry, OutboxEntry, OutboxKey, Page,
 };
 use crate::sync_policy::SyncPolicy;
+use confab_types::{ChannelId, DeviceId, InboxSeq, Seq, StoredMessage, UserId};
 use std::fmt;
 use std::sync::Arc;
 

@@ -4,13 +4,13 @@
 
 use crate::codec::{expired, IdempotencyRecord};
 use crate::error::StorageError;
-use confab_types::{ChannelId, DeviceId, InboxSeq, Seq, StoredMessage, UserId};
 use crate::log::{LogConfig, MessageLog};
 use crate::model::{
     AppendOutcome, AppendRequest, Cursor, HistoryAnchor, InboxEntry, OutboxEntry, OutboxKey, Page,
     MAX_PAGE_LIMIT,
 };
 use crate::sync_policy::SyncPolicy;
+use confab_types::{ChannelId, DeviceId, InboxSeq, Seq, StoredMessage, UserId};
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Mutex, MutexGuard};
 
@@ -102,10 +102,10 @@ impl MessageLog for MemoryLog {
             {
                 outcomes.push(AppendOutcome {
                     channel: rec.channel,
-                    seq: confab_types::Seq(rec.seq),
+                    seq: Seq(rec.seq),
                     timestamp_ms: rec.timestamp_ms,
                     inbox: Vec::new(),
-                    sender_inbox_seq: confab_types::InboxSeq(rec.sender_inbox_seq),
+                    sender_inbox_seq: InboxSeq(rec.sender_inbox_seq),
                     duplicate: true,
                 });
                 continue;
@@ -116,7 +116,7 @@ impl MessageLog for MemoryLog {
             let timestamp_ms = log.last().map_or(now, |m| m.timestamp_ms.max(now));
             log.push(StoredMessage {
                 channel: req.channel,
-                seq: confab_types::Seq(seq),
+                seq: Seq(seq),
                 sender: req.sender,
                 device: req.device,
                 client_msg_id: req.client_msg_id,
@@ -131,7 +131,7 @@ impl MessageLog for MemoryLog {
                 inbox.push((user, InboxSeq(entries.len() as u64)));
             }
             let sender_inbox_seq = crate::model::sender_seq(&inbox, req.sender);
-            for entry in crate::model::push_jobs(req, confab_types::Seq(seq), &inbox, timestamp_ms) {
+            for entry in crate::model::push_jobs(req, Seq(seq), &inbox, timestamp_ms) {
                 state.outbox.insert(entry.key, entry);
             }
             let rec = IdempotencyRecord {
@@ -144,7 +144,7 @@ impl MessageLog for MemoryLog {
             state.idempotency_order.push_back((timestamp_ms, key));
             outcomes.push(AppendOutcome {
                 channel: req.channel,
-                seq: confab_types::Seq(seq),
+                seq: Seq(seq),
                 timestamp_ms,
                 inbox,
                 sender_inbox_seq,
@@ -229,7 +229,7 @@ impl MessageLog for MemoryLog {
                     detail: format!("points at missing {channel}/{seq}"),
                 })?;
             items.push(InboxEntry {
-                inbox_seq: confab_types::InboxSeq((start + i) as u64 + 1),
+                inbox_seq: InboxSeq((start + i) as u64 + 1),
                 message,
             });
         }
@@ -249,7 +249,9 @@ impl MessageLog for MemoryLog {
     }
 
     fn last_inbox_seq(&self, user: UserId) -> Result<InboxSeq, StorageError> {
-        Ok(InboxSeq(self.lock()?.visible_inbox.get(&user).copied().unwrap_or(0)))
+        Ok(InboxSeq(
+            self.lock()?.visible_inbox.get(&user).copied().unwrap_or(0),
+        ))
     }
 
     fn set_cursor(
@@ -293,7 +295,7 @@ impl MessageLog for MemoryLog {
     ) -> Result<(), StorageError> {
         let mut state = self.lock()?;
         let mark = state.receipts.entry((channel, user)).or_default();
-        *mark = (*mark).max(seq.into());
+        *mark = (*mark).max(seq);
         Ok(())
     }
 

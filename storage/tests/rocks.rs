@@ -3,7 +3,7 @@
 //! entries.
 
 use confab_storage::{
-    cf, AppendRequest, ChannelId, DeviceId, LogConfig, ManualClock, MessageLog, RocksLog,
+    cf, AppendRequest, ChannelId, DeviceId, LogConfig, ManualClock, MessageLog, RocksLog, Seq,
     SyncPolicy, UserId,
 };
 use std::sync::Arc;
@@ -82,5 +82,5 @@ fn interval_policy_acks_without_waiting_and_survives_reopen() {
     std::thread::sleep(std::time::Duration::from_millis(20));
     drop(log);
     let log = RocksLog::open(dir.path(), config).unwrap();
-    assert_eq!(log.last_channel_seq(ChannelId(1)).unwrap(), confab_storage::Seq(2));
+    assert_eq!(log.last_channel_seq(ChannelId(1)).unwrap(), Seq(2));
 }

@@ -65,7 +65,7 @@ pub async fn authorization_matrix(b: Backend) {
             device: DeviceId(1),
             client_msg_id: 1,
             recipients: vec![UserId(owner.user_id), UserId(member.user_id)],
-            text: b"secret plans".to_vec(),
+            text: "secret plans".into(),
             push_to: Vec::new(),
         }])
         .unwrap();

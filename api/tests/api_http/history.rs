@@ -2,6 +2,7 @@
 //! directly, read back page by page.
 
 use confab_storage::{AppendRequest, ChannelId, DeviceId, MessageLog, UserId};
+use confab_types::Seq;
 use serde_json::json;
 
 use crate::harness::{Backend, Resp, TestApi};
@@ -41,12 +42,12 @@ pub async fn history_pages_with_before_after_and_has_more(b: Backend) {
             device: DeviceId(7),
             client_msg_id: 1000 + i,
             recipients: vec![UserId(ada.user_id), UserId(bob.user_id)],
-            text: format!("message {i} ✓").into_bytes(),
+            text: format!("message {i} ✓").into(),
             push_to: Vec::new(),
         })
         .collect();
     let outcomes = t.log.append(&batch).unwrap();
-    assert_eq!(outcomes.last().unwrap().seq, confab_storage::Seq(25));
+    assert_eq!(outcomes.last().unwrap().seq, Seq(25));
 
     let page = |q: &str| {
         let path = format!("/v1/channels/{g}/messages{q}");
@@ -135,13 +136,13 @@ pub async fn receipts_show_each_members_read_mark(b: Backend) {
     assert_eq!(r.body, json!({"receipts": []}));
     // Marks as the gateway stores them on `Read`; they only move forward.
     t.log
-        .set_read_up_to(ChannelId(g), UserId(bob.user_id), confab_storage::Seq(7))
+        .set_read_up_to(ChannelId(g), UserId(bob.user_id), Seq(7))
         .unwrap();
     t.log
-        .set_read_up_to(ChannelId(g), UserId(ada.user_id), confab_storage::Seq(3))
+        .set_read_up_to(ChannelId(g), UserId(ada.user_id), Seq(3))
         .unwrap();
     t.log
-        .set_read_up_to(ChannelId(g), UserId(bob.user_id), confab_storage::Seq(5))
+        .set_read_up_to(ChannelId(g), UserId(bob.user_id), Seq(5))
         .unwrap();
     let r = t.get(&path, &bob.access).await.expect(200);
     let mut marks: Vec<(u64, u64)> = r.body["receipts"]

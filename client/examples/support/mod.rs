@@ -7,6 +7,7 @@
 #![allow(dead_code)]
 
 use bytes::Bytes;
+use confab_client::{DeviceId, InboxSeq};
 use http_body_util::{BodyExt, Full};
 use hyper::{Method, Request, StatusCode};
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
@@ -164,13 +165,13 @@ impl Saved {
     /// A client configuration that resumes from this state.
     pub fn config(&self, url: &str, account: &Account) -> confab_client::ClientConfig {
         // One installation per account in these examples: device 1.
-        let mut config = confab_client::ClientConfig::new(url, &account.access_token, confab_client::DeviceId(1));
+        let mut config = confab_client::ClientConfig::new(url, &account.access_token, DeviceId(1));
         // `confab serve` without a configured certificate generates a
         // self-signed one into <data dir>/tls/self-signed.crt: trust it.
         if let Ok(ca) = std::env::var("CONFAB_CA") {
             config.tls = confab_client::TlsOptions::new().add_root_pem_file(ca);
         }
-        config.inbox_cursor = confab_client::InboxSeq(self.cursor);
+        config.inbox_cursor = InboxSeq(self.cursor);
         config.first_client_msg_id = self.next_client_msg_id;
         config
     }

@@ -28,8 +28,10 @@ pub struct TestNode {
 
 /// The config of a test node: everything on loopback port 0, two cores.
 pub fn test_config(dir: &std::path::Path, io: IoMode) -> Config {
-    let mut c = Config::default();
-    c.data_dir = dir.to_owned();
+    let mut c = Config {
+        data_dir: dir.to_owned(),
+        ..Config::default()
+    };
     c.api.addr = ([127, 0, 0, 1], 0).into();
     c.metrics.addr = ([127, 0, 0, 1], 0).into();
     c.gateway.ws_addr = ([127, 0, 0, 1], 0).into();
@@ -136,7 +138,8 @@ pub fn metric(text: &str, name: &str, labels: &[&str]) -> f64 {
         .filter_map(|l| {
             let (series, value) = l.rsplit_once(' ')?;
             let (n, rest) = series.split_once('{').unwrap_or((series, ""));
-            (n == name && labels.iter().all(|want| rest.contains(want))).then(|| value.parse::<f64>().ok())?
+            (n == name && labels.iter().all(|want| rest.contains(want)))
+                .then(|| value.parse::<f64>().ok())?
         })
         .sum()
 }

@@ -1,6 +1,7 @@
 //! The real `confab serve` process for the push tests, and what an app does
 //! against it: HTTP API calls and SDK connections.
 
+use confab_types::DeviceId;
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -39,7 +40,7 @@ pub struct App {
 }
 
 impl App {
-    pub fn send(&self, target: Target, text: impl Into<String>) -> SendFuture {
+    pub fn send(&self, target: Target, text: impl Into<confab_client::Text>) -> SendFuture {
         self.client.send(target, text)
     }
 
@@ -290,7 +291,7 @@ url = "{relay_url}"
     pub async fn connect(&self, user: &User) -> App {
         let url = format!("ws://{}/v1/ws", self.ws);
         let (client, mut events) =
-            Client::connect(ClientConfig::new(url, user.access.clone(), confab_client::DeviceId(1))).unwrap();
+            Client::connect(ClientConfig::new(url, user.access.clone(), DeviceId(1))).unwrap();
         loop {
             match tokio::time::timeout(PATIENCE, events.recv()).await {
                 Ok(Some(ClientEvent::Connected(_))) => break,

@@ -4,8 +4,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use confab_protocol::frame::{self, Frame, Target};
 use confab_protocol::binary;
+use confab_protocol::frame::{self, Frame, Target};
 use confab_types::{DeviceId, InboxSeq, UserId};
 use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;

@@ -39,7 +39,7 @@ fn one_to_one_reaches_every_device_and_acks_the_sender() {
                 ("hello bob", UserId(alice.into()), Seq(1))
             );
             assert_eq!(at_bob.channel_id, ack.channel_id);
-            assert_eq!(at_bob.inbox_seq, confab_types::InboxSeq(1));
+            assert_eq!(at_bob.inbox_seq, InboxSeq(1));
             // The sender's other device gets the message itself.
             let at_a2 = a2.message().await;
             assert_eq!(
@@ -50,15 +50,17 @@ fn one_to_one_reaches_every_device_and_acks_the_sender() {
             // Bob answers in the same channel by id.
             b1.post(1, Target::Channel(ack.channel_id), "hi alice")
                 .await;
-            assert_eq!(b1.ack().await.seq, confab_types::Seq(2));
+            assert_eq!(b1.ack().await.seq, Seq(2));
             for c in [&mut a1, &mut a2] {
                 let m = c.message().await;
-                assert_eq!((&*m.text, m.seq, m.inbox_seq), ("hi alice", Seq(2), InboxSeq(2)));
+                assert_eq!(
+                    (&*m.text, m.seq, m.inbox_seq),
+                    ("hi alice", Seq(2), InboxSeq(2))
+                );
             }
         });
     });
 }
-
 
 /// A frame that arrives in two parts with a pause between them longer
 /// than the read loop's liveness tick (500 ms) must still be read whole.
@@ -104,12 +106,11 @@ fn a_frame_split_by_a_pause_is_read_whole() {
             assert_eq!(m.text, text);
             // And the stream goes on in step.
             a.post(2, Target::User(bob), "after").await;
-            assert_eq!(a.ack().await.seq, confab_types::Seq(2));
+            assert_eq!(a.ack().await.seq, Seq(2));
             assert_eq!(b.message().await.text, "after");
         });
     });
 }
-
 
 #[test]
 fn offline_device_gets_what_it_missed_then_live() {
@@ -139,7 +140,6 @@ fn offline_device_gets_what_it_missed_then_live() {
         });
     });
 }
-
 
 #[test]
 fn reconnecting_mid_stream_loses_and_repeats_nothing() {
@@ -190,7 +190,6 @@ fn reconnecting_mid_stream_loses_and_repeats_nothing() {
     });
 }
 
-
 #[test]
 fn a_retried_send_is_acked_again_and_delivered_once() {
     both_backends(|io| {
@@ -221,7 +220,6 @@ fn a_retried_send_is_acked_again_and_delivered_once() {
         });
     });
 }
-
 
 #[test]
 fn a_send_refused_under_back_pressure_names_itself_and_can_be_retried() {
@@ -295,7 +293,6 @@ fn a_send_refused_under_back_pressure_names_itself_and_can_be_retried() {
     });
 }
 
-
 #[test]
 fn a_hundred_member_group_reaches_everyone() {
     let node = TestNode::start(IoMode::Epoll, |_| {});
@@ -304,21 +301,20 @@ fn a_hundred_member_group_reaches_everyone() {
     block_on(async {
         let mut clients = Vec::new();
         for u in &users {
-            let mut c = Client::connect(&node, confab_types::UserId((*u).into()), 1, 0).await;
+            let mut c = Client::connect(&node, UserId((*u).into()), 1, 0).await;
             c.replay().await;
             clients.push(c);
         }
         clients[0]
             .post(1, Target::Channel(group), "all hands")
             .await;
-        assert_eq!(clients[0].ack().await.seq, confab_types::Seq(1));
+        assert_eq!(clients[0].ack().await.seq, Seq(1));
         for c in clients.iter_mut().skip(1) {
             let m = c.message().await;
             assert_eq!((m.channel_id, &*m.text), (group, "all hands"));
         }
     });
 }
-
 
 #[test]
 fn a_slow_consumer_is_cut_off_and_resumes_without_loss() {
@@ -361,11 +357,9 @@ fn a_slow_consumer_is_cut_off_and_resumes_without_loss() {
             "the connection was cut before the end"
         );
         // Resume from the cursor: everything else, nothing twice.
-        let cursor = seen.last().copied().unwrap_or(confab_types::InboxSeq(0));
+        let cursor = seen.last().copied().unwrap_or(InboxSeq(0));
         let mut b = Client::connect(&node, bob, 1, cursor.into()).await;
         seen.extend(b.replay().await.iter().map(|m| m.inbox_seq));
         assert_eq!(seen, (1..=N).map(InboxSeq).collect::<Vec<_>>());
     });
 }
-
-

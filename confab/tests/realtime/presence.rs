@@ -69,7 +69,6 @@ fn presence_goes_to_friends_with_debounce_and_last_seen() {
     });
 }
 
-
 #[test]
 fn a_silent_device_is_dropped_after_three_heartbeat_intervals() {
     let node = TestNode::start(IoMode::Epoll, |s| {
@@ -89,7 +88,6 @@ fn a_silent_device_is_dropped_after_three_heartbeat_intervals() {
     });
 }
 
-
 #[test]
 fn typing_and_read_receipts_reach_the_other_members() {
     let node = TestNode::start(IoMode::Epoll, |_| {});
@@ -108,14 +106,17 @@ fn typing_and_read_receipts_reach_the_other_members() {
         }
         a.post(1, Target::Channel(group), "read me").await;
         a.ack().await;
-        assert_eq!(b.message().await.seq, confab_types::Seq(1));
+        assert_eq!(b.message().await.seq, Seq(1));
         b.send(&Frame::Read(frame::Read {
             channel_id: group,
-            seq: confab_types::Seq(1),
+            seq: Seq(1),
         }))
         .await;
         match a.recv_where(|f| matches!(f, Frame::Receipt(_))).await {
-            Frame::Receipt(r) => assert_eq!((r.channel_id, r.user_id, r.seq), (ChannelId(group.into()), UserId(bob.into()), Seq(1))),
+            Frame::Receipt(r) => assert_eq!(
+                (r.channel_id, r.user_id, r.seq),
+                (ChannelId(group.into()), UserId(bob.into()), Seq(1))
+            ),
             _ => unreachable!(),
         }
         // The mark is stored.
@@ -123,7 +124,6 @@ fn typing_and_read_receipts_reach_the_other_members() {
         assert_eq!(marks, [(bob, Seq(1))]);
     });
 }
-
 
 #[test]
 fn group_presence_is_on_demand_and_strangers_stay_hidden() {
@@ -163,5 +163,3 @@ fn group_presence_is_on_demand_and_strangers_stay_hidden() {
         }
     });
 }
-
-

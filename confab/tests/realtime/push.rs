@@ -43,16 +43,18 @@ fn push_jobs_are_raised_only_for_members_with_no_connected_device() {
                     jobs[0].sender,
                     jobs[0].inbox_seq
                 ),
-                (ChannelId(group.into()), Seq(ack.seq.into()), UserId(alice.into()), InboxSeq(1))
+                (
+                    ChannelId(group.into()),
+                    Seq(ack.seq.into()),
+                    UserId(alice.into()),
+                    InboxSeq(1)
+                )
             );
             assert!(node.push.for_user(bob).is_empty());
             assert!(node.push.for_user(alice).is_empty());
             // Carol was offline at submit time, so her job rode the
             // message's batch into the outbox; Bob's and Alice's did not.
-            assert_eq!(
-                node.push.found(carol),
-                [Found::Offline { durable: true }]
-            );
+            assert_eq!(node.push.found(carol), [Found::Offline { durable: true }]);
             assert!(node.push.found(bob).is_empty());
             let outbox = node.node.log().outbox_scan(None, 100).unwrap();
             assert_eq!(outbox.len(), 1);
@@ -81,10 +83,7 @@ fn push_jobs_are_raised_only_for_members_with_no_connected_device() {
             assert_eq!(node.push.for_user(carol).len(), 2);
             assert!(node.push.for_user(alice).is_empty());
             // Bob's core told the push side the moment his last device left.
-            assert_eq!(
-                node.push.found(bob),
-                [Found::Offline { durable: true }]
-            );
+            assert_eq!(node.push.found(bob), [Found::Offline { durable: true }]);
             assert_eq!(node.node.log().outbox_scan(None, 100).unwrap().len(), 3);
         });
 
@@ -105,5 +104,3 @@ fn push_jobs_are_raised_only_for_members_with_no_connected_device() {
         assert_eq!(jobs, 3);
     });
 }
-
-

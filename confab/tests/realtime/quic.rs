@@ -235,10 +235,7 @@ fn quic_and_websocket_devices_share_one_session_model() {
             let on_quic = a_quic.message().await;
             let on_ws = a_ws.message().await;
             assert_eq!(on_quic, on_ws);
-            assert_eq!(
-                (on_quic.seq, &*on_quic.text),
-                (ack.seq, "to both devices")
-            );
+            assert_eq!((on_quic.seq, &*on_quic.text), (ack.seq, "to both devices"));
 
             // Alice on QUIC -> group: her WebSocket device and Bob get it.
             a_quic.post(1, Target::Channel(group), "group hello").await;
@@ -445,5 +442,3 @@ fn a_quic_session_survives_the_client_changing_address() {
         });
     });
 }
-
-

@@ -1,5 +1,6 @@
 //! What the gateway refuses, and how: non-members, bad input, bad or revoked tokens, members removed through the API.
 
+use confab_types::Seq;
 use std::time::Duration;
 
 use confab_gateway::IoMode;
@@ -55,11 +56,10 @@ fn non_members_cannot_send_or_read_and_bad_input_is_answered() {
             let mut a = Client::connect(&node, alice, 1, 0).await;
             a.replay().await;
             a.post(1, Target::Channel(group), "members only").await;
-            assert_eq!(a.ack().await.seq, confab_types::Seq(1));
+            assert_eq!(a.ack().await.seq, Seq(1));
         });
     });
 }
-
 
 #[test]
 fn a_bad_token_is_refused_with_a_typed_error() {
@@ -87,7 +87,6 @@ fn a_bad_token_is_refused_with_a_typed_error() {
     });
 }
 
-
 #[test]
 fn a_revoked_login_session_is_disconnected_and_refused() {
     use confab_directory::events::DirectoryEvent;
@@ -100,10 +99,13 @@ fn a_revoked_login_session_is_disconnected_and_refused() {
             // What the API does on logout: the shared verifier learns it,
             // and the store announces it to the gateway.
             node.node.verifier().revoke(alice.0 * 1000, u64::MAX);
-            node.node.store().events().publish(DirectoryEvent::SessionRevoked {
-                user_id: alice.into(),
-                session_id: alice.0 * 1000,
-            });
+            node.node
+                .store()
+                .events()
+                .publish(DirectoryEvent::SessionRevoked {
+                    user_id: alice.into(),
+                    session_id: alice.0 * 1000,
+                });
             assert_eq!(a.error().await.code, ErrorCode::TokenRevoked);
             // A new connection with the same token is refused.
             let mut ws = open(&node.url()).await;
@@ -120,7 +122,6 @@ fn a_revoked_login_session_is_disconnected_and_refused() {
     });
 }
 
-
 #[test]
 fn a_member_removed_through_the_api_can_no_longer_send() {
     let node = TestNode::start(IoMode::Epoll, |_| {});
@@ -130,13 +131,17 @@ fn a_member_removed_through_the_api_can_no_longer_send() {
         let mut b = Client::connect(&node, bob, 1, 0).await;
         b.replay().await;
         b.post(1, Target::Channel(group), "still here").await;
-        assert_eq!(b.ack().await.seq, confab_types::Seq(1));
+        assert_eq!(b.ack().await.seq, Seq(1));
         // The owner removes bob through the store (as the API does); the
         // gateway's cached membership is invalidated by the event.
         let (s, api) = (node.node.store().clone(), node.node.runtime().clone());
         // Off this thread: it is already inside the test's runtime.
         std::thread::spawn(move || {
-            api.block_on(async move { s.remove_member(group.into(), alice.into(), bob.into()).await.unwrap() })
+            api.block_on(async move {
+                s.remove_member(group.into(), alice.into(), bob.into())
+                    .await
+                    .unwrap()
+            })
         })
         .join()
         .unwrap();
@@ -162,5 +167,3 @@ fn a_member_removed_through_the_api_can_no_longer_send() {
         }
     });
 }
-
-

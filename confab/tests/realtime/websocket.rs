@@ -69,7 +69,6 @@ fn the_json_subprotocol_speaks_the_same_frames() {
     });
 }
 
-
 #[test]
 fn wss_and_plain_ws_share_the_port_and_one_session_model() {
     both_backends(|io| {
@@ -117,7 +116,6 @@ fn wss_and_plain_ws_share_the_port_and_one_session_model() {
         });
     });
 }
-
 
 #[test]
 fn plain_ws_can_be_refused_while_wss_is_served() {
@@ -167,5 +165,3 @@ fn plain_ws_can_be_refused_while_wss_is_served() {
         a.recv_where(|f| matches!(f, Frame::HeartbeatAck(_))).await;
     });
 }
-
-

@@ -217,27 +217,49 @@ mod tests {
     fn droppable_frames_go_first_then_slow_consumer() {
         let mut q = OutQueue::default();
         assert_eq!(q.push(frame(40), Priority::Required, 100).0, Pushed::Queued);
-        assert_eq!(q.push(frame(40), Priority::Droppable, 100).0, Pushed::Queued);
+        assert_eq!(
+            q.push(frame(40), Priority::Droppable, 100).0,
+            Pushed::Queued
+        );
         // Full for a droppable frame: dropped, connection fine.
-        assert_eq!(q.push(frame(40), Priority::Droppable, 100).0, Pushed::Dropped);
+        assert_eq!(
+            q.push(frame(40), Priority::Droppable, 100).0,
+            Pushed::Dropped
+        );
         // A required frame sheds the droppable one and fits.
-        assert_eq!(q.push(frame(50), Priority::Required, 100), (Pushed::Queued, 10));
+        assert_eq!(
+            q.push(frame(50), Priority::Required, 100),
+            (Pushed::Queued, 10)
+        );
         assert_eq!(q.queued_bytes(), 90);
         // Nothing left to shed: slow consumer.
-        assert_eq!(q.push(frame(50), Priority::Required, 100).0, Pushed::SlowConsumer);
+        assert_eq!(
+            q.push(frame(50), Priority::Required, 100).0,
+            Pushed::SlowConsumer
+        );
         assert_eq!(q.push(frame(1), Priority::Required, 100).0, Pushed::Closed);
         let mut out = Vec::new();
         let (reason, taken) = q.take(&mut out);
         assert_eq!(reason.unwrap().code(), ErrorCode::SlowConsumer.code());
         assert_eq!(taken, 90);
-        assert_eq!(out.len(), 2, "what was queued before the overflow still goes out");
+        assert_eq!(
+            out.len(),
+            2,
+            "what was queued before the overflow still goes out"
+        );
     }
 
     #[test]
     fn an_oversize_frame_passes_an_empty_queue() {
         let mut q = OutQueue::default();
-        assert_eq!(q.push(frame(1000), Priority::Required, 100).0, Pushed::Queued);
-        assert_eq!(q.push(frame(1), Priority::Required, 100).0, Pushed::SlowConsumer);
+        assert_eq!(
+            q.push(frame(1000), Priority::Required, 100).0,
+            Pushed::Queued
+        );
+        assert_eq!(
+            q.push(frame(1), Priority::Required, 100).0,
+            Pushed::SlowConsumer
+        );
     }
 
     #[test]

@@ -65,7 +65,13 @@ impl<T> InboxOrder<T> {
 
     /// Offers an arrival; whatever is now next in line is released, in
     /// order, through `release`.
-    pub fn offer(&mut self, seq: InboxSeq, item: T, now: Instant, release: impl FnMut(InboxSeq, T)) {
+    pub fn offer(
+        &mut self,
+        seq: InboxSeq,
+        item: T,
+        now: Instant,
+        release: impl FnMut(InboxSeq, T),
+    ) {
         if !self.is_started() {
             self.early.push((seq, item));
             return;
@@ -128,7 +134,10 @@ mod tests {
     fn out_of_order_arrivals_are_released_in_order_once() {
         let now = Instant::now();
         let mut o = InboxOrder::default();
-        assert!(released(&mut o, 3, now).is_empty(), "held until the start is known");
+        assert!(
+            released(&mut o, 3, now).is_empty(),
+            "held until the start is known"
+        );
         let mut got = Vec::new();
         o.start(InboxSeq(1), now, |_, v| got.push(v));
         assert!(got.is_empty(), "2 is missing");
@@ -149,7 +158,10 @@ mod tests {
         released(&mut o, 2, now);
         let mut got = Vec::new();
         o.start(InboxSeq(2), now, |_, v| got.push(v));
-        assert!(got.is_empty(), "both were stored before the read: replay has them");
+        assert!(
+            got.is_empty(),
+            "both were stored before the read: replay has them"
+        );
         assert_eq!(released(&mut o, 3, now), vec![3]);
     }
 
@@ -161,6 +173,9 @@ mod tests {
         released(&mut o, 2, t0);
         assert_eq!(o.gap(t0, Duration::from_secs(1)), None);
         let later = t0 + Duration::from_secs(1);
-        assert_eq!(o.gap(later, Duration::from_secs(1)), Some((InboxSeq(0), InboxSeq(2))));
+        assert_eq!(
+            o.gap(later, Duration::from_secs(1)),
+            Some((InboxSeq(0), InboxSeq(2)))
+        );
     }
 }

@@ -21,9 +21,14 @@ pub(super) async fn handle(s: &Session, req: frame::History) {
     };
     let limit = (req.limit as usize).clamp(1, settings.max_page as usize);
     let (log, channel) = (s.shared().log.clone(), req.channel_id);
-    let page = tokio::task::spawn_blocking(move || log.channel_history(channel, anchor, limit)).await;
+    let page =
+        tokio::task::spawn_blocking(move || log.channel_history(channel, anchor, limit)).await;
     let Ok(Ok(page)) = page else {
-        return s.error(ErrorCode::Unavailable, "storage unavailable", &Frame::History(req));
+        return s.error(
+            ErrorCode::Unavailable,
+            "storage unavailable",
+            &Frame::History(req),
+        );
     };
     let mut messages: Vec<frame::Message> = page
         .items

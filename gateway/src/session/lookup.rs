@@ -9,7 +9,10 @@ use super::Session;
 
 /// The members of `channel` if the session's user is one of them, else
 /// the error to answer with.
-pub(super) async fn membership(s: &Session, channel: ChannelId) -> Result<Arc<[UserId]>, ErrorCode> {
+pub(super) async fn membership(
+    s: &Session,
+    channel: ChannelId,
+) -> Result<Arc<[UserId]>, ErrorCode> {
     match s.core.members(channel).await? {
         Some(m) if m.contains(&s.user) => Ok(m),
         _ => Err(ErrorCode::ForbiddenChannel),

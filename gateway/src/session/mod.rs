@@ -109,7 +109,9 @@ impl Session {
             Frame::PresenceUnsubscribe(q) => presence::unsubscribe(self, q),
             Frame::Heartbeat(h) => heartbeat::handle(self, h),
             Frame::Close(_) => return Err(CloseReason::Normal("client closed")),
-            f @ Frame::Hello(_) => self.error(ErrorCode::UnexpectedFrame, "already in a session", &f),
+            f @ Frame::Hello(_) => {
+                self.error(ErrorCode::UnexpectedFrame, "already in a session", &f)
+            }
             other => self.error(
                 ErrorCode::UnexpectedFrame,
                 "a server frame cannot be sent to the server",

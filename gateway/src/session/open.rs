@@ -74,7 +74,10 @@ pub fn open(core: &Rc<Core>, h: Hello) -> Started {
 impl Started {
     /// Friends' presence, then the replay; the session is live after it.
     pub async fn catch_up(self) -> Session {
-        let Started { session, replay: range } = self;
+        let Started {
+            session,
+            replay: range,
+        } = self;
         watch_friends(&session).await;
         // The range comes once the user's place in the stream is known (a
         // storage read for a user's first device).

@@ -16,7 +16,12 @@ use crate::fanout::{OutFrame, Priority};
 /// Who the session's user may see the presence of. Group presence is
 /// fetched on demand, never broadcast.
 async fn visible_set(s: &Session) -> Vec<UserId> {
-    let mut v: Vec<UserId> = s.core.friends(s.user).await.map(|f| f.to_vec()).unwrap_or_default();
+    let mut v: Vec<UserId> = s
+        .core
+        .friends(s.user)
+        .await
+        .map(|f| f.to_vec())
+        .unwrap_or_default();
     if let Ok(co) = s.shared().directory.co_members(s.user).await {
         v.extend(co.iter().copied());
     }
@@ -27,7 +32,11 @@ async fn visible_set(s: &Session) -> Vec<UserId> {
 /// Presence of `users` as the session's user may see it.
 pub(super) async fn presence_of(s: &Session, users: &[UserId]) -> Vec<PresenceInfo> {
     let allowed = visible_set(s).await;
-    let visible: Vec<UserId> = users.iter().copied().filter(|u| allowed.contains(u)).collect();
+    let visible: Vec<UserId> = users
+        .iter()
+        .copied()
+        .filter(|u| allowed.contains(u))
+        .collect();
     let online = s.core.online(&visible).await;
     let offline: Vec<UserId> = visible
         .iter()
@@ -78,7 +87,12 @@ pub(super) async fn subscribe(s: &Session, q: frame::PresenceSubscribe) {
     }
     let entries = presence_of(s, &q.user_ids).await;
     let allowed = visible_set(s).await;
-    let targets: Vec<UserId> = q.user_ids.iter().copied().filter(|u| allowed.contains(u)).collect();
+    let targets: Vec<UserId> = q
+        .user_ids
+        .iter()
+        .copied()
+        .filter(|u| allowed.contains(u))
+        .collect();
     s.core.state().watch(Instant::now(), s.conn, &targets);
     s.send(&Frame::Presence(frame::Presence {
         request_id: q.request_id,

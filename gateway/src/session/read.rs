@@ -20,7 +20,11 @@ pub(super) async fn handle(s: &Session, req: frame::Read) {
     let (log, user, channel, seq) = (s.shared().log.clone(), s.user, req.channel_id, req.seq);
     let stored = tokio::task::spawn_blocking(move || log.set_read_up_to(channel, user, seq)).await;
     if !matches!(stored, Ok(Ok(()))) {
-        return s.error(ErrorCode::Unavailable, "storage unavailable", &Frame::Read(req));
+        return s.error(
+            ErrorCode::Unavailable,
+            "storage unavailable",
+            &Frame::Read(req),
+        );
     }
     let receipt = Arc::new(ReadReceipt {
         channel,

@@ -39,7 +39,10 @@ async fn send_pages(s: &Session, from: InboxSeq, to: InboxSeq) -> Result<(), ()>
             let (log, user) = (s.shared().log.clone(), s.user);
             let page = tokio::task::spawn_blocking(move || log.inbox(user, after, page_size)).await;
             let Ok(Ok(page)) = page else {
-                s.close(CloseReason::error(ErrorCode::Unavailable, "storage unavailable"));
+                s.close(CloseReason::error(
+                    ErrorCode::Unavailable,
+                    "storage unavailable",
+                ));
                 return Err(());
             };
             pending.extend(

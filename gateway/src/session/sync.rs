@@ -14,7 +14,11 @@ pub(super) async fn handle(s: &Session, req: frame::Sync) {
     let (log, user, after) = (s.shared().log.clone(), s.user, req.after);
     let page = tokio::task::spawn_blocking(move || log.inbox(user, after, limit)).await;
     let Ok(Ok(page)) = page else {
-        return s.error(ErrorCode::Unavailable, "storage unavailable", &Frame::Sync(req));
+        return s.error(
+            ErrorCode::Unavailable,
+            "storage unavailable",
+            &Frame::Sync(req),
+        );
     };
     let mut messages: Vec<frame::Message> = page
         .items

@@ -27,6 +27,9 @@ use crate::ports::{Authenticator, Directory, PushSink};
 use crate::settings::Settings;
 use crate::transport::IoMode;
 
+/// Where the answer to a presence question goes.
+type PresenceReply = oneshot::Sender<Vec<(UserId, bool)>>;
+
 /// What every core shares (read-only, or internally synchronised).
 pub struct CoreIo {
     /// Tunables.
@@ -66,7 +69,7 @@ pub struct Core {
     state: RefCell<ShardState>,
     producer: RefCell<Producer>,
     conns: RefCell<HashMap<ConnId, Rc<ConnIo>>>,
-    asks: RefCell<HashMap<u64, oneshot::Sender<Vec<(UserId, bool)>>>>,
+    asks: RefCell<HashMap<u64, PresenceReply>>,
     next_ask: Cell<u64>,
     /// The timer the driver sleeps until; a session that makes the state
     /// want an earlier one wakes the driver through `rearm`.
@@ -110,7 +113,10 @@ impl Core {
     /// Opens a session for a user this core owns: its connection id, its
     /// IO handles, and where the replay range arrives once the user's
     /// stream position is known.
-    pub fn open(self: &Rc<Self>, o: Opening) -> (ConnId, Rc<ConnIo>, oneshot::Receiver<(InboxSeq, InboxSeq)>) {
+    pub fn open(
+        self: &Rc<Self>,
+        o: Opening,
+    ) -> (ConnId, Rc<ConnIo>, oneshot::Receiver<(InboxSeq, InboxSeq)>) {
         let (tx, rx) = oneshot::channel();
         let io = Rc::new(ConnIo {
             writer: Notify::new(),
@@ -203,7 +209,9 @@ impl Core {
                     },
                 )
             }),
-            Output::SaveLastSeen { user, at_ms } => self.save(move |log| log.set_last_seen(user, at_ms)),
+            Output::SaveLastSeen { user, at_ms } => {
+                self.save(move |log| log.set_last_seen(user, at_ms))
+            }
             Output::Push(PushEvent::Presence(user, online)) => self.io.push.presence(user, online),
             Output::Push(PushEvent::Delivered(job, found)) => self.io.push.delivered(job, found),
             Output::PresenceAnswered { ask, online } => {
@@ -230,7 +238,10 @@ impl Core {
     }
 
     /// A write whose result nobody waits for (it only moves forward).
-    fn save<E: std::fmt::Display>(&self, write: impl FnOnce(&dyn MessageLog) -> Result<(), E> + Send + 'static) {
+    fn save<E: std::fmt::Display>(
+        &self,
+        write: impl FnOnce(&dyn MessageLog) -> Result<(), E> + Send + 'static,
+    ) {
         let log = self.io.log.clone();
         tokio::task::spawn_blocking(move || {
             if let Err(e) = write(log.as_ref()) {
@@ -314,7 +325,10 @@ impl Core {
         let cores = self.io.bus.cores();
         let mut by_core: HashMap<usize, Vec<UserId>> = HashMap::new();
         for u in users {
-            by_core.entry(super::owner_core(*u, cores)).or_default().push(*u);
+            by_core
+                .entry(super::owner_core(*u, cores))
+                .or_default()
+                .push(*u);
         }
         let mut answer = HashMap::new();
         let mut waits = Vec::new();

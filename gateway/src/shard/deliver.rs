@@ -61,7 +61,12 @@ impl ShardState {
                     target: frame::Target::Channel(p.channel),
                     text: Default::default(),
                 });
-                self.send_error(p.conn, ErrorCode::Internal, "storage error", Some(&answering));
+                self.send_error(
+                    p.conn,
+                    ErrorCode::Internal,
+                    "storage error",
+                    Some(&answering),
+                );
                 return;
             }
         };
@@ -131,7 +136,12 @@ impl ShardState {
         }
     }
 
-    pub(crate) fn deliver_local(&mut self, now: Instant, d: &Arc<Delivery>, entries: &[(UserId, InboxSeq)]) {
+    pub(crate) fn deliver_local(
+        &mut self,
+        now: Instant,
+        d: &Arc<Delivery>,
+        entries: &[(UserId, InboxSeq)],
+    ) {
         for &(user, seq) in entries {
             // No device connected (a user in the offline grace period has
             // none either): the push service may wake them.
@@ -178,7 +188,13 @@ impl ShardState {
     }
 
     /// Arms the gap timer when a stream starts waiting on a missing entry.
-    pub(crate) fn after_offer(&mut self, _now: Instant, user: UserId, slot: &mut UserSlot, was_stalled: bool) {
+    pub(crate) fn after_offer(
+        &mut self,
+        _now: Instant,
+        user: UserId,
+        slot: &mut UserSlot,
+        was_stalled: bool,
+    ) {
         if let (false, Some(since)) = (was_stalled, slot.order.stalled_since()) {
             self.timers
                 .at(since + self.config.gap_timeout, Timer::Gap(user));
@@ -196,7 +212,9 @@ impl ShardState {
     ) {
         let m = d.message();
         for &id in conns {
-            let Some(c) = self.conns.get(id) else { continue };
+            let Some(c) = self.conns.get(id) else {
+                continue;
+            };
             let frame = if user == m.sender && c.device == m.device {
                 let ack = Frame::SendAck(frame::SendAck {
                     client_msg_id: m.client_msg_id,
@@ -241,7 +259,10 @@ impl ShardState {
         match slot.order.gap(now, timeout) {
             Some((after, first)) if !slot.refilling => {
                 slot.refilling = true;
-                let limit = after.distance_to(first).saturating_sub(1).clamp(1, GAP_READ_LIMIT);
+                let limit = after
+                    .distance_to(first)
+                    .saturating_sub(1)
+                    .clamp(1, GAP_READ_LIMIT);
                 self.outputs.push_back(Output::ReadGap {
                     user,
                     after,
@@ -254,7 +275,12 @@ impl ShardState {
     }
 
     /// Entries read back to fill a gap.
-    pub(crate) fn gap_read(&mut self, now: Instant, user: UserId, entries: Option<Vec<InboxEntry>>) {
+    pub(crate) fn gap_read(
+        &mut self,
+        now: Instant,
+        user: UserId,
+        entries: Option<Vec<InboxEntry>>,
+    ) {
         if let Some(slot) = self.users.get_mut(&user) {
             slot.refilling = false;
         }
@@ -267,14 +293,14 @@ impl ShardState {
     /// Relays a typing notice to every shard holding a member.
     pub fn route_typing(&mut self, now: Instant, notice: Arc<TypingNotice>) {
         for core in self.member_cores(&notice.members) {
-            self.to_core(now, core, ShardMsg::Typing(notice.clone()));
+            self.send_to_core(now, core, ShardMsg::Typing(notice.clone()));
         }
     }
 
     /// Relays a read receipt to every shard holding a member.
     pub fn route_receipt(&mut self, now: Instant, receipt: Arc<ReadReceipt>) {
         for core in self.member_cores(&receipt.members) {
-            self.to_core(now, core, ShardMsg::Receipt(receipt.clone()));
+            self.send_to_core(now, core, ShardMsg::Receipt(receipt.clone()));
         }
     }
 
@@ -304,7 +330,12 @@ impl ShardState {
     }
 
     /// Queues `frame` to the live connections of the members owned here.
-    fn notify_members<'a>(&mut self, members: impl Iterator<Item = &'a UserId>, frame: &Frame, priority: Priority) {
+    fn notify_members<'a>(
+        &mut self,
+        members: impl Iterator<Item = &'a UserId>,
+        frame: &Frame,
+        priority: Priority,
+    ) {
         let me = self.config.core;
         let mut encoded = Encoded::default();
         let mut targets: SmallVec<[ConnId; 8]> = SmallVec::new();
@@ -317,7 +348,9 @@ impl ShardState {
             }
         }
         for id in targets {
-            let Some(c) = self.conns.get(id) else { continue };
+            let Some(c) = self.conns.get(id) else {
+                continue;
+            };
             if !matches!(c.mode, Mode::Live) {
                 continue;
             }

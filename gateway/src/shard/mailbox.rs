@@ -17,7 +17,9 @@ use super::msg::ShardMsg;
 
 /// Work a transport hands to another core (a connection's hand-over, QUIC
 /// link traffic): it runs on that core's thread, with that core.
-pub struct Remote(Box<dyn FnOnce(&Rc<Core>) + Send>);
+pub struct Remote(RemoteTask);
+
+type RemoteTask = Box<dyn FnOnce(&Rc<Core>) + Send>;
 
 impl Remote {
     /// Wraps `f`.

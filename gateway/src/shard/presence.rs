@@ -70,7 +70,7 @@ impl ShardState {
                     core: me,
                     add: true,
                 };
-                self.to_core(now, owner, msg);
+                self.send_to_core(now, owner, msg);
             }
         }
     }
@@ -99,7 +99,7 @@ impl ShardState {
             core: me,
             add: false,
         };
-        self.to_core(now, owner, msg);
+        self.send_to_core(now, owner, msg);
     }
 
     /// Tells every shard watching `info.user_id` (owned here).
@@ -112,7 +112,7 @@ impl ShardState {
             .map(|m| m.iter().map(|(c, _)| *c).collect())
             .unwrap_or_default();
         for core in cores {
-            self.to_core(now, core, ShardMsg::PresenceChanged(info));
+            self.send_to_core(now, core, ShardMsg::PresenceChanged(info));
         }
     }
 
@@ -128,7 +128,9 @@ impl ShardState {
         });
         let mut encoded = Encoded::default();
         for id in list {
-            let Some(c) = self.conns.get(id) else { continue };
+            let Some(c) = self.conns.get(id) else {
+                continue;
+            };
             let bytes = encoded.get(c.encoding, &frame);
             self.push_frame(
                 id,

@@ -213,7 +213,12 @@ impl ShardState {
     }
 
     /// Whether a typing notice of `user` in `channel` may go out now.
-    pub fn take_typing_slot(&mut self, user: UserId, channel: confab_types::ChannelId, now: Instant) -> bool {
+    pub fn take_typing_slot(
+        &mut self,
+        user: UserId,
+        channel: confab_types::ChannelId,
+        now: Instant,
+    ) -> bool {
         let interval = self.config.typing_interval;
         self.users
             .get_mut(&user)
@@ -250,7 +255,13 @@ impl ShardState {
     }
 
     /// Answers `answering` with an `Error` (counted).
-    pub fn send_error(&mut self, conn: ConnId, code: ErrorCode, message: &str, answering: Option<&Frame>) {
+    pub fn send_error(
+        &mut self,
+        conn: ConnId,
+        code: ErrorCode,
+        message: &str,
+        answering: Option<&Frame>,
+    ) {
         self.metrics.error(code);
         self.send(conn, &error_frame(code, message, answering));
     }
@@ -342,7 +353,7 @@ impl ShardState {
             ShardMsg::PresenceChanged(info) => self.presence_local(info),
             ShardMsg::PresenceAsk { users, from, ask } => {
                 let online = users.iter().map(|u| (*u, self.is_online(*u))).collect();
-                self.to_core(now, from, ShardMsg::PresenceAnswer { ask, online });
+                self.send_to_core(now, from, ShardMsg::PresenceAnswer { ask, online });
             }
             ShardMsg::PresenceAnswer { ask, online } => {
                 self.outputs
@@ -353,7 +364,10 @@ impl ShardState {
                 let ids: Vec<ConnId> = self.user_conns(user);
                 for id in ids {
                     if self.conns.get(id).is_some_and(|c| c.login == session) {
-                        self.close(id, CloseReason::error(ErrorCode::TokenRevoked, "session revoked"));
+                        self.close(
+                            id,
+                            CloseReason::error(ErrorCode::TokenRevoked, "session revoked"),
+                        );
                     }
                 }
             }
@@ -362,7 +376,7 @@ impl ShardState {
 
     /// Sends `msg` to shard `core`, handling it in place when that is this
     /// shard.
-    pub(crate) fn to_core(&mut self, now: Instant, core: usize, msg: ShardMsg) {
+    pub(crate) fn send_to_core(&mut self, now: Instant, core: usize, msg: ShardMsg) {
         if core == self.config.core {
             self.handle_msg(now, msg);
         } else {
@@ -383,7 +397,10 @@ impl ShardState {
     fn user_start(&mut self, now: Instant, user: UserId, last: Option<InboxSeq>) {
         let Some(last) = last else {
             for id in self.user_conns(user) {
-                self.close(id, CloseReason::error(ErrorCode::Unavailable, "storage unavailable"));
+                self.close(
+                    id,
+                    CloseReason::error(ErrorCode::Unavailable, "storage unavailable"),
+                );
             }
             return;
         };
@@ -392,7 +409,8 @@ impl ShardState {
         };
         let was_stalled = slot.order.stalled_since().is_some();
         let mut released = Vec::new();
-        slot.order.start(last, now, |seq, d| released.push((seq, d)));
+        slot.order
+            .start(last, now, |seq, d| released.push((seq, d)));
         self.after_offer(now, user, &mut slot, was_stalled);
         let conns = slot.conns.clone();
         self.users.insert(user, slot);
@@ -462,7 +480,10 @@ impl ShardState {
         self.stopping = true;
         let ids: Vec<ConnId> = self.conns.iter().map(|(id, _)| id).collect();
         for id in ids {
-            self.close(id, CloseReason::error(ErrorCode::GoingAway, "server shutting down"));
+            self.close(
+                id,
+                CloseReason::error(ErrorCode::GoingAway, "server shutting down"),
+            );
         }
     }
 
@@ -503,7 +524,10 @@ impl ShardState {
         let deadline = c.last_heard + limit;
         if deadline <= now {
             self.metrics.error(ErrorCode::HeartbeatTimeout);
-            self.close(id, CloseReason::error(ErrorCode::HeartbeatTimeout, "no heartbeat"));
+            self.close(
+                id,
+                CloseReason::error(ErrorCode::HeartbeatTimeout, "no heartbeat"),
+            );
         } else {
             self.timers.at(deadline, Timer::Heartbeat(id));
         }
@@ -517,8 +541,7 @@ impl ShardState {
             _ => return,
         }
         let at_ms = self.wall_ms(now);
-        self.outputs
-            .push_back(Output::SaveLastSeen { user, at_ms });
+        self.outputs.push_back(Output::SaveLastSeen { user, at_ms });
         self.publish_presence(
             now,
             frame::PresenceInfo {

@@ -68,7 +68,14 @@ impl Log {
 
     /// Commits a message to every member's inbox, as a storage writer
     /// does, and returns its outcome.
-    fn commit(&mut self, sender: UserId, device: DeviceId, channel: ChannelId, members: &[UserId], id: u64) -> (StoredMessage, AppendOutcome) {
+    fn commit(
+        &mut self,
+        sender: UserId,
+        device: DeviceId,
+        channel: ChannelId,
+        members: &[UserId],
+        id: u64,
+    ) -> (StoredMessage, AppendOutcome) {
         let seq = self.next_seq.entry(channel).or_insert(0);
         *seq += 1;
         let m = StoredMessage {
@@ -90,7 +97,10 @@ impl Log {
             channel,
             seq: m.seq,
             timestamp_ms: 1,
-            sender_inbox_seq: inbox.iter().find(|(u, _)| *u == sender).map_or(InboxSeq::ZERO, |(_, s)| *s),
+            sender_inbox_seq: inbox
+                .iter()
+                .find(|(u, _)| *u == sender)
+                .map_or(InboxSeq::ZERO, |(_, s)| *s),
             inbox,
             duplicate: false,
         };
@@ -146,7 +156,14 @@ impl World {
         World {
             now,
             shards: (0..cores)
-                .map(|c| ShardState::new(config(c, cores), CoreMetrics::unregistered(), now, 1_000_000))
+                .map(|c| {
+                    ShardState::new(
+                        config(c, cores),
+                        CoreMetrics::unregistered(),
+                        now,
+                        1_000_000,
+                    )
+                })
                 .collect(),
             log: Log::default(),
             mail: (0..cores).map(|_| VecDeque::new()).collect(),
@@ -170,7 +187,9 @@ impl World {
                 Output::ToCore(to, msg) => self.mail[to].push_back(msg),
                 Output::Wake(conn) => self.drain_conn(core, conn),
                 Output::Replay { conn, from, to } => self.replays.push((core, conn, from, to)),
-                o @ (Output::ReadLastInboxSeq(_) | Output::ReadGap { .. }) => self.reads.push((core, o)),
+                o @ (Output::ReadLastInboxSeq(_) | Output::ReadGap { .. }) => {
+                    self.reads.push((core, o))
+                }
                 Output::PresenceAnswered { .. }
                 | Output::SaveCursor { .. }
                 | Output::SaveLastSeen { .. }
@@ -236,7 +255,14 @@ impl World {
     }
 
     /// Commits a send now; its completion is handed back later.
-    fn send(&mut self, sender: UserId, device: DeviceId, conn: ConnId, channel: ChannelId, members: &[UserId]) {
+    fn send(
+        &mut self,
+        sender: UserId,
+        device: DeviceId,
+        conn: ConnId,
+        channel: ChannelId,
+        members: &[UserId],
+    ) {
         self.next_id += 1;
         let id = self.next_id;
         let core = self.owner(sender);
@@ -363,7 +389,11 @@ impl World {
 fn assert_gapless(r: &Received) {
     let mut want = r.cursor.next();
     for seq in &r.inbox {
-        assert_eq!(*seq, want, "received {:?} after cursor {:?}", r.inbox, r.cursor);
+        assert_eq!(
+            *seq, want,
+            "received {:?} after cursor {:?}",
+            r.inbox, r.cursor
+        );
         want = want.next();
     }
 }
@@ -393,11 +423,20 @@ fn entries_arriving_out_of_order_are_released_in_inbox_order() {
     // Storage completes them last first.
     w.complete(core, 2);
     w.complete(core, 1);
-    assert!(w.received(core, bob).inbox.is_empty(), "nothing before entry 1");
+    assert!(
+        w.received(core, bob).inbox.is_empty(),
+        "nothing before entry 1"
+    );
     w.complete(core, 0);
-    assert_eq!(w.received(core, bob).inbox, [InboxSeq(1), InboxSeq(2), InboxSeq(3)]);
+    assert_eq!(
+        w.received(core, bob).inbox,
+        [InboxSeq(1), InboxSeq(2), InboxSeq(3)]
+    );
     // The sender's device got acks, in its own inbox order.
-    assert_eq!(w.received(core, alice).inbox, [InboxSeq(1), InboxSeq(2), InboxSeq(3)]);
+    assert_eq!(
+        w.received(core, alice).inbox,
+        [InboxSeq(1), InboxSeq(2), InboxSeq(3)]
+    );
 }
 
 #[test]
@@ -433,8 +472,14 @@ fn a_missing_entry_is_read_back_after_its_timeout() {
     while !w.reads.is_empty() {
         w.answer_read(0);
     }
-    assert_eq!(w.received(bob_core, bob).inbox, [InboxSeq(1), InboxSeq(2), InboxSeq(3)]);
-    assert_eq!(w.received(alice_core, alice).inbox, [InboxSeq(1), InboxSeq(2), InboxSeq(3)]);
+    assert_eq!(
+        w.received(bob_core, bob).inbox,
+        [InboxSeq(1), InboxSeq(2), InboxSeq(3)]
+    );
+    assert_eq!(
+        w.received(alice_core, alice).inbox,
+        [InboxSeq(1), InboxSeq(2), InboxSeq(3)]
+    );
 }
 
 #[test]
@@ -448,13 +493,18 @@ fn replay_and_live_delivery_hand_over_with_no_gap_and_no_duplicate() {
     // Bob comes online with entry 2: the replay is asked for (2, 5].
     let (_, bob) = w.connect(BOB, PHONE, InboxSeq(2));
     w.answer_read(0);
-    assert!(matches!(w.replays.as_slice(), [(_, _, from, to)] if *from == InboxSeq(2) && *to == InboxSeq(5)));
+    assert!(
+        matches!(w.replays.as_slice(), [(_, _, from, to)] if *from == InboxSeq(2) && *to == InboxSeq(5))
+    );
     // Two more arrive live while the replay is still reading.
     w.send(ALICE, PHONE, alice, DM, &[ALICE, BOB]);
     w.send(ALICE, PHONE, alice, DM, &[ALICE, BOB]);
     w.complete(core, 1);
     w.complete(core, 0);
-    assert!(w.received(core, bob).inbox.is_empty(), "live entries wait for the replay");
+    assert!(
+        w.received(core, bob).inbox.is_empty(),
+        "live entries wait for the replay"
+    );
     w.replay(0);
     let r = w.received(core, bob);
     assert_eq!(r.inbox, (3..=7).map(InboxSeq).collect::<Vec<_>>());
@@ -478,7 +528,11 @@ fn a_quick_reconnect_publishes_no_presence_change() {
     let _ = live(&mut w, ALICE, LAPTOP);
     w.tick(GRACE * 2);
     w.settle();
-    assert_eq!(w.presence.len(), 1, "a reconnect inside the grace period is no change");
+    assert_eq!(
+        w.presence.len(),
+        1,
+        "a reconnect inside the grace period is no change"
+    );
     let conns = w.shards[alice_core].user_conns(ALICE);
     w.disconnect(alice_core, conns[0]);
     w.tick(GRACE - Duration::from_millis(1));
@@ -489,7 +543,10 @@ fn a_quick_reconnect_publishes_no_presence_change() {
     assert_eq!(w.presence.len(), 2);
     let offline = w.presence[1].1;
     assert!(!offline.online);
-    assert!(offline.last_seen_ms > 1_000_000, "last seen is when offline was declared");
+    assert!(
+        offline.last_seen_ms > 1_000_000,
+        "last seen is when offline was declared"
+    );
 }
 
 impl World {
@@ -515,23 +572,48 @@ fn a_slow_consumer_loses_ephemeral_frames_first_then_the_connection() {
     let bytes = Bytes::from(Encoding::Binary.encode(&typing));
     // A stuck socket: queue without the writer taking anything.
     for _ in 0..10 {
-        w.shards[core].queue(bob, OutFrame::Encoded(typing.frame_type(), bytes.clone()), Priority::Droppable);
+        w.shards[core].queue(
+            bob,
+            OutFrame::Encoded(typing.frame_type(), bytes.clone()),
+            Priority::Droppable,
+        );
     }
     let big = Frame::HeartbeatAck(frame::HeartbeatAck {
         nonce: 1,
         server_time_ms: 1,
     });
     let filler = Bytes::from(vec![0u8; small / 2]);
-    w.shards[core].queue(bob, OutFrame::Encoded(big.frame_type(), filler.clone()), Priority::Required);
+    w.shards[core].queue(
+        bob,
+        OutFrame::Encoded(big.frame_type(), filler.clone()),
+        Priority::Required,
+    );
     assert!(!w.shards[core].is_closing(bob));
-    w.shards[core].queue(bob, OutFrame::Encoded(big.frame_type(), filler.clone()), Priority::Required);
-    assert!(!w.shards[core].is_closing(bob), "typing notices were shed to make room");
-    w.shards[core].queue(bob, OutFrame::Encoded(big.frame_type(), filler), Priority::Required);
+    w.shards[core].queue(
+        bob,
+        OutFrame::Encoded(big.frame_type(), filler.clone()),
+        Priority::Required,
+    );
+    assert!(
+        !w.shards[core].is_closing(bob),
+        "typing notices were shed to make room"
+    );
+    w.shards[core].queue(
+        bob,
+        OutFrame::Encoded(big.frame_type(), filler),
+        Priority::Required,
+    );
     assert!(w.shards[core].is_closing(bob), "nothing left to shed");
     let mut frames = Vec::new();
     let close = w.shards[core].take_output(bob, &mut frames).unwrap();
-    assert_eq!(close.unwrap().code(), confab_protocol::ErrorCode::SlowConsumer.code());
-    assert!(frames.iter().all(|(_, p)| *p == Priority::Required), "no typing notice survived");
+    assert_eq!(
+        close.unwrap().code(),
+        confab_protocol::ErrorCode::SlowConsumer.code()
+    );
+    assert!(
+        frames.iter().all(|(_, p)| *p == Priority::Required),
+        "no typing notice survived"
+    );
 }
 
 #[test]
@@ -541,7 +623,9 @@ fn json_is_encoded_only_for_a_json_recipient() {
     let (_, _bob) = live(&mut w, BOB, PHONE);
     w.send(ALICE, PHONE, alice, DM, &[ALICE, BOB]);
     let c = w.completions[core].remove(0);
-    let Ok(outcome) = &c.result else { unreachable!() };
+    let Ok(outcome) = &c.result else {
+        unreachable!()
+    };
     let outcome = outcome.clone();
     w.shards[core].handle(w.now, Input::Stored(c));
     let mut delivered = None;

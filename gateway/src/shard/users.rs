@@ -57,7 +57,12 @@ impl UserSlot {
     }
 
     /// Whether a typing notice in `channel` may go out now.
-    pub fn take_typing_slot(&mut self, channel: ChannelId, now: Instant, interval: Duration) -> bool {
+    pub fn take_typing_slot(
+        &mut self,
+        channel: ChannelId,
+        now: Instant,
+        interval: Duration,
+    ) -> bool {
         match self.typing.iter_mut().find(|(c, _)| *c == channel) {
             Some((_, last)) if now.saturating_duration_since(*last) < interval => false,
             Some((_, last)) => {
@@ -86,7 +91,10 @@ mod tests {
         assert!((0..3).all(|_| u.take_send_token(t0, 2, 3)));
         assert!(!u.take_send_token(t0, 2, 3));
         let later = t0 + Duration::from_millis(500);
-        assert!(u.take_send_token(later, 2, 3), "one token back after half a second");
+        assert!(
+            u.take_send_token(later, 2, 3),
+            "one token back after half a second"
+        );
         assert!(!u.take_send_token(later, 2, 3));
     }
 

@@ -30,7 +30,11 @@ pub fn reuseport_listener(addr: SocketAddr) -> io::Result<std::net::TcpListener>
 }
 
 /// Accepts connections on this core's listener until shutdown.
-pub async fn accept_loop(core: Rc<Core>, listener: std::net::TcpListener, mut shutdown: watch::Receiver<bool>) {
+pub async fn accept_loop(
+    core: Rc<Core>,
+    listener: std::net::TcpListener,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let listener = match tokio::net::TcpListener::from_std(listener) {
         Ok(l) => l,
         Err(e) => {

@@ -289,8 +289,11 @@ impl Socket {
             let n = match self {
                 Socket::Epoll(s) => {
                     s.writable().await?;
-                    let slices: Vec<io::IoSlice<'_>> =
-                        parts.iter().take(MAX_IOVECS).map(|p| io::IoSlice::new(p)).collect();
+                    let slices: Vec<io::IoSlice<'_>> = parts
+                        .iter()
+                        .take(MAX_IOVECS)
+                        .map(|p| io::IoSlice::new(p))
+                        .collect();
                     match s.try_write_vectored(&slices) {
                         Ok(n) => n,
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
@@ -368,7 +371,11 @@ mod tests {
 
     #[test]
     fn advance_drops_written_parts_and_cuts_into_the_next() {
-        let mut parts = vec![Bytes::from_static(b"abc"), Bytes::from_static(b"defg"), Bytes::from_static(b"h")];
+        let mut parts = vec![
+            Bytes::from_static(b"abc"),
+            Bytes::from_static(b"defg"),
+            Bytes::from_static(b"h"),
+        ];
         advance(&mut parts, 5);
         assert_eq!(parts, [Bytes::from_static(b"fg"), Bytes::from_static(b"h")]);
         advance(&mut parts, 3);

@@ -34,17 +34,22 @@ pub struct Handover {
 /// A stream the handshake runs on: plain TCP, or TLS over it; either can
 /// be taken apart for the hand-over.
 pub(super) trait HandshakeStream: AsyncRead + AsyncWrite + Unpin {
-    fn into_parts(self) -> std::io::Result<(std::net::TcpStream, Option<rustls::ServerConnection>)>;
+    fn into_parts(self)
+        -> std::io::Result<(std::net::TcpStream, Option<rustls::ServerConnection>)>;
 }
 
 impl HandshakeStream for tokio::net::TcpStream {
-    fn into_parts(self) -> std::io::Result<(std::net::TcpStream, Option<rustls::ServerConnection>)> {
+    fn into_parts(
+        self,
+    ) -> std::io::Result<(std::net::TcpStream, Option<rustls::ServerConnection>)> {
         Ok((self.into_std()?, None))
     }
 }
 
 impl HandshakeStream for tokio_rustls::server::TlsStream<tokio::net::TcpStream> {
-    fn into_parts(self) -> std::io::Result<(std::net::TcpStream, Option<rustls::ServerConnection>)> {
+    fn into_parts(
+        self,
+    ) -> std::io::Result<(std::net::TcpStream, Option<rustls::ServerConnection>)> {
         // Plaintext rustls decrypted but we have not read stays inside the
         // connection object, and so does anything not yet written: both
         // travel with it.
@@ -68,7 +73,11 @@ pub(super) fn opcode(encoding: Encoding) -> OpCode {
 }
 
 /// A WebSocket message as a protocol frame.
-pub(super) fn decode_frame(encoding: Encoding, event: Event, max: usize) -> Result<Frame, DecodeError> {
+pub(super) fn decode_frame(
+    encoding: Encoding,
+    event: Event,
+    max: usize,
+) -> Result<Frame, DecodeError> {
     match (encoding, event) {
         (Encoding::Binary, Event::Binary(b)) => confab_protocol::binary::decode_bytes(b, max),
         (Encoding::Json, Event::Text(t)) => confab_protocol::json::decode(&t, max),
@@ -83,9 +92,18 @@ pub(super) fn decode_frame(encoding: Encoding, event: Event, max: usize) -> Resu
 
 /// Writes an `Error` and a close to a connection that never became a
 /// session.
-async fn refuse<S: AsyncRead + AsyncWrite + Unpin>(stream: &mut S, encoding: Encoding, code: ErrorCode, why: &str) {
+async fn refuse<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
+    encoding: Encoding,
+    code: ErrorCode,
+    why: &str,
+) {
     let mut out = Vec::new();
-    wrap(&mut out, encoding, &encoding.encode(&error_frame(code, why, None)));
+    wrap(
+        &mut out,
+        encoding,
+        &encoding.encode(&error_frame(code, why, None)),
+    );
     let close_frame = Frame::Close(frame::Close {
         code: code.code(),
         message: why.into(),
@@ -114,7 +132,11 @@ pub(super) async fn linger<S: AsyncRead + AsyncWrite + Unpin>(stream: &mut S) {
 }
 
 /// Upgrades, reads and verifies `Hello`, and hands the connection over.
-pub(super) async fn handshake<S: HandshakeStream>(core: Rc<Core>, mut stream: S, transport: Transport) {
+pub(super) async fn handshake<S: HandshakeStream>(
+    core: Rc<Core>,
+    mut stream: S,
+    transport: Transport,
+) {
     let settings = core.settings();
     let deadline = tokio::time::Instant::now() + settings.handshake_timeout;
     let mut buf = BytesMut::with_capacity(1024);
@@ -179,7 +201,9 @@ pub(super) async fn handshake<S: HandshakeStream>(core: Rc<Core>, mut stream: S,
     core.metrics.frame_in(confab_protocol::FrameType::Hello);
     let version = match negotiate_version(hello.min_version, hello.max_version) {
         Ok(v) => v,
-        Err(code) => return refuse(&mut stream, encoding, code, "no common protocol version").await,
+        Err(code) => {
+            return refuse(&mut stream, encoding, code, "no common protocol version").await
+        }
     };
     let (user, login) = match core.io.auth.verify(&hello.token) {
         Ok(u) => u,

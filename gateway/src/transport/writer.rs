@@ -23,7 +23,13 @@ use crate::shard::{error_frame, ConnId, ConnIo, Core};
 const COPY_BELOW: usize = 256;
 
 /// Writes the connection's frames until it closes or the socket fails.
-pub async fn run(core: Rc<Core>, conn: ConnId, io: Rc<ConnIo>, stream: Rc<Stream>, encoding: Encoding) {
+pub async fn run(
+    core: Rc<Core>,
+    conn: ConnId,
+    io: Rc<ConnIo>,
+    stream: Rc<Stream>,
+    encoding: Encoding,
+) {
     let mut frames = Vec::new();
     let mut scratch = BytesMut::new();
     loop {

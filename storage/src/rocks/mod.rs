@@ -11,13 +11,13 @@ mod stage;
 
 use crate::error::StorageError;
 use crate::id_hash::{id_map, IdMap};
-use confab_types::{ChannelId, DeviceId, InboxSeq, Seq, StoredMessage, UserId};
 use crate::log::{LogConfig, MessageLog};
 use crate::model::{
     AppendOutcome, AppendRequest, Cursor, HistoryAnchor, InboxEntry, OutboxEntry, OutboxKey, Page,
 };
 use crate::sync_policy::SyncPolicy;
 use crate::watermark::Watermarks;
+use confab_types::{ChannelId, DeviceId, InboxSeq, Seq, StoredMessage, UserId};
 use counters::Counters;
 use interval::IntervalSyncer;
 use rocksdb::{ColumnFamily, WriteOptions, DB};
@@ -177,11 +177,13 @@ impl MessageLog for RocksLog {
     }
 
     fn last_channel_seq(&self, channel: ChannelId) -> Result<Seq, StorageError> {
-        self.visible_last(cf::MESSAGES, &self.channel_marks, channel.0).map(Seq)
+        self.visible_last(cf::MESSAGES, &self.channel_marks, channel.0)
+            .map(Seq)
     }
 
     fn last_inbox_seq(&self, user: UserId) -> Result<InboxSeq, StorageError> {
-        self.visible_last(cf::INBOX, &self.inbox_marks, user.0).map(InboxSeq)
+        self.visible_last(cf::INBOX, &self.inbox_marks, user.0)
+            .map(InboxSeq)
     }
 
     fn set_cursor(
@@ -233,8 +235,12 @@ impl MessageLog for RocksLog {
         let mut key = [0u8; 16];
         key[..8].copy_from_slice(&channel.0.to_be_bytes());
         key[8..].copy_from_slice(&user.0.to_be_bytes());
-        self.db
-            .merge_cf_opt(self.cf(cf::RECEIPTS)?, key, seq.0.to_be_bytes(), &unsynced())?;
+        self.db.merge_cf_opt(
+            self.cf(cf::RECEIPTS)?,
+            key,
+            seq.0.to_be_bytes(),
+            &unsynced(),
+        )?;
         Ok(())
     }
 
@@ -248,7 +254,10 @@ impl MessageLog for RocksLog {
                 break;
             }
             let user = u64::from_be_bytes(key[8..].try_into().expect("16-byte key"));
-            marks.push((UserId(user), Seq(crate::codec::decode_u64(&value, "receipt")?)));
+            marks.push((
+                UserId(user),
+                Seq(crate::codec::decode_u64(&value, "receipt")?),
+            ));
         }
         Ok(marks)
     }

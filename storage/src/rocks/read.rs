@@ -10,10 +10,9 @@
 use super::{cf, RocksLog};
 use crate::codec;
 use crate::error::StorageError;
-use confab_types::{ChannelId, UserId};
 use crate::model::{HistoryAnchor, InboxEntry, Page, MAX_PAGE_LIMIT};
-use confab_types::StoredMessage;
 use crate::watermark::Watermarks;
+use confab_types::{ChannelId, InboxSeq, Seq, StoredMessage, UserId};
 use rocksdb::{ColumnFamily, DBRawIterator, ReadOptions, Snapshot};
 
 /// An iterator over `prefix | lo ..= prefix | hi` of one column family.
@@ -91,7 +90,7 @@ impl RocksLog {
                 (entries, more, false)
             }
             HistoryAnchor::After(seq) => {
-                if seq >= confab_types::Seq(top) {
+                if seq >= Seq(top) {
                     return Ok(empty());
                 }
                 let mut iter = bounded(&snapshot, handle, channel.0, seq.0 + 1, top);
@@ -155,7 +154,7 @@ impl RocksLog {
                 detail: format!("user {user} inbox {inbox_seq} points at missing {channel}/{seq}"),
             })?;
             items.push(InboxEntry {
-                inbox_seq: confab_types::InboxSeq(inbox_seq),
+                inbox_seq: InboxSeq(inbox_seq),
                 message: codec::decode_record(channel, seq, &value)?,
             });
         }

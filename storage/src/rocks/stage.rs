@@ -6,8 +6,8 @@ use super::counters::{channel_stripe, user_stripe, ChannelCounter};
 use super::{cf, unsynced, RocksLog};
 use crate::codec::{self, IdempotencyRecord};
 use crate::error::StorageError;
-use confab_types::{ChannelId, DeviceId, InboxSeq, UserId};
 use crate::model::{AppendOutcome, AppendRequest};
+use confab_types::{ChannelId, DeviceId, InboxSeq, Seq, UserId};
 use rocksdb::{ColumnFamily, ReadOptions, Snapshot, WriteBatch};
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -151,7 +151,7 @@ impl RocksLog {
                 inbox.push((user, InboxSeq(*last)));
             }
             let sender_inbox_seq = crate::model::sender_seq(&inbox, req.sender);
-            for entry in crate::model::push_jobs(req, confab_types::Seq(seq), &inbox, timestamp_ms) {
+            for entry in crate::model::push_jobs(req, Seq(seq), &inbox, timestamp_ms) {
                 wb.put_cf(
                     outbox_cf,
                     codec::outbox_key(entry.key),
@@ -171,7 +171,7 @@ impl RocksLog {
             }
             outcomes.push(AppendOutcome {
                 channel: req.channel,
-                seq: confab_types::Seq(seq),
+                seq: Seq(seq),
                 timestamp_ms,
                 inbox,
                 sender_inbox_seq,
@@ -271,10 +271,10 @@ impl RocksLog {
 fn duplicate_of(rec: IdempotencyRecord) -> AppendOutcome {
     AppendOutcome {
         channel: rec.channel,
-        seq: confab_types::Seq(rec.seq),
+        seq: Seq(rec.seq),
         timestamp_ms: rec.timestamp_ms,
         inbox: Vec::new(),
-        sender_inbox_seq: confab_types::InboxSeq(rec.sender_inbox_seq),
+        sender_inbox_seq: InboxSeq(rec.sender_inbox_seq),
         duplicate: true,
     }
 }

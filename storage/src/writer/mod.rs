@@ -93,11 +93,14 @@ impl Default for WriterStats {
                 "WAL fsyncs (each covers one or more group commits).",
             ),
             sync_seconds: Histogram::with_opts(
-                HistogramOpts::new("confab_storage_fsync_seconds", "Duration of each WAL fsync.")
-                    .buckets(vec![
-                        0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
-                        1.0,
-                    ]),
+                HistogramOpts::new(
+                    "confab_storage_fsync_seconds",
+                    "Duration of each WAL fsync.",
+                )
+                .buckets(vec![
+                    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+                    1.0,
+                ]),
             )
             .expect("valid metric"),
         }
@@ -228,7 +231,13 @@ impl<L: MessageLog> WriterPool<L> {
             .iter()
             .enumerate()
             .map(|(id, _)| {
-                Producer::new(id, inboxes.clone(), links.clone(), max_in_flight, alive.clone())
+                Producer::new(
+                    id,
+                    inboxes.clone(),
+                    links.clone(),
+                    max_in_flight,
+                    alive.clone(),
+                )
             })
             .collect();
         info!(writers, producers = links.len(), policy = %log.sync_policy(), "storage writers started");

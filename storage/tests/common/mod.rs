@@ -4,8 +4,8 @@
 #![allow(dead_code)] // each test binary uses a different subset
 
 use confab_storage::{
-    AppendRequest, ChannelId, DeviceId, HistoryAnchor, MessageLog, StoredMessage, UserId,
-    MAX_PAGE_LIMIT,
+    AppendRequest, ChannelId, DeviceId, HistoryAnchor, InboxSeq, MessageLog, Seq, StoredMessage,
+    UserId, MAX_PAGE_LIMIT,
 };
 use std::collections::HashSet;
 
@@ -36,12 +36,12 @@ pub fn full_history(log: &impl MessageLog, channel: u64) -> Vec<StoredMessage> {
     let mut after = 0;
     loop {
         let page = log
-            .channel_history(channel, HistoryAnchor::After(confab_storage::Seq(after)), MAX_PAGE_LIMIT)
+            .channel_history(channel, HistoryAnchor::After(Seq(after)), MAX_PAGE_LIMIT)
             .unwrap();
         for m in &page.items {
             assert_eq!(
                 m.seq,
-                confab_storage::Seq(after + 1),
+                Seq(after + 1),
                 "channel {channel} has a gap after {after}"
             );
             after = m.seq.into();
@@ -52,7 +52,8 @@ pub fn full_history(log: &impl MessageLog, channel: u64) -> Vec<StoredMessage> {
         }
     }
     assert_eq!(
-        after, last.into(),
+        after,
+        last.into(),
         "channel {channel}: history ends at {after}, last seq says {last}"
     );
     all
@@ -66,11 +67,11 @@ pub fn full_inbox(log: &impl MessageLog, user: u64) -> Vec<(u64, u64, u64)> {
     let mut all = Vec::new();
     let mut after = 0;
     loop {
-        let page = log.inbox(user, confab_storage::InboxSeq(after), MAX_PAGE_LIMIT).unwrap();
+        let page = log.inbox(user, InboxSeq(after), MAX_PAGE_LIMIT).unwrap();
         for e in &page.items {
             assert_eq!(
                 e.inbox_seq,
-                confab_storage::InboxSeq(after + 1),
+                InboxSeq(after + 1),
                 "user {user} inbox has a gap after {after}"
             );
             after = e.inbox_seq.into();
@@ -81,7 +82,8 @@ pub fn full_inbox(log: &impl MessageLog, user: u64) -> Vec<(u64, u64, u64)> {
         }
     }
     assert_eq!(
-        after, last.into(),
+        after,
+        last.into(),
         "user {user}: inbox ends at {after}, last says {last}"
     );
     let distinct: HashSet<_> = all.iter().map(|&(_, c, s)| (c, s)).collect();

@@ -2,8 +2,9 @@
 
 use crate::common::{full_history, full_inbox, req};
 use crate::harness::{Engine, Fixture, START_MS};
-use confab_storage::{InboxSeq, 
-    ChannelId, HistoryAnchor, InvalidRequest, MessageLog, StorageError, UserId, MAX_RECIPIENTS,
+use confab_storage::{
+    ChannelId, HistoryAnchor, InboxSeq, InvalidRequest, MessageLog, Seq, StorageError, UserId,
+    MAX_RECIPIENTS,
 };
 use std::sync::Arc;
 
@@ -35,9 +36,9 @@ pub fn sequences_start_at_one_and_are_gapless_per_channel<E: Engine>() {
         .map(|m| m.text)
         .collect();
     assert_eq!(texts, ["a", "b", "c"]);
-    assert_eq!(f.log.last_channel_seq(ChannelId(1)).unwrap(), confab_storage::Seq(3));
-    assert_eq!(f.log.last_channel_seq(ChannelId(2)).unwrap(), confab_storage::Seq(1));
-    assert_eq!(f.log.last_channel_seq(ChannelId(3)).unwrap(), confab_storage::Seq(0));
+    assert_eq!(f.log.last_channel_seq(ChannelId(1)).unwrap(), Seq(3));
+    assert_eq!(f.log.last_channel_seq(ChannelId(2)).unwrap(), Seq(1));
+    assert_eq!(f.log.last_channel_seq(ChannelId(3)).unwrap(), Seq(0));
 }
 
 pub fn timestamps_come_from_the_clock_and_never_go_backwards<E: Engine>() {
@@ -68,21 +69,28 @@ pub fn fan_out_reaches_every_recipient_including_sender<E: Engine>() {
     let out = f.log.append(&[req(10, 1, 1, &[1, 2, 3], "hello")]).unwrap();
     assert_eq!(
         out[0].inbox,
-        [(UserId(1), InboxSeq(1)), (UserId(2), InboxSeq(1)), (UserId(3), InboxSeq(1))]
+        [
+            (UserId(1), InboxSeq(1)),
+            (UserId(2), InboxSeq(1)),
+            (UserId(3), InboxSeq(1))
+        ]
     );
     // User 2 is also in channel 20: its inbox seq continues there.
     let out = f.log.append(&[req(20, 4, 2, &[4, 2], "other")]).unwrap();
-    assert_eq!(out[0].inbox, [(UserId(4), InboxSeq(1)), (UserId(2), InboxSeq(2))]);
+    assert_eq!(
+        out[0].inbox,
+        [(UserId(4), InboxSeq(1)), (UserId(2), InboxSeq(2))]
+    );
 
     for user in [1, 3] {
-        let inbox = f.log.inbox(UserId(user), confab_storage::InboxSeq(0), 10).unwrap();
+        let inbox = f.log.inbox(UserId(user), InboxSeq(0), 10).unwrap();
         assert_eq!(inbox.items.len(), 1);
         assert_eq!(inbox.items[0].message.text, "hello");
         assert_eq!(inbox.items[0].message.sender, UserId(1));
     }
     assert_eq!(full_inbox(&f.log, 2), [(1, 10, 1), (2, 20, 1)]);
     assert_eq!(full_inbox(&f.log, 4), [(1, 20, 1)]);
-    assert_eq!(f.log.last_inbox_seq(UserId(2)).unwrap(), confab_storage::InboxSeq(2));
+    assert_eq!(f.log.last_inbox_seq(UserId(2)).unwrap(), InboxSeq(2));
     assert!(full_inbox(&f.log, 5).is_empty());
 }
 
@@ -92,7 +100,10 @@ pub fn repeated_recipients_get_one_pointer<E: Engine>() {
         .log
         .append(&[req(1, 1, 1, &[2, 1, 2, 2, 1], "x")])
         .unwrap();
-    assert_eq!(out[0].inbox, [(UserId(2), InboxSeq(1)), (UserId(1), InboxSeq(1))]);
+    assert_eq!(
+        out[0].inbox,
+        [(UserId(2), InboxSeq(1)), (UserId(1), InboxSeq(1))]
+    );
     assert_eq!(full_inbox(&f.log, 2).len(), 1);
 }
 
@@ -112,7 +123,7 @@ pub fn invalid_requests_store_nothing<E: Engine>() {
     );
     // The batch is atomic: the valid request was not stored either, and its
     // client id is still free.
-    assert_eq!(f.log.last_channel_seq(ChannelId(1)).unwrap(), confab_storage::Seq(0));
+    assert_eq!(f.log.last_channel_seq(ChannelId(1)).unwrap(), Seq(0));
     let out = f.log.append(&[req(1, 1, 1, &[1], "fine")]).unwrap();
     assert_eq!((out[0].seq.0, out[0].duplicate), (1, false));
     let exactly_max: Vec<u64> = (1..=MAX_RECIPIENTS as u64).collect();
@@ -133,10 +144,10 @@ pub fn staged_writes_stay_invisible_until_published<E: Engine>() {
         .log
         .stage(&[req(1, 1, 2, &[1, 2], "a"), req(2, 3, 3, &[3, 1], "b")])
         .unwrap();
-    assert_eq!(staged[0].seq, confab_storage::Seq(2));
-    assert_eq!(f.log.last_channel_seq(ChannelId(1)).unwrap(), confab_storage::Seq(1));
-    assert_eq!(f.log.last_channel_seq(ChannelId(2)).unwrap(), confab_storage::Seq(0));
-    assert_eq!(f.log.last_inbox_seq(UserId(3)).unwrap(), confab_storage::InboxSeq(0));
+    assert_eq!(staged[0].seq, Seq(2));
+    assert_eq!(f.log.last_channel_seq(ChannelId(1)).unwrap(), Seq(1));
+    assert_eq!(f.log.last_channel_seq(ChannelId(2)).unwrap(), Seq(0));
+    assert_eq!(f.log.last_inbox_seq(UserId(3)).unwrap(), InboxSeq(0));
     assert_eq!(
         f.log
             .channel_history(ChannelId(1), HistoryAnchor::Latest, 10)
@@ -147,7 +158,7 @@ pub fn staged_writes_stay_invisible_until_published<E: Engine>() {
     );
     assert!(
         !f.log
-            .channel_history(ChannelId(1), HistoryAnchor::After(confab_storage::Seq(0)), 10)
+            .channel_history(ChannelId(1), HistoryAnchor::After(Seq(0)), 10)
             .unwrap()
             .has_more
     );
@@ -157,8 +168,16 @@ pub fn staged_writes_stay_invisible_until_published<E: Engine>() {
         .unwrap()
         .items
         .is_empty());
-    assert_eq!(f.log.inbox(UserId(1), confab_storage::InboxSeq(0), 10).unwrap().items.len(), 1);
-    assert!(f.log.inbox(UserId(3), confab_storage::InboxSeq(0), 10).unwrap().items.is_empty());
+    assert_eq!(
+        f.log.inbox(UserId(1), InboxSeq(0), 10).unwrap().items.len(),
+        1
+    );
+    assert!(f
+        .log
+        .inbox(UserId(3), InboxSeq(0), 10)
+        .unwrap()
+        .items
+        .is_empty());
 
     f.log.sync().unwrap();
     f.log.publish(&staged);
@@ -212,9 +231,13 @@ pub fn concurrent_appends_keep_every_inbox_gapless<E: Engine>() {
                     std::time::Instant::now() < deadline,
                     "device stuck at {cursor}"
                 );
-                let page = log.inbox(UserId(1), confab_storage::InboxSeq(cursor), 64).unwrap();
+                let page = log.inbox(UserId(1), InboxSeq(cursor), 64).unwrap();
                 for e in page.items {
-                    assert_eq!(e.inbox_seq, confab_storage::InboxSeq(cursor + 1), "device would skip inbox entries");
+                    assert_eq!(
+                        e.inbox_seq,
+                        InboxSeq(cursor + 1),
+                        "device would skip inbox entries"
+                    );
                     cursor = e.inbox_seq.into();
                 }
                 std::thread::yield_now();

@@ -3,7 +3,7 @@
 
 use crate::common::{full_history, full_inbox, req};
 use crate::harness::{Engine, Fixture};
-use confab_storage::{ChannelId, DeviceId, MessageLog};
+use confab_storage::{ChannelId, DeviceId, InboxSeq, MessageLog, Seq};
 
 pub fn retry_across_batches_returns_first_result<E: Engine>() {
     let f = Fixture::<E>::new();
@@ -29,7 +29,7 @@ pub fn retry_across_batches_returns_first_result<E: Engine>() {
     assert!(retry.inbox.is_empty());
     // The retry is acknowledged with the sender's original inbox entry, so
     // the sending device's cursor lands where the first ack would have put it.
-    assert_eq!(first.sender_inbox_seq, confab_storage::InboxSeq(1));
+    assert_eq!(first.sender_inbox_seq, InboxSeq(1));
     assert_eq!(retry.sender_inbox_seq, first.sender_inbox_seq);
     let history = full_history(&f.log, 1);
     assert_eq!(history.len(), 2);
@@ -121,7 +121,7 @@ pub fn client_ids_are_scoped_by_sender_and_device<E: Engine>() {
         ])
         .unwrap();
     assert!(out.iter().all(|o| !o.duplicate));
-    assert_eq!(f.log.last_channel_seq(ChannelId(1)).unwrap(), confab_storage::Seq(3));
+    assert_eq!(f.log.last_channel_seq(ChannelId(1)).unwrap(), Seq(3));
 }
 
 pub fn entries_expire_after_the_window<E: Engine>() {
@@ -135,12 +135,12 @@ pub fn entries_expire_after_the_window<E: Engine>() {
     // Past the window the id is free again: the bound on what is remembered.
     let after = f.log.append(&[req(1, 7, 42, &[7], "a")]).unwrap().remove(0);
     assert!(!after.duplicate);
-    assert_eq!(after.seq, confab_storage::Seq(2));
+    assert_eq!(after.seq, Seq(2));
     // ...and the new entry starts a new window.
     f.clock.advance(5_000);
     let again = f.log.append(&[req(1, 7, 42, &[7], "a")]).unwrap().remove(0);
     assert!(again.duplicate);
-    assert_eq!(again.seq, confab_storage::Seq(2));
+    assert_eq!(again.seq, Seq(2));
 }
 
 pub fn retry_after_reopen_keeps_history_visible<E: Engine>() {
@@ -157,9 +157,12 @@ pub fn retry_after_reopen_keeps_history_visible<E: Engine>() {
     // forget (or hide) the history it did not have to load.
     let retry = f.log.append(&[req(1, 7, 1, &[7], "a")]).unwrap().remove(0);
     assert_eq!((retry.seq.0, retry.duplicate), (1, true));
-    assert_eq!(f.log.last_channel_seq(ChannelId(1)).unwrap(), confab_storage::Seq(3));
+    assert_eq!(f.log.last_channel_seq(ChannelId(1)).unwrap(), Seq(3));
     assert_eq!(full_history(&f.log, 1).len(), 3);
-    assert_eq!(f.log.append(&[req(1, 7, 4, &[7], "d")]).unwrap()[0].seq, confab_storage::Seq(4));
+    assert_eq!(
+        f.log.append(&[req(1, 7, 4, &[7], "d")]).unwrap()[0].seq,
+        Seq(4)
+    );
     assert_eq!(full_inbox(&f.log, 7).len(), 4);
 }
 

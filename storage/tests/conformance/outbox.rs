@@ -3,13 +3,13 @@
 
 use crate::common::req;
 use crate::harness::{Engine, Fixture, START_MS};
-use confab_storage::{ChannelId, MessageLog, OutboxEntry, OutboxKey, UserId};
+use confab_storage::{ChannelId, InboxSeq, MessageLog, OutboxEntry, OutboxKey, Seq, UserId};
 
 fn key(user: u64, channel: u64, seq: u64) -> OutboxKey {
     OutboxKey {
         user: UserId(user),
         channel: ChannelId(channel),
-        seq: confab_storage::Seq(seq),
+        seq: Seq(seq),
     }
 }
 
@@ -72,7 +72,7 @@ pub fn jobs_survive_a_reopen_until_removed<E: Engine>() {
     }
     let late = OutboxEntry {
         key: key(1, 5, 3),
-        inbox_seq: confab_storage::InboxSeq(3),
+        inbox_seq: InboxSeq(3),
         sender: UserId(2),
         timestamp_ms: START_MS + 5,
     };
@@ -91,7 +91,7 @@ pub fn scan_pages_in_key_order<E: Engine>() {
         .iter()
         .map(|&(u, c, s)| OutboxEntry {
             key: key(u, c, s),
-            inbox_seq: confab_storage::InboxSeq(s),
+            inbox_seq: InboxSeq(s),
             sender: UserId(42),
             timestamp_ms: START_MS,
         })

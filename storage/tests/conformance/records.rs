@@ -2,7 +2,7 @@
 
 use crate::common::{full_history, full_inbox, req};
 use crate::harness::{Engine, Fixture};
-use confab_storage::{InboxSeq, Seq, ChannelId, Cursor, DeviceId, MessageLog, UserId};
+use confab_storage::{ChannelId, Cursor, DeviceId, InboxSeq, MessageLog, Seq, UserId};
 
 pub fn cursors_only_move_forward<E: Engine>() {
     let f = Fixture::<E>::new();
@@ -13,8 +13,8 @@ pub fn cursors_only_move_forward<E: Engine>() {
             u,
             phone,
             Cursor {
-                delivered: confab_storage::InboxSeq(5),
-                read: confab_storage::InboxSeq(3),
+                delivered: InboxSeq(5),
+                read: InboxSeq(3),
             },
         )
         .unwrap();
@@ -24,16 +24,16 @@ pub fn cursors_only_move_forward<E: Engine>() {
             u,
             phone,
             Cursor {
-                delivered: confab_storage::InboxSeq(4),
-                read: confab_storage::InboxSeq(4),
+                delivered: InboxSeq(4),
+                read: InboxSeq(4),
             },
         )
         .unwrap();
     assert_eq!(
         f.log.cursor(u, phone).unwrap(),
         Cursor {
-            delivered: confab_storage::InboxSeq(5),
-            read: confab_storage::InboxSeq(4)
+            delivered: InboxSeq(5),
+            read: InboxSeq(4)
         }
     );
     assert_eq!(f.log.cursor(u, laptop).unwrap(), Cursor::default());
@@ -43,23 +43,23 @@ pub fn cursors_only_move_forward<E: Engine>() {
             u,
             laptop,
             Cursor {
-                delivered: confab_storage::InboxSeq(9),
-                read: confab_storage::InboxSeq(0),
+                delivered: InboxSeq(9),
+                read: InboxSeq(0),
             },
         )
         .unwrap();
     assert_eq!(
         f.log.cursor(u, laptop).unwrap(),
         Cursor {
-            delivered: confab_storage::InboxSeq(9),
-            read: confab_storage::InboxSeq(0)
+            delivered: InboxSeq(9),
+            read: InboxSeq(0)
         }
     );
     assert_eq!(
         f.log.cursor(u, phone).unwrap(),
         Cursor {
-            delivered: confab_storage::InboxSeq(5),
-            read: confab_storage::InboxSeq(4)
+            delivered: InboxSeq(5),
+            read: InboxSeq(4)
         }
     );
 }
@@ -87,23 +87,30 @@ pub fn counters_continue_after_reopen<E: Engine>() {
             UserId(2),
             DeviceId(1),
             Cursor {
-                delivered: confab_storage::InboxSeq(2),
-                read: confab_storage::InboxSeq(1),
+                delivered: InboxSeq(2),
+                read: InboxSeq(1),
             },
         )
         .unwrap();
     f.log.set_last_seen(UserId(2), 77).unwrap();
 
     let f = f.reopen();
-    assert_eq!(f.log.last_channel_seq(ChannelId(1)).unwrap(), confab_storage::Seq(2));
-    assert_eq!(f.log.last_inbox_seq(UserId(2)).unwrap(), confab_storage::InboxSeq(3));
+    assert_eq!(f.log.last_channel_seq(ChannelId(1)).unwrap(), Seq(2));
+    assert_eq!(f.log.last_inbox_seq(UserId(2)).unwrap(), InboxSeq(3));
     let out = f
         .log
         .append(&[req(1, 1, 4, &[1, 2, 4], "d")])
         .unwrap()
         .remove(0);
-    assert_eq!(out.seq, confab_storage::Seq(3));
-    assert_eq!(out.inbox, [(UserId(1), InboxSeq(3)), (UserId(2), InboxSeq(4)), (UserId(4), InboxSeq(1))]);
+    assert_eq!(out.seq, Seq(3));
+    assert_eq!(
+        out.inbox,
+        [
+            (UserId(1), InboxSeq(3)),
+            (UserId(2), InboxSeq(4)),
+            (UserId(4), InboxSeq(1))
+        ]
+    );
     let retry = f
         .log
         .append(&[req(1, 1, 1, &[1, 2], "a")])
@@ -117,8 +124,8 @@ pub fn counters_continue_after_reopen<E: Engine>() {
     assert_eq!(
         f.log.cursor(UserId(2), DeviceId(1)).unwrap(),
         Cursor {
-            delivered: confab_storage::InboxSeq(2),
-            read: confab_storage::InboxSeq(1)
+            delivered: InboxSeq(2),
+            read: InboxSeq(1)
         }
     );
     assert_eq!(f.log.last_seen(UserId(2)).unwrap(), Some(77));
@@ -134,7 +141,10 @@ pub fn counters_continue_after_reopen<E: Engine>() {
         .remove(0);
     assert_eq!(
         (out.seq, out.inbox.clone()),
-        (Seq(2), vec![(UserId(2), InboxSeq(5)), (UserId(3), InboxSeq(2))])
+        (
+            Seq(2),
+            vec![(UserId(2), InboxSeq(5)), (UserId(3), InboxSeq(2))]
+        )
     );
 }
 
@@ -142,11 +152,11 @@ pub fn read_marks_only_move_forward_per_channel<E: Engine>() {
     let f = Fixture::<E>::new();
     let (general, random) = (ChannelId(7), ChannelId(8));
     assert!(f.log.read_marks(general).unwrap().is_empty());
-    f.log.set_read_up_to(general, UserId(2), confab_storage::Seq(10)).unwrap();
-    f.log.set_read_up_to(general, UserId(1), confab_storage::Seq(4)).unwrap();
+    f.log.set_read_up_to(general, UserId(2), Seq(10)).unwrap();
+    f.log.set_read_up_to(general, UserId(1), Seq(4)).unwrap();
     // A late receipt never moves a mark back.
-    f.log.set_read_up_to(general, UserId(2), confab_storage::Seq(3)).unwrap();
-    f.log.set_read_up_to(random, UserId(1), confab_storage::Seq(99)).unwrap();
+    f.log.set_read_up_to(general, UserId(2), Seq(3)).unwrap();
+    f.log.set_read_up_to(random, UserId(1), Seq(99)).unwrap();
     assert_eq!(
         f.log.read_marks(general).unwrap(),
         [(UserId(1), Seq(4)), (UserId(2), Seq(10))]

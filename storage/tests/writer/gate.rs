@@ -2,9 +2,9 @@
 //! requests pile up behind it deterministically), fail a stage, and records the
 //! size of every group it was given.
 
-use confab_storage::{InboxSeq, Seq, 
-    AppendOutcome, AppendRequest, ChannelId, Cursor, DeviceId, HistoryAnchor, InboxEntry,
-    MessageLog, OutboxEntry, OutboxKey, Page, StorageError, StoredMessage, SyncPolicy, UserId,
+use confab_storage::{
+    AppendOutcome, AppendRequest, ChannelId, Cursor, DeviceId, HistoryAnchor, InboxEntry, InboxSeq,
+    MessageLog, OutboxEntry, OutboxKey, Page, Seq, StorageError, StoredMessage, SyncPolicy, UserId,
 };
 use std::sync::{Condvar, Mutex};
 
@@ -111,7 +111,7 @@ impl<L: MessageLog> MessageLog for GatedLog<L> {
         after: InboxSeq,
         limit: usize,
     ) -> Result<Page<InboxEntry>, StorageError> {
-        self.inner.inbox(user, confab_storage::InboxSeq(after.into()), limit)
+        self.inner.inbox(user, after, limit)
     }
 
     fn last_channel_seq(&self, channel: ChannelId) -> Result<Seq, StorageError> {
@@ -149,7 +149,7 @@ impl<L: MessageLog> MessageLog for GatedLog<L> {
         user: UserId,
         seq: Seq,
     ) -> Result<(), StorageError> {
-        self.inner.set_read_up_to(channel, user, confab_storage::Seq(seq.into()))
+        self.inner.set_read_up_to(channel, user, seq)
     }
 
     fn read_marks(&self, channel: ChannelId) -> Result<Vec<(UserId, Seq)>, StorageError> {

@@ -10,7 +10,8 @@ use confab_storage::writer::{
     shard_of, Completion, Producer, SubmitRejection, Waker, WriterConfig, WriterPool,
 };
 use confab_storage::{
-    ChannelId, LogConfig, MemoryLog, MessageLog, RocksLog, StorageError, SyncPolicy, UserId,
+    ChannelId, InboxSeq, LogConfig, MemoryLog, MessageLog, RocksLog, Seq, StorageError, SyncPolicy,
+    UserId,
 };
 use gate::GatedLog;
 use std::collections::HashSet;
@@ -130,19 +131,13 @@ fn in_flight_limit_holds_until_completions_are_collected() {
         p.submit(i, req(i, 1, i, &[1], "x")).unwrap();
     }
     // Completions may already sit in the queue; they still count until polled.
-    wait_until("three commits", || {
-        pool.stats().requests.get() == 3
-    });
+    wait_until("three commits", || pool.stats().requests.get() == 3);
     let refused = p.submit(3, req(3, 1, 3, &[1], "x")).unwrap_err();
     assert_eq!(refused.reason, SubmitRejection::InFlightLimit);
     assert!(p.poll().is_some());
     p.submit(3, *refused.request).unwrap();
     assert_eq!(collect(p, 3).len(), 3);
-    assert_eq!(
-        pool.stats().syncs.get(),
-        0,
-        "policy none never fsyncs"
-    );
+    assert_eq!(pool.stats().syncs.get(), 0, "policy none never fsyncs");
 }
 
 #[test]
@@ -239,7 +234,7 @@ fn shutdown_completes_everything_already_queued() {
     let mut done = Vec::new();
     producers[0].drain_into(&mut done);
     assert_eq!(done.len(), 500);
-    assert_eq!(log.last_channel_seq(ChannelId(1)).unwrap(), confab_storage::Seq(500));
+    assert_eq!(log.last_channel_seq(ChannelId(1)).unwrap(), Seq(500));
     let refused = producers[0]
         .submit(500, req(1, 1, 500, &[1], "late"))
         .unwrap_err();
@@ -323,9 +318,13 @@ fn sharded_writers_keep_shared_inboxes_gapless_and_ordered() {
         s.spawn(move || {
             let mut cursor = 0;
             wait_until("device to catch up", || {
-                let page = log.inbox(UserId(2), confab_storage::InboxSeq(cursor), 100).unwrap();
+                let page = log.inbox(UserId(2), InboxSeq(cursor), 100).unwrap();
                 for e in page.items {
-                    assert_eq!(e.inbox_seq, confab_storage::InboxSeq(cursor + 1), "device would skip inbox entries");
+                    assert_eq!(
+                        e.inbox_seq,
+                        InboxSeq(cursor + 1),
+                        "device would skip inbox entries"
+                    );
                     cursor = e.inbox_seq.into();
                 }
                 cursor == total

@@ -12,8 +12,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use confab_protocol::frame::{self, Frame};
 use confab_protocol::binary;
+use confab_protocol::frame::{self, Frame};
 use quinn::{Connection, SendStream, VarInt};
 
 use super::link::{LinkCredit, LinkOut, LinkQueue};

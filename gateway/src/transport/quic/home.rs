@@ -91,7 +91,11 @@ async fn read_loop(s: &Session, home: &HomeLink) -> Result<(), CloseReason> {
                     s.heard();
                     s.handle(f).await?;
                 }
-                LinkIn::Bad { code, message, fatal } => {
+                LinkIn::Bad {
+                    code,
+                    message,
+                    fatal,
+                } => {
                     s.heard();
                     if fatal {
                         s.core.metrics.frame_in_invalid();

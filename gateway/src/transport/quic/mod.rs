@@ -137,7 +137,11 @@ pub fn endpoint(
 }
 
 /// Accepts connections on this core's endpoint until shutdown.
-pub async fn accept_loop(core: Rc<Core>, endpoint: quinn::Endpoint, mut shutdown: watch::Receiver<bool>) {
+pub async fn accept_loop(
+    core: Rc<Core>,
+    endpoint: quinn::Endpoint,
+    mut shutdown: watch::Receiver<bool>,
+) {
     loop {
         tokio::select! {
             incoming = endpoint.accept() => match incoming {
@@ -270,7 +274,9 @@ async fn serve(core: Rc<Core>, incoming: quinn::Incoming) {
         },
         early,
     };
-    core.io.bus.run_on(home, move |core| home::adopt(core, handover));
+    core.io
+        .bus
+        .run_on(home, move |core| home::adopt(core, handover));
     let reading = readable
         .then(|| tokio::task::spawn_local(read_control(core.clone(), link, home, recv, reader)));
     let refusing = tokio::task::spawn_local(refuse_streams(conn.clone()));

@@ -150,9 +150,7 @@ pub fn parse_upgrade(
                 }
                 offered = true;
                 if chosen.is_none() {
-                    chosen = std::str::from_utf8(token)
-                        .ok()
-                        .and_then(from_subprotocol);
+                    chosen = std::str::from_utf8(token).ok().and_then(from_subprotocol);
                 }
             }
         } else if (name.eq_ignore_ascii_case("content-length") && trim(h.value) != b"0")
