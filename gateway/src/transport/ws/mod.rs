@@ -40,6 +40,10 @@
 
 pub mod close;
 pub mod codec;
+#[cfg(test)]
+mod codec_tests;
+mod decode;
+mod encode;
 pub mod error;
 pub mod handshake;
 
