@@ -9,8 +9,8 @@ use std::time::Duration;
 use confab_types::InvalidConfig;
 use serde::{Deserialize, Serialize};
 
+use crate::settings::IoMode;
 use crate::settings::{PlainWs, Settings};
-use crate::transport::IoMode;
 
 /// The gateway's settings.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]

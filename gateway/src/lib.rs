@@ -26,5 +26,4 @@ pub mod shard;
 pub mod transport;
 
 pub use self::service::{make_bus, Gateway, Parts, ShutdownWatch};
-pub use self::settings::{PlainWs, Settings};
-pub use self::transport::IoMode;
+pub use self::settings::{IoMode, PlainWs, Settings};

@@ -7,8 +7,7 @@ use std::time::Duration;
 
 use confab_protocol::frame::Limits;
 
-use crate::transport::quic::QuicSettings;
-use crate::transport::IoMode;
+use serde::{Deserialize, Serialize};
 
 /// The gateway's tunables, fixed at start.
 #[derive(Debug, Clone)]
@@ -120,6 +119,54 @@ impl Settings {
             max_page: self.max_page,
             max_presence_users: self.max_presence_users,
             send_rate_per_s: self.send_rate_per_s,
+        }
+    }
+}
+
+/// The QUIC settings every core shares.
+#[derive(Debug, Clone)]
+pub struct QuicSettings {
+    /// UDP listen address.
+    pub addr: SocketAddr,
+    /// TLS (ALPN `confab/1`, TLS 1.3).
+    pub tls: Arc<rustls::ServerConfig>,
+}
+
+/// Which IO backend the cores use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IoMode {
+    /// io_uring through tokio-uring.
+    Uring,
+    /// epoll through a tokio current-thread runtime.
+    Epoll,
+}
+
+impl IoMode {
+    /// The metric label and config value.
+    pub fn label(self) -> &'static str {
+        match self {
+            IoMode::Uring => "uring",
+            IoMode::Epoll => "epoll",
+        }
+    }
+}
+
+impl std::fmt::Display for IoMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.label())
+    }
+}
+
+impl std::str::FromStr for IoMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "uring" => Ok(IoMode::Uring),
+            "epoll" => Ok(IoMode::Epoll),
+            other => Err(format!(
+                "unknown io mode `{other}` (expected uring or epoll)"
+            )),
         }
     }
 }

@@ -5,7 +5,8 @@
 use std::rc::Rc;
 
 use confab_protocol::frame::{self, Frame};
-use confab_protocol::Encoding;
+use confab_protocol::limits::negotiate_version;
+use confab_protocol::{Encoding, ErrorCode, FrameType};
 use confab_types::{DeviceId, InboxSeq, UserId};
 use tokio::sync::oneshot;
 
@@ -32,6 +33,35 @@ pub struct Hello {
     pub transport: Transport,
     /// Binary or JSON frames.
     pub encoding: Encoding,
+}
+
+impl Hello {
+    /// Checks a client's `Hello` (a common protocol version, a valid token)
+    /// and says who the session is for; the error is the wire code and
+    /// reason to refuse it with.
+    pub fn verify(
+        core: &Core,
+        hello: &frame::Hello,
+        transport: Transport,
+        encoding: Encoding,
+    ) -> Result<Hello, (ErrorCode, &'static str)> {
+        core.metrics.frame_in(FrameType::Hello);
+        let version = negotiate_version(hello.min_version, hello.max_version)
+            .map_err(|code| (code, "no common protocol version"))?;
+        let (user, login) = core.io.auth.verify(&hello.token).map_err(|code| {
+            core.metrics.error(code);
+            (code, "authentication failed")
+        })?;
+        Ok(Hello {
+            user,
+            device: hello.device_id,
+            cursor: hello.inbox_cursor,
+            version,
+            login,
+            transport,
+            encoding,
+        })
+    }
 }
 
 /// A started session: registered, welcomed; [`Started::catch_up`] sends

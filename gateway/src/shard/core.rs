@@ -18,14 +18,62 @@ use confab_types::{ChannelId, DeviceId, InboxSeq, Text, UserId};
 use tokio::sync::{oneshot, Notify};
 
 use super::conns::ConnId;
-use super::mailbox::Bus;
+use super::mailbox;
 use super::msg::{Input, Output, PushEvent, ShardMsg};
 use super::pending::PendingSend;
 use super::state::{Opening, ShardState};
 use crate::metrics::{CoreMetrics, GatewayMetrics};
 use crate::ports::{Authenticator, Directory, PushSink};
+use crate::settings::IoMode;
 use crate::settings::Settings;
-use crate::transport::IoMode;
+
+/// Work a transport hands to another core (a connection's hand-over, QUIC
+/// link traffic): it runs on that core's thread, with that core.
+pub struct Remote(RemoteTask);
+
+type RemoteTask = Box<dyn FnOnce(&Rc<Core>) + Send>;
+
+impl Remote {
+    /// Wraps `f`.
+    pub fn new(f: impl FnOnce(&Rc<Core>) + Send + 'static) -> Remote {
+        Remote(Box::new(f))
+    }
+
+    /// Runs it.
+    pub fn run(self, core: &Rc<Core>) {
+        (self.0)(core)
+    }
+}
+
+impl std::fmt::Debug for Remote {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Remote")
+    }
+}
+
+/// What a core's mailbox carries.
+#[derive(Debug)]
+pub enum CoreMsg {
+    /// For the shard's state.
+    Shard(ShardMsg),
+    /// For the core's transports and sessions.
+    Remote(Remote),
+}
+
+/// The cores' mailboxes.
+pub type Bus = mailbox::Bus<CoreMsg>;
+
+impl mailbox::Bus<CoreMsg> {
+    /// Sends a shard message to core `i`.
+    pub fn send_shard(&self, i: usize, msg: ShardMsg) {
+        self.send(i, CoreMsg::Shard(msg));
+    }
+
+    /// Runs `f` on core `i`.
+    pub fn run_on(&self, i: usize, f: impl FnOnce(&Rc<Core>) + Send + 'static) {
+        self.send(i, CoreMsg::Remote(Remote::new(f)));
+    }
+}
 
 /// Where the answer to a presence question goes.
 type PresenceReply = oneshot::Sender<Vec<(UserId, bool)>>;

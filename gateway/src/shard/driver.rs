@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 use super::core::Core;
-use super::mailbox::CoreMsg;
+use super::core::CoreMsg;
 use super::msg::Input;
 
 /// How long a stopping core waits for its connections to flush their

@@ -5,59 +5,22 @@
 //! messages costs one wake-up, not N, and the owner drains everything that
 //! arrived in one go.
 
-use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use crossbeam_queue::SegQueue;
 use tokio::sync::Notify;
 
-use super::core::Core;
-use super::msg::ShardMsg;
-
-/// Work a transport hands to another core (a connection's hand-over, QUIC
-/// link traffic): it runs on that core's thread, with that core.
-pub struct Remote(RemoteTask);
-
-type RemoteTask = Box<dyn FnOnce(&Rc<Core>) + Send>;
-
-impl Remote {
-    /// Wraps `f`.
-    pub fn new(f: impl FnOnce(&Rc<Core>) + Send + 'static) -> Remote {
-        Remote(Box::new(f))
-    }
-
-    /// Runs it.
-    pub fn run(self, core: &Rc<Core>) {
-        (self.0)(core)
-    }
-}
-
-impl std::fmt::Debug for Remote {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Remote")
-    }
-}
-
-/// What a core's mailbox carries.
-#[derive(Debug)]
-pub enum CoreMsg {
-    /// For the shard's state.
-    Shard(ShardMsg),
-    /// For the core's transports and sessions.
-    Remote(Remote),
-}
-
 /// One core's mailbox.
-pub struct Mailbox {
-    queue: SegQueue<CoreMsg>,
+pub struct Mailbox<T> {
+    queue: SegQueue<T>,
     /// Set by the first push after a drain; cleared by the owner before it
     /// drains, so a push racing with the drain always leaves a wake-up.
     armed: AtomicBool,
     notify: Notify,
 }
 
-impl Default for Mailbox {
+impl<T> Default for Mailbox<T> {
     fn default() -> Self {
         Mailbox {
             queue: SegQueue::new(),
@@ -67,9 +30,9 @@ impl Default for Mailbox {
     }
 }
 
-impl Mailbox {
+impl<T> Mailbox<T> {
     /// Queues `msg` and wakes the owner if it may be idle.
-    pub fn push(&self, msg: CoreMsg) {
+    pub fn push(&self, msg: T) {
         self.queue.push(msg);
         self.wake();
     }
@@ -89,7 +52,7 @@ impl Mailbox {
 
     /// Takes everything queued now. Disarms first: a push after this point
     /// re-arms and notifies, so nothing is left waiting without a wake-up.
-    pub fn drain(&self, mut f: impl FnMut(CoreMsg)) -> usize {
+    pub fn drain(&self, mut f: impl FnMut(T)) -> usize {
         self.armed.store(false, Ordering::Release);
         let mut n = 0;
         while let Some(msg) = self.queue.pop() {
@@ -106,12 +69,19 @@ impl Mailbox {
 }
 
 /// Every core's mailbox, indexed by core.
-#[derive(Clone)]
-pub struct Bus {
-    boxes: Arc<[Mailbox]>,
+pub struct Bus<T> {
+    boxes: Arc<[Mailbox<T>]>,
 }
 
-impl Bus {
+impl<T> Clone for Bus<T> {
+    fn clone(&self) -> Self {
+        Bus {
+            boxes: self.boxes.clone(),
+        }
+    }
+}
+
+impl<T> Bus<T> {
     /// A bus for `cores` cores.
     pub fn new(cores: usize) -> Self {
         Bus {
@@ -125,39 +95,30 @@ impl Bus {
     }
 
     /// Core `i`'s mailbox.
-    pub fn mailbox(&self, i: usize) -> &Mailbox {
+    pub fn mailbox(&self, i: usize) -> &Mailbox<T> {
         &self.boxes[i]
     }
 
     /// Sends `msg` to core `i`.
-    pub fn send(&self, i: usize, msg: CoreMsg) {
+    pub fn send(&self, i: usize, msg: T) {
         self.boxes[i].push(msg);
-    }
-
-    /// Sends a shard message to core `i`.
-    pub fn send_shard(&self, i: usize, msg: ShardMsg) {
-        self.send(i, CoreMsg::Shard(msg));
-    }
-
-    /// Runs `f` on core `i`.
-    pub fn run_on(&self, i: usize, f: impl FnOnce(&Rc<Core>) + Send + 'static) {
-        self.send(i, CoreMsg::Remote(Remote::new(f)));
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ports::Invalidation;
 
     #[test]
     fn drain_takes_everything_and_rearms() {
         let m = Mailbox::default();
-        m.push(CoreMsg::Shard(ShardMsg::Invalidate(Invalidation::All)));
-        m.push(CoreMsg::Shard(ShardMsg::Invalidate(Invalidation::All)));
-        assert_eq!(m.drain(|_| {}), 2);
+        m.push(1);
+        m.push(2);
+        let mut got = Vec::new();
+        assert_eq!(m.drain(|v| got.push(v)), 2);
+        assert_eq!(got, [1, 2]);
         // After a drain a new push must arm again (else the owner sleeps).
-        m.push(CoreMsg::Shard(ShardMsg::Invalidate(Invalidation::All)));
+        m.push(3);
         assert!(m.armed.load(Ordering::Acquire));
         assert_eq!(m.depth(), 1);
     }

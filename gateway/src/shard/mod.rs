@@ -21,15 +21,16 @@ mod presence;
 mod state;
 mod timers;
 mod users;
+mod watchers;
 
 #[cfg(test)]
 mod tests;
 
 pub use self::cache::Cache;
 pub use self::conns::ConnId;
-pub use self::core::{ConnIo, Core, CoreIo};
+pub use self::core::{Bus, ConnIo, Core, CoreIo, CoreMsg, Remote};
 pub use self::driver::run;
-pub use self::mailbox::{Bus, CoreMsg, Mailbox, Remote};
+pub use self::mailbox::Mailbox;
 pub use self::msg::{Entries, Input, Output, PushEvent, ReadReceipt, ShardMsg, TypingNotice};
 pub use self::pending::PendingSend;
 pub use self::state::{error_frame, Opening, ShardConfig, ShardState};

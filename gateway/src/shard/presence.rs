@@ -5,7 +5,6 @@
 //! The offline grace period (a debounce: a reconnect within it publishes
 //! nothing) is kept by the owner with a timer.
 
-use std::collections::HashMap;
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -18,36 +17,6 @@ use super::conns::ConnId;
 use super::msg::ShardMsg;
 use super::state::ShardState;
 use crate::fanout::{OutFrame, Priority};
-
-/// Who watches whom.
-#[derive(Default)]
-pub(crate) struct Watchers {
-    /// Target (owned here) → watching shard → its number of watchers.
-    shards: HashMap<UserId, SmallVec<[(usize, u32); 2]>>,
-    /// Target → connections here watching it.
-    local: HashMap<UserId, SmallVec<[ConnId; 2]>>,
-}
-
-impl Watchers {
-    /// Shard `core` starts (`add`) or stops watching `target`.
-    pub fn count(&mut self, target: UserId, core: usize, add: bool) {
-        let cores = self.shards.entry(target).or_default();
-        match cores.iter_mut().position(|(c, _)| *c == core) {
-            Some(i) if add => cores[i].1 += 1,
-            Some(i) => {
-                cores[i].1 -= 1;
-                if cores[i].1 == 0 {
-                    cores.swap_remove(i);
-                }
-            }
-            None if add => cores.push((core, 1)),
-            None => {}
-        }
-        if cores.is_empty() {
-            self.shards.remove(&target);
-        }
-    }
-}
 
 impl ShardState {
     /// Makes `conn` watch the presence of `targets`.

@@ -17,9 +17,9 @@ use super::cache::Cache;
 use super::conns::{Conn, ConnId, Conns, Mode};
 use super::msg::{Input, Output, PushEvent, ShardMsg};
 use super::pending::Pending;
-use super::presence::Watchers;
 use super::timers::{Timer, Timers};
 use super::users::UserSlot;
+use super::watchers::Watchers;
 use crate::fanout::{CloseReason, OutFrame, Priority, Pushed};
 use crate::metrics::{CoreMetrics, Transport};
 

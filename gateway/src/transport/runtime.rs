@@ -7,46 +7,7 @@
 use std::future::Future;
 use std::io;
 
-use serde::{Deserialize, Serialize};
-
-/// Which IO backend the cores use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum IoMode {
-    /// io_uring through tokio-uring.
-    Uring,
-    /// epoll through a tokio current-thread runtime.
-    Epoll,
-}
-
-impl IoMode {
-    /// The metric label and config value.
-    pub fn label(self) -> &'static str {
-        match self {
-            IoMode::Uring => "uring",
-            IoMode::Epoll => "epoll",
-        }
-    }
-}
-
-impl std::fmt::Display for IoMode {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.label())
-    }
-}
-
-impl std::str::FromStr for IoMode {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "uring" => Ok(IoMode::Uring),
-            "epoll" => Ok(IoMode::Epoll),
-            other => Err(format!(
-                "unknown io mode `{other}` (expected uring or epoll)"
-            )),
-        }
-    }
-}
+pub use crate::settings::IoMode;
 
 /// Whether io_uring can be set up here: containers often block the
 /// `io_uring_setup` syscall, and old kernels lack it.

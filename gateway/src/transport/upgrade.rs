@@ -8,28 +8,15 @@ use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
 use confab_protocol::frame::{self, Frame};
-use confab_protocol::limits::negotiate_version;
-use confab_protocol::{DecodeError, Encoding, ErrorCode};
+use confab_protocol::{Encoding, ErrorCode};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use super::ws::{self, close, Decoder, Event, OpCode};
+use super::websocket::Handover;
+use super::ws::message::{decode_frame, wrap};
+use super::ws::{self, close, Decoder, Event};
 use crate::metrics::Transport;
 use crate::session::Hello;
 use crate::shard::{error_frame, owner_core, Core};
-
-/// An authenticated connection on its way to its user's core.
-pub struct Handover {
-    /// The socket.
-    pub socket: std::net::TcpStream,
-    /// Its TLS session (`wss://`), established on the accepting core.
-    pub tls: Option<rustls::ServerConnection>,
-    /// Bytes read but not yet decoded (a pipelining client's next frames).
-    pub buf: BytesMut,
-    /// The WebSocket decoder, with any fragment in progress.
-    pub decoder: Decoder,
-    /// Who the session is for.
-    pub hello: Hello,
-}
 
 /// A stream the handshake runs on: plain TCP, or TLS over it; either can
 /// be taken apart for the hand-over.
@@ -55,38 +42,6 @@ impl HandshakeStream for tokio_rustls::server::TlsStream<tokio::net::TcpStream> 
         // travel with it.
         let (io, conn) = self.into_inner();
         Ok((io.into_std()?, Some(conn)))
-    }
-}
-
-/// Wraps an encoded protocol frame as one WebSocket message.
-pub(super) fn wrap(out: &mut Vec<u8>, encoding: Encoding, frame: &[u8]) {
-    ws::write_header(out, opcode(encoding), frame.len());
-    out.extend_from_slice(frame);
-}
-
-/// The WebSocket opcode of an encoding's messages.
-pub(super) fn opcode(encoding: Encoding) -> OpCode {
-    match encoding {
-        Encoding::Binary => OpCode::Binary,
-        Encoding::Json => OpCode::Text,
-    }
-}
-
-/// A WebSocket message as a protocol frame.
-pub(super) fn decode_frame(
-    encoding: Encoding,
-    event: Event,
-    max: usize,
-) -> Result<Frame, DecodeError> {
-    match (encoding, event) {
-        (Encoding::Binary, Event::Binary(b)) => confab_protocol::binary::decode_bytes(b, max),
-        (Encoding::Json, Event::Text(t)) => confab_protocol::json::decode(&t, max),
-        (Encoding::Binary, _) => Err(DecodeError::Json(
-            "a text message on the binary subprotocol confab.v1".into(),
-        )),
-        _ => Err(DecodeError::Json(
-            "a binary message on the JSON subprotocol confab.v1.json".into(),
-        )),
     }
 }
 
@@ -198,37 +153,20 @@ pub(super) async fn handshake<S: HandshakeStream>(
             _ => return,
         }
     };
-    core.metrics.frame_in(confab_protocol::FrameType::Hello);
-    let version = match negotiate_version(hello.min_version, hello.max_version) {
-        Ok(v) => v,
-        Err(code) => {
-            return refuse(&mut stream, encoding, code, "no common protocol version").await
-        }
-    };
-    let (user, login) = match core.io.auth.verify(&hello.token) {
-        Ok(u) => u,
-        Err(code) => {
-            core.metrics.error(code);
-            return refuse(&mut stream, encoding, code, "authentication failed").await;
-        }
+    let hello = match Hello::verify(&core, &hello, transport, encoding) {
+        Ok(h) => h,
+        Err((code, why)) => return refuse(&mut stream, encoding, code, why).await,
     };
     let Ok((socket, tls)) = stream.into_parts() else {
         return;
     };
+    let user = hello.user;
     let handover = Handover {
         socket,
         tls,
         buf,
         decoder,
-        hello: Hello {
-            user,
-            device: hello.device_id,
-            cursor: hello.inbox_cursor,
-            version,
-            login,
-            transport,
-            encoding,
-        },
+        hello,
     };
     let owner = owner_core(user, core.io.bus.cores());
     if owner == core.id {

@@ -10,12 +10,26 @@ use bytes::BytesMut;
 use confab_protocol::Encoding;
 
 use super::stream::Stream;
-use super::upgrade::{decode_frame, Handover};
 use super::writer;
+use super::ws::message::decode_frame;
 use super::ws::{self, Decoder, Event};
 use crate::fanout::CloseReason;
-use crate::session::{self, Session};
+use crate::session::{self, Hello, Session};
 use crate::shard::Core;
+
+/// An authenticated connection on its way to its user's core.
+pub struct Handover {
+    /// The socket.
+    pub socket: std::net::TcpStream,
+    /// Its TLS session (`wss://`), established on the accepting core.
+    pub tls: Option<rustls::ServerConnection>,
+    /// Bytes read but not yet decoded (a pipelining client's next frames).
+    pub buf: BytesMut,
+    /// The WebSocket decoder, with any fragment in progress.
+    pub decoder: Decoder,
+    /// Who the session is for.
+    pub hello: Hello,
+}
 
 /// How long a closing session still reads (for the client's close) before
 /// it gives up on the connection.

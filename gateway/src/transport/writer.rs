@@ -12,7 +12,7 @@ use confab_protocol::frame::{self, Frame};
 use confab_protocol::{Encoding, ErrorCode};
 
 use super::stream::Stream;
-use super::upgrade::opcode;
+use super::ws::message::opcode;
 use super::ws::{self, close};
 use crate::fanout::{CloseReason, OutFrame};
 use crate::shard::{error_frame, ConnId, ConnIo, Core};

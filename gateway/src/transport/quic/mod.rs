@@ -19,8 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use confab_protocol::frame::Frame;
-use confab_protocol::limits::negotiate_version;
-use confab_protocol::{Encoding, ErrorCode, FrameReader, FrameType};
+use confab_protocol::{Encoding, ErrorCode, FrameReader};
 use quinn::{Connection, RecvStream, SendStream, VarInt};
 use tokio::sync::watch;
 
@@ -29,6 +28,7 @@ use self::link::{LinkCredit, LinkIn, LinkOut, LinkQueue};
 use crate::fanout::CloseReason;
 use crate::metrics::Transport;
 use crate::session::Hello;
+pub use crate::settings::QuicSettings;
 use crate::shard::{owner_core, Core};
 
 /// QUIC application error code for streams a client may not open.
@@ -65,15 +65,6 @@ pub fn deliver_out(link: u64, out: LinkOut) {
 /// QUIC connections held on this core.
 pub fn transport_count() -> usize {
     TRANSPORTS.with(|t| t.borrow().len())
-}
-
-/// The QUIC settings every core shares.
-#[derive(Debug, Clone)]
-pub struct QuicSettings {
-    /// UDP listen address.
-    pub addr: SocketAddr,
-    /// TLS (ALPN `confab/1`, TLS 1.3).
-    pub tls: Arc<rustls::ServerConfig>,
 }
 
 /// A UDP socket bound with `SO_REUSEPORT`, one per core.
@@ -239,18 +230,9 @@ async fn serve(core: Rc<Core>, incoming: quinn::Incoming) {
             return;
         }
     }
-    let metrics = &core.metrics;
-    metrics.frame_in(FrameType::Hello);
-    let version = match negotiate_version(hello.min_version, hello.max_version) {
-        Ok(v) => v,
-        Err(code) => return refuse(&conn, send, code, "no common protocol version").await,
-    };
-    let (user, login) = match core.io.auth.verify(&hello.token) {
-        Ok(u) => u,
-        Err(code) => {
-            metrics.error(code);
-            return refuse(&conn, send, code, "authentication failed").await;
-        }
+    let hello = match Hello::verify(&core, &hello, Transport::Quic, Encoding::Binary) {
+        Ok(h) => h,
+        Err((code, why)) => return refuse(&conn, send, code, why).await,
     };
     let mut early = Vec::new();
     let readable = drain(&mut reader, &mut early);
@@ -258,20 +240,12 @@ async fn serve(core: Rc<Core>, incoming: quinn::Incoming) {
     let credit = Arc::new(LinkCredit::default());
     let queue = Rc::new(LinkQueue::<LinkOut>::default());
     TRANSPORTS.with(|t| t.borrow_mut().insert(link, queue.clone()));
-    let home = owner_core(user, core.io.bus.cores());
+    let home = owner_core(hello.user, core.io.bus.cores());
     let handover = QuicHandover {
         link,
         transport_core: core.id,
         credit: credit.clone(),
-        hello: Hello {
-            user,
-            device: hello.device_id,
-            cursor: hello.inbox_cursor,
-            version,
-            login,
-            transport: Transport::Quic,
-            encoding: Encoding::Binary,
-        },
+        hello,
         early,
     };
     core.io

@@ -6,9 +6,10 @@
 use bytes::{BufMut, Bytes, BytesMut};
 use proptest::prelude::*;
 
-use super::codec::*;
 use super::decode::*;
+use super::encode::*;
 use super::error::WsError;
+use super::frame::*;
 
 /// A masked client frame, encoded here independently of the server
 /// encoder (with a chosen length encoding for the edge cases).

@@ -5,8 +5,8 @@
 use bytes::{Buf, BytesMut};
 
 use super::close;
-use super::codec::{CloseFrame, Event, OpCode, MAX_CONTROL_PAYLOAD};
 use super::error::WsError;
+use super::frame::{CloseFrame, Event, OpCode, MAX_CONTROL_PAYLOAD};
 
 /// The kind of the fragmented message in progress.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -4,7 +4,7 @@
 use bytes::BufMut;
 
 use super::close;
-use super::codec::{OpCode, MAX_CONTROL_PAYLOAD};
+use super::frame::{OpCode, MAX_CONTROL_PAYLOAD};
 
 /// The length of the header [`write_header`] writes for a payload of `len`
 /// bytes: 2, 4 or 10.

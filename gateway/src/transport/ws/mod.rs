@@ -39,20 +39,22 @@
 //! number `n` (for example 4401 for `SLOW_CONSUMER`), see [`close`].
 
 pub mod close;
-pub mod codec;
 #[cfg(test)]
 mod codec_tests;
-mod decode;
-mod encode;
+pub mod decode;
+pub mod encode;
 pub mod error;
+pub mod frame;
 pub mod handshake;
+pub mod message;
 
-pub use codec::{
+pub use decode::{unmask, Decoder};
+pub use encode::{
     encode_binary, encode_close, encode_close_empty, encode_ping, encode_pong, encode_text,
-    header_len, unmask, write_frame_header, write_header, CloseFrame, Decoder, Event, OpCode,
-    MAX_CONTROL_PAYLOAD, MAX_HEADER_LEN,
+    header_len, write_frame_header, write_header,
 };
 pub use error::{HandshakeError, WsError};
+pub use frame::{CloseFrame, Event, OpCode, MAX_CONTROL_PAYLOAD, MAX_HEADER_LEN};
 pub use handshake::{
     accept_key, parse_upgrade, Encoding, Upgrade, SUBPROTOCOL_BINARY, SUBPROTOCOL_JSON,
 };

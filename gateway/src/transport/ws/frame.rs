@@ -1,5 +1,6 @@
-//! WebSocket framing (RFC 6455 §5) for the server side: a decoder for the
-//! client's masked frames and encoders for our unmasked ones, all on
+//! WebSocket framing (RFC 6455 §5) for the server side: the frame types
+//! shared by the decoder of the client's masked frames ([`super::decode`])
+//! and the encoders of our unmasked ones ([`super::encode`]), all on
 //! buffers the gateway owns.
 //!
 //! # Why our own frame parser
@@ -27,15 +28,6 @@
 //! message. Control frames in between are returned as they come.
 
 use bytes::Bytes;
-
-#[cfg(doc)]
-use super::close;
-pub use super::decode::{unmask, Decoder};
-pub use super::encode::{
-    encode_binary, encode_close, encode_close_empty, encode_ping, encode_pong, encode_text,
-    header_len, write_frame_header, write_header,
-};
-pub use super::error::WsError;
 
 /// Longest payload of a control frame (close, ping, pong).
 pub const MAX_CONTROL_PAYLOAD: usize = 125;
@@ -96,7 +88,7 @@ impl OpCode {
 /// The payload of a Close frame that carried a status code.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CloseFrame {
-    /// The close code, one that may be sent ([`close::is_valid`]).
+    /// The close code, one that may be sent ([`is_valid`](super::close::is_valid)).
     pub code: u16,
     /// The reason, valid UTF-8, at most 123 bytes.
     pub reason: String,
@@ -110,7 +102,7 @@ pub enum Event {
     /// A text message; the bytes are valid UTF-8.
     Text(Bytes),
     /// A ping; answer with a pong carrying the same payload
-    /// ([`encode_pong`]).
+    /// ([`encode_pong`](super::encode::encode_pong)).
     Ping(Bytes),
     /// A pong (an answer to our ping, or an unsolicited heartbeat).
     Pong(Bytes),
