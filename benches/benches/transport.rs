@@ -2,7 +2,7 @@
 //!
 //! Criterion times functions; what users of the transports care about is
 //! what a running `confab serve` costs them: server memory per idle
-//! connection (the target is 100,000 idle QUIC connections per
+//! connection (the target is 100,000 idle QUIC connections per
 //! node) and messages per second and latency with many clients sending.
 //! So this bench is a small orchestrator. For each transport it starts a
 //! fresh server process (this executable re-run as `__server`, which calls

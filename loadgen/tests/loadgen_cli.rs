@@ -212,7 +212,7 @@ fn smoke_profile_over_every_transport_passes_its_ledger() {
     assert_succeeded(&output);
     assert_clean(&report);
 
-    // The report fields, with values that mean the run did its job.
+    // The report's fields, with values that mean the run did its job.
     for field in [
         "profile",
         "transport",

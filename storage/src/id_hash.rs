@@ -3,7 +3,7 @@
 //! The sequence counters, the watermarks and `publish`'s per-group maxima are
 //! looked up several times per stored message. With std's SipHash those
 //! look-ups were a visible share of the log's own CPU in profiles
-//! (docs/benchmarks.md, session 17). User and channel ids are assigned by
+//! (docs/benchmarks.md, storage profiles). User and channel ids are assigned by
 //! the server; device ids are named by clients (in their `Hello`), but a
 //! client cannot see the seed, which is random per map, so it cannot pick
 //! ids that collide. One seeded splitmix round per word is then enough.
