@@ -217,6 +217,11 @@ impl Core {
             Output::Wake(conn) => {
                 if let Some(io) = self.conns.borrow().get(&conn) {
                     io.writer.notify_one();
+                    // A connection closed before its replay started stops
+                    // waiting for it.
+                    if self.state.borrow().is_closing(conn) {
+                        io.replay.borrow_mut().take();
+                    }
                 }
             }
             Output::Replay { conn, from, to } => {

@@ -150,12 +150,18 @@ impl ShardState {
         let first_device = slot.conns.is_empty();
         slot.conns.push(id);
         let start = slot.order.released_upto();
+        // The first device of a user (or the next one after a failed read)
+        // asks where the user's stream starts.
+        let read_start = start.is_none() && !slot.reading_start;
+        slot.reading_start |= read_start;
         if first_device {
             self.outputs
                 .push_back(Output::Push(PushEvent::Presence(o.user, true)));
         }
-        if came_online {
+        if read_start {
             self.outputs.push_back(Output::ReadLastInboxSeq(o.user));
+        }
+        if came_online {
             self.publish_presence(
                 now,
                 frame::PresenceInfo {
@@ -179,7 +185,7 @@ impl ShardState {
         let Some(c) = self.conns.get_mut(id) else {
             return;
         };
-        if !matches!(c.mode, Mode::Waiting) {
+        if !matches!(c.mode, Mode::Waiting) || c.out.is_closing() {
             return;
         }
         c.mode = Mode::Replaying(Vec::new());
@@ -395,6 +401,9 @@ impl ShardState {
     /// the connections that waited for it are closed (a later connect asks
     /// again).
     fn user_start(&mut self, now: Instant, user: UserId, last: Option<InboxSeq>) {
+        if let Some(slot) = self.users.get_mut(&user) {
+            slot.reading_start = false;
+        }
         let Some(last) = last else {
             for id in self.user_conns(user) {
                 self.close(

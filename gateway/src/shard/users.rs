@@ -22,6 +22,8 @@ pub(crate) struct UserSlot {
     pub grace_gen: u64,
     /// A gap read is in flight.
     pub refilling: bool,
+    /// The read of the stream's starting point is in flight.
+    pub reading_start: bool,
     /// Send tokens (bucket of `send_burst`, `send_rate_per_s` refill).
     tokens: f64,
     refilled: Instant,
@@ -37,6 +39,7 @@ impl UserSlot {
             order: InboxOrder::default(),
             grace_gen: 0,
             refilling: false,
+            reading_start: false,
             tokens: burst as f64,
             refilled: now,
             typing: SmallVec::new(),

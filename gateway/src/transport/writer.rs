@@ -1,9 +1,10 @@
 //! A WebSocket connection's writer: when the shard wakes it, it takes
 //! everything the connection has queued and writes it with one vectored
 //! write. Each frame's small WebSocket and protocol headers go into one
-//! scratch buffer per write; a frame's body (a fan-out message's body
-//! shared by every recipient, a large page) is written from where it is,
-//! never copied per connection.
+//! scratch buffer per write; a fan-out message's body, shared by every
+//! recipient, is always written from where it is, never copied per
+//! connection, and so is any other frame of a connection's own that is not
+//! small (a page of history, say).
 
 use std::rc::Rc;
 
@@ -17,9 +18,8 @@ use super::ws::{self, close};
 use crate::fanout::{CloseReason, OutFrame};
 use crate::shard::{error_frame, ConnId, ConnIo, Core};
 
-/// Bodies up to this size are copied next to their header rather than
-/// written as a buffer of their own: below it an extra iovec costs more
-/// than the copy.
+/// A connection's own frames (acks, answers) below this size are copied
+/// next to their header rather than written as a buffer of their own.
 const COPY_BELOW: usize = 256;
 
 /// Writes the connection's frames until it closes or the socket fails.
@@ -45,13 +45,17 @@ pub async fn run(
             match f {
                 OutFrame::Encoded(_, body) => {
                     ws::write_header(&mut scratch, opcode(encoding), body.len());
-                    put_body(&mut scratch, &mut parts, body);
+                    if body.len() < COPY_BELOW {
+                        scratch.put_slice(&body);
+                    } else {
+                        put_part(&mut scratch, &mut parts, body);
+                    }
                 }
                 OutFrame::Message { header, body, .. } => {
                     let head = header.as_bytes();
                     ws::write_header(&mut scratch, opcode(encoding), head.len() + body.len());
                     scratch.put_slice(head);
-                    put_body(&mut scratch, &mut parts, body);
+                    put_part(&mut scratch, &mut parts, body);
                 }
                 OutFrame::Raw(bytes) => scratch.put_slice(&bytes),
             }
@@ -70,17 +74,12 @@ pub async fn run(
     }
 }
 
-/// Appends `body` after the header in `scratch`: copied when small, else
-/// as a part of its own (what `scratch` holds so far goes first).
-fn put_body(scratch: &mut BytesMut, parts: &mut Vec<Bytes>, body: Bytes) {
-    if body.len() < COPY_BELOW {
-        scratch.put_slice(&body);
-    } else {
-        if !scratch.is_empty() {
-            parts.push(scratch.split().freeze());
-        }
-        parts.push(body);
+/// Appends `body` as a part of its own, after what `scratch` holds so far.
+fn put_part(scratch: &mut BytesMut, parts: &mut Vec<Bytes>, body: Bytes) {
+    if !scratch.is_empty() {
+        parts.push(scratch.split().freeze());
     }
+    parts.push(body);
 }
 
 /// A protocol frame as one WebSocket message.

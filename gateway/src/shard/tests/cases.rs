@@ -272,3 +272,39 @@ fn json_is_encoded_only_for_a_json_recipient() {
     assert!(!d.is_encoded(Encoding::Json));
     assert!(!body.is_empty());
 }
+
+#[test]
+fn a_failed_start_read_closes_the_waiting_devices_and_the_next_device_asks_again() {
+    let mut w = World::new(1);
+    let (core, first) = w.connect(BOB, PHONE, InboxSeq::ZERO);
+    let (_, second) = w.connect(BOB, LAPTOP, InboxSeq::ZERO);
+    assert_eq!(
+        w.reads.len(),
+        1,
+        "one read for the user, not one per device"
+    );
+    w.reads.clear();
+    w.shards[core].handle(
+        w.now,
+        Input::LastInboxSeq {
+            user: BOB,
+            last: None,
+        },
+    );
+    w.pump(core);
+    for conn in [first, second] {
+        let closed = w.received(core, conn).closed.clone();
+        assert_eq!(
+            closed.map(|c| c.code()),
+            Some(confab_protocol::ErrorCode::Unavailable.code())
+        );
+    }
+    assert!(w.replays.is_empty());
+    // Storage is back: a device that connects now gets its stream.
+    let (_, third) = w.connect(BOB, DeviceId(12), InboxSeq::ZERO);
+    assert_eq!(w.reads.len(), 1, "asked again: {:?}", w.reads);
+    w.answer_read(0);
+    assert_eq!(w.replays.len(), 1);
+    w.replay(0);
+    assert!(w.received(core, third).closed.is_none());
+}
