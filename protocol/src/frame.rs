@@ -440,6 +440,20 @@ impl Message {
             text: m.text,
         }
     }
+
+    /// The stored message this frame carries (its text shared, not
+    /// copied); the inverse of [`Message::stored`].
+    pub fn to_stored(&self) -> StoredMessage {
+        StoredMessage {
+            channel: self.channel_id,
+            seq: self.seq,
+            sender: self.sender_id,
+            device: self.sender_device,
+            client_msg_id: self.client_msg_id,
+            timestamp_ms: self.timestamp_ms,
+            text: self.text.clone(),
+        }
+    }
 }
 
 /// Inbox entries (server → client): the answer to `Sync`, and the replay

@@ -71,15 +71,7 @@ proptest! {
     #[test]
     fn fanout_matches_the_encoders(frame in strategies::frame()) {
         if let Frame::Message(m) = frame {
-            let shared = SharedMessage::new(StoredMessage {
-                channel: m.channel_id,
-                seq: m.seq,
-                sender: m.sender_id,
-                device: m.sender_device,
-                client_msg_id: m.client_msg_id,
-                timestamp_ms: m.timestamp_ms,
-                text: m.text.clone(),
-            });
+            let shared = SharedMessage::new(m.to_stored());
             let bin = shared.frame(Encoding::Binary, m.inbox_seq);
             prop_assert_eq!(&bin, &binary::encode_to_vec(&Frame::Message(m.clone())));
             let js = shared.frame(Encoding::Json, m.inbox_seq);
