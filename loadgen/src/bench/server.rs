@@ -1,0 +1,117 @@
+//! The server under test: a `confab serve` process on free loopback ports
+//! with its own data directory, started fresh for each scenario so that no
+//! run measures what an earlier one left behind, and killed on drop.
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+
+/// A `confab serve` process on free loopback ports, killed on drop.
+pub(super) struct Server {
+    child: Child,
+    _dir: tempfile::TempDir,
+    dir: PathBuf,
+    pub(super) api: u16,
+    pub(super) metrics: u16,
+}
+
+fn free_port() -> Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+fn free_udp_port() -> Result<u16> {
+    Ok(std::net::UdpSocket::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+impl Server {
+    pub(super) fn start(confab: &Path, sync: &str) -> Result<Server> {
+        let dir = tempfile::tempdir()?;
+        let (api, ws, quic, metrics) = (free_port()?, free_port()?, free_udp_port()?, free_port()?);
+        // Cheap password hashing so that signing up thousands of virtual
+        // users measures the API and not argon2; a send limit far above
+        // any one virtual user's rate, so that only the server's capacity
+        // limits the run.
+        let config = format!(
+            r#"data_dir = "{dir}"
+[api]
+addr = "127.0.0.1:{api}"
+password_memory_kib = 64
+password_iterations = 1
+[gateway]
+ws_addr = "127.0.0.1:{ws}"
+quic_addr = "127.0.0.1:{quic}"
+send_rate_per_s = 1000000
+send_burst = 1000000
+[metrics]
+addr = "127.0.0.1:{metrics}"
+[storage]
+sync = "{sync}"
+"#,
+            dir = dir.path().display()
+        );
+        let path = dir.path().join("bench.toml");
+        std::fs::write(&path, config)?;
+        let log = std::fs::File::create(dir.path().join("server.log"))?;
+        let child = Command::new(confab)
+            .arg("serve")
+            .arg("--config")
+            .arg(&path)
+            .env("CONFAB_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("starting {}", confab.display()))?;
+        let mut server = Server {
+            child,
+            dir: dir.path().to_owned(),
+            _dir: dir,
+            api,
+            metrics,
+        };
+        server.wait_ready()?;
+        Ok(server)
+    }
+
+    fn wait_ready(&mut self) -> Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let addr: SocketAddr = ([127, 0, 0, 1], self.api).into();
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                let log = std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default();
+                bail!("the server exited ({status}):\n{log}");
+            }
+            if Instant::now() > deadline {
+                bail!("the server did not become ready in 60 s");
+            }
+            if let Ok(mut s) = TcpStream::connect(addr) {
+                use std::io::{Read, Write};
+                let _ = s.write_all(b"GET /readyz HTTP/1.0\r\n\r\n");
+                let mut reply = String::new();
+                let _ = s.read_to_string(&mut reply);
+                if reply.starts_with("HTTP/1.1 200") || reply.starts_with("HTTP/1.0 200") {
+                    return Ok(());
+                }
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    pub(super) fn cert(&self) -> Option<PathBuf> {
+        std::fs::read_dir(self.dir.join("tls"))
+            .ok()?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .find(|p| p.extension().is_some_and(|e| e == "crt"))
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
