@@ -7,6 +7,7 @@
 pub mod config;
 pub mod metrics;
 pub mod node;
+pub mod process_metrics;
 pub mod service;
 mod services;
 pub mod wiring;

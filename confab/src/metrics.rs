@@ -12,14 +12,14 @@ use axum::routing::get;
 use axum::Router;
 use prometheus::{Encoder, IntGaugeVec, Opts, Registry, TextEncoder};
 
+use crate::process_metrics::ProcessCollector;
+
 /// A registry with the standard process series (`process_cpu_seconds_total`,
 /// `process_resident_memory_bytes`, `process_open_fds`, …) and the build
 /// info; the roles add theirs as they start.
 pub fn registry() -> prometheus::Result<Registry> {
     let r = Registry::new();
-    r.register(Box::new(
-        prometheus::process_collector::ProcessCollector::for_self(),
-    ))?;
+    r.register(Box::new(ProcessCollector::new()?))?;
     let build = IntGaugeVec::new(
         Opts::new("confab_build_info", "Build of the running confab."),
         &["version"],

@@ -13,6 +13,8 @@ use hyper_util::rt::TokioExecutor;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use crate::prom;
+
 /// A signed-up virtual user.
 #[derive(Debug, Clone)]
 pub struct Account {
@@ -210,9 +212,10 @@ impl Api {
         Ok(serde_json::from_value(v)?)
     }
 
-    /// The server's resident memory from its Prometheus endpoint
-    /// (`process_resident_memory_bytes`).
-    pub async fn server_rss(&self, metrics_url: &str) -> Result<u64> {
+    /// The server's resident memory and CPU so far, from its Prometheus
+    /// endpoint (`process_resident_memory_bytes`,
+    /// `process_cpu_seconds_total`).
+    pub async fn server_process(&self, metrics_url: &str) -> Result<ServerProcess> {
         let (status, v) = self.call(Method::GET, metrics_url, None, None).await?;
         if !status.is_success() {
             bail!("GET {metrics_url}: {status}");
@@ -221,9 +224,24 @@ impl Api {
             .as_str()
             .map(str::to_owned)
             .unwrap_or_else(|| v.to_string());
-        parse_metric(&text, "process_resident_memory_bytes")
-            .ok_or_else(|| anyhow!("{metrics_url} has no process_resident_memory_bytes"))
+        let metric = |name: &str| {
+            prom::value(&text, name).ok_or_else(|| anyhow!("{metrics_url} has no {name}"))
+        };
+        Ok(ServerProcess {
+            rss_bytes: metric("process_resident_memory_bytes")? as u64,
+            cpu_seconds: metric("process_cpu_seconds_total")?,
+            fsync_buckets: prom::buckets(&text, "confab_storage_fsync_seconds"),
+        })
     }
+}
+
+/// One reading of the server's process series.
+#[derive(Debug, Clone)]
+pub struct ServerProcess {
+    pub rss_bytes: u64,
+    pub cpu_seconds: f64,
+    /// The WAL fsync histogram: (upper bound in seconds, cumulative count).
+    pub fsync_buckets: Vec<(f64, f64)>,
 }
 
 fn tokens(v: &Value, what: &str) -> Result<Refreshed> {
@@ -244,32 +262,4 @@ fn field_u64(v: &Value, name: &str) -> Result<u64> {
     v[name]
         .as_u64()
         .ok_or_else(|| anyhow!("answer without {name}: {v}"))
-}
-
-/// The value of an unlabelled sample in Prometheus text format.
-pub fn parse_metric(text: &str, name: &str) -> Option<u64> {
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .find_map(|l| {
-            let (n, v) = l.split_once(' ')?;
-            (n == name).then(|| v.trim().parse::<f64>().ok())?
-        })
-        .map(|v| v as u64)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn metric_lines_are_found_by_exact_name() {
-        let text = "# HELP process_resident_memory_bytes x\n\
-                    process_resident_memory_bytes_total 1\n\
-                    process_resident_memory_bytes 123456\n";
-        assert_eq!(
-            parse_metric(text, "process_resident_memory_bytes"),
-            Some(123456)
-        );
-        assert_eq!(parse_metric(text, "nope"), None);
-    }
 }

@@ -10,10 +10,12 @@
 
 mod api;
 mod bench;
+mod cpu;
 mod criterion;
 mod ledger;
 mod plan;
 mod profile;
+mod prom;
 mod report;
 mod run;
 mod stats;

@@ -9,6 +9,7 @@ use std::fmt::Write;
 
 use serde::Serialize;
 
+use crate::cpu::{us, CpuCost};
 use crate::ledger::ErrorCounts;
 use crate::plan::{Nodes, Plan, Slice};
 use crate::profile::Profile;
@@ -71,6 +72,8 @@ pub struct Inputs {
     pub server_rss_bytes: Option<u64>,
     pub server_rss_before_connect: Option<u64>,
     pub server_rss_connected: Option<u64>,
+    pub cpu: CpuCost,
+    pub server_fsync_p99_us: Option<u64>,
 }
 
 /// What this node's measured rates imply for the full profile.
@@ -142,6 +145,12 @@ pub struct Report {
     pub server_rss_bytes: Option<u64>,
     /// (RSS with every device connected − RSS before) / connections.
     pub server_bytes_per_connection: Option<u64>,
+    /// Both sides' CPU over the measured window, and per message.
+    #[serde(flatten)]
+    pub cpu: CpuCost,
+    /// The server's WAL fsync p99 over the measured window (from its
+    /// histogram's buckets; None when it did not fsync).
+    pub server_fsync_p99_us: Option<u64>,
     pub capacity: Extrapolation,
     pub timeline: Vec<Second>,
     pub ack_cdf: Vec<(u64, f64)>,
@@ -220,6 +229,8 @@ impl Report {
             sync: i.sync,
             server_rss_bytes: i.server_rss_bytes,
             server_bytes_per_connection: per_conn,
+            cpu: i.cpu,
+            server_fsync_p99_us: i.server_fsync_p99_us,
             capacity: Extrapolation {
                 peak_messages_per_s: i.plan.peak_messages_per_s,
                 peak_deliveries_per_s: i.plan.peak_deliveries_per_s,
@@ -290,6 +301,19 @@ impl Report {
             self.errors_total,
             self.errors
         );
+        let c = &self.cpu;
+        let _ = writeln!(
+            o,
+            "CPU µs per message: server {} (per delivery {}), load generator {}   cores busy: server {}, load generator {}",
+            us(c.server_cpu_us_per_msg),
+            us(c.server_cpu_us_per_delivery),
+            us(c.loadgen_cpu_us_per_msg),
+            cores(c.server_cores),
+            cores(c.loadgen_cores)
+        );
+        if let Some(f) = self.server_fsync_p99_us {
+            let _ = writeln!(o, "server fsync p99 {f} µs");
+        }
         if let Some(rss) = self.server_rss_bytes {
             let _ = write!(o, "server RSS {:.1} MiB", rss as f64 / (1u64 << 20) as f64);
             if let Some(b) = self.server_bytes_per_connection {
@@ -348,6 +372,26 @@ impl Report {
                 ),
             ),
             (
+                "server CPU µs per message / per delivery",
+                format!(
+                    "{} / {}",
+                    us(self.cpu.server_cpu_us_per_msg),
+                    us(self.cpu.server_cpu_us_per_delivery)
+                ),
+            ),
+            (
+                "load generator CPU µs per message",
+                us(self.cpu.loadgen_cpu_us_per_msg),
+            ),
+            (
+                "cores busy: server / load generator",
+                format!(
+                    "{} / {}",
+                    cores(self.cpu.server_cores),
+                    cores(self.cpu.loadgen_cores)
+                ),
+            ),
+            (
                 "lost / duplicated / gaps",
                 format!("{} / {} / {}", self.lost, self.duplicated, self.gaps),
             ),
@@ -398,6 +442,10 @@ impl Report {
         let _ = write!(o, "<h2>Report</h2><pre>{}</pre></body></html>", esc(&json));
         o
     }
+}
+
+fn cores(v: Option<f64>) -> String {
+    v.map(|c| format!("{c:.2}")).unwrap_or_else(|| "–".into())
 }
 
 fn esc(s: &str) -> String {

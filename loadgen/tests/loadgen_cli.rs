@@ -257,6 +257,27 @@ fn smoke_profile_over_every_transport_passes_its_ledger() {
     assert!(u(&report, "ack_p50_us") > 0);
     assert!(u(&report, "delivery_p50_us") > 0);
     assert!(u(&report, "server_rss_bytes") > 1 << 20);
+    // What the measured window cost both sides, per message. At 40 msgs/s
+    // each message carries the idle cost of its second, so only the
+    // presence and sign of the figures is asserted here.
+    let f = |name: &str| {
+        report[name]
+            .as_f64()
+            .unwrap_or_else(|| panic!("{name}: {report}"))
+    };
+    assert!((f("cpu_window_s") - 3.0).abs() < 0.5, "{report}");
+    assert!(f("server_cpu_us_per_msg") > 0.0, "{report}");
+    assert!(f("server_cpu_us_per_delivery") > 0.0, "{report}");
+    assert!(f("server_cpu_us_per_delivery") <= f("server_cpu_us_per_msg"));
+    assert!(f("loadgen_cpu_us_per_msg") > 0.0, "{report}");
+    assert!(
+        f("server_fsync_p99_us") > 0.0,
+        "sync = batch fsyncs: {report}"
+    );
+    assert!(
+        String::from_utf8_lossy(&output.stdout).contains("CPU µs per message: server"),
+        "the summary prints the CPU figures"
+    );
     // A fresh device per sampled user synced that user's whole inbox.
     assert_eq!(u(&report["sync"], "users"), 10);
     assert!(u(&report["sync"], "messages") > 0);
@@ -271,6 +292,7 @@ fn smoke_profile_over_every_transport_passes_its_ledger() {
         "latency, throughput and connection plots"
     );
     assert!(!html.contains("<script"), "self-contained, no scripts");
+    assert!(html.contains("server CPU µs per message"));
 }
 
 #[test]

@@ -9,6 +9,7 @@ use anyhow::{bail, Result};
 
 use super::search::Step;
 use super::{BenchOptions, BEGIN, END};
+use crate::cpu::us;
 
 pub fn machine() -> String {
     let cpus = std::thread::available_parallelism()
@@ -77,13 +78,13 @@ pub(super) fn section(
     let _ = writeln!(o, "\nAll steps:\n");
     let _ = writeln!(
         o,
-        "| Step | Offered msgs/s | Acked msgs/s | Deliveries/s | Ack p50 / p99 µs | Delivery p50 / p99 µs | Connections | Ledger |\n|---|---|---|---|---|---|---|---|"
+        "| Step | Offered msgs/s | Acked msgs/s | Deliveries/s | Ack p50 / p99 µs | Delivery p50 / p99 µs | Server CPU µs/msg | Server CPU µs/delivery | Loadgen CPU µs/msg | Connections | Ledger |\n|---|---|---|---|---|---|---|---|---|---|---|"
     );
     for s in steps {
         let r = &s.report;
         let _ = writeln!(
             o,
-            "| {} | {:.0} | {:.0} | {:.0} | {} / {} | {} / {} | {} | {} |",
+            "| {} | {:.0} | {:.0} | {:.0} | {} / {} | {} / {} | {} | {} | {} | {} | {} |",
             s.label,
             r.offered_msgs_per_s,
             r.msgs_per_s,
@@ -92,6 +93,9 @@ pub(super) fn section(
             r.ack_p99_us,
             r.delivery_p50_us,
             r.delivery_p99_us,
+            us(r.cpu.server_cpu_us_per_msg),
+            us(r.cpu.server_cpu_us_per_delivery),
+            us(r.cpu.loadgen_cpu_us_per_msg),
             r.connections,
             if r.passed {
                 "clean".to_owned()

@@ -8,6 +8,7 @@ use super::markdown::section;
 use super::search::{sustained, sustained_group, Bench};
 use super::server::Server;
 use super::BenchOptions;
+use crate::cpu::us;
 use crate::profile::Profile;
 use crate::run::TransportChoice;
 
@@ -53,8 +54,13 @@ pub fn bench(opts: &BenchOptions) -> Result<String> {
                 rows.push((
                     format!("max 1:1 msgs/s, `sync = {sync}`, ack p99 ≤ 10 ms (ws, 1,000 users)"),
                     format!(
-                        "**{:.0} msgs/s** (ack p50/p99 {}/{} µs, {:.0} deliveries/s)",
-                        r.msgs_per_s, r.ack_p50_us, r.ack_p99_us, r.deliveries_per_s
+                        "**{:.0} msgs/s** (ack p50/p99 {}/{} µs, {:.0} deliveries/s; CPU µs per message: server {}, load generator {})",
+                        r.msgs_per_s,
+                        r.ack_p50_us,
+                        r.ack_p99_us,
+                        r.deliveries_per_s,
+                        us(r.cpu.server_cpu_us_per_msg),
+                        us(r.cpu.loadgen_cpu_us_per_msg)
                     ),
                     if sync == "batch" {
                         "≥ 100,000".into()
@@ -77,12 +83,17 @@ pub fn bench(opts: &BenchOptions) -> Result<String> {
                         max / 2.0
                     ),
                     format!(
-                        "ack p50/p99 {}/{} µs, delivery p50/p99/p99.9 {}/{}/{} µs{}",
+                        "ack p50/p99 {}/{} µs, delivery p50/p99/p99.9 {}/{}/{} µs{}; CPU µs per message: server {}, load generator {}{}",
                         half.ack_p50_us,
                         half.ack_p99_us,
                         half.delivery_p50_us,
                         half.delivery_p99_us,
                         half.delivery_p999_us,
+                        half.server_fsync_p99_us
+                            .map(|f| format!(", server fsync p99 {f} µs"))
+                            .unwrap_or_default(),
+                        us(half.cpu.server_cpu_us_per_msg),
+                        us(half.cpu.loadgen_cpu_us_per_msg),
                         if half.passed { "" } else { " (ledger FAILED)" }
                     ),
                     if sync == "batch" {
@@ -117,8 +128,12 @@ pub fn bench(opts: &BenchOptions) -> Result<String> {
             (
                 "100-member groups, `sync = batch`, delivery p99 ≤ 100 ms".into(),
                 format!(
-                    "**{:.0} deliveries/s** ({:.0} msgs/s, delivery p50/p99 {}/{} µs)",
-                    r.deliveries_per_s, r.msgs_per_s, r.delivery_p50_us, r.delivery_p99_us
+                    "**{:.0} deliveries/s** ({:.0} msgs/s, delivery p50/p99 {}/{} µs; server CPU {} µs per delivery)",
+                    r.deliveries_per_s,
+                    r.msgs_per_s,
+                    r.delivery_p50_us,
+                    r.delivery_p99_us,
+                    us(r.cpu.server_cpu_us_per_delivery)
                 ),
                 "≥ 1,000,000 deliveries/s".into(),
             )
@@ -149,12 +164,14 @@ pub fn bench(opts: &BenchOptions) -> Result<String> {
         rows.push((
             format!("{name} at {rate:.0} msgs/s, `sync = batch`"),
             format!(
-                "{:.0} msgs/s, ack p50/p99 {}/{} µs, delivery p50/p99 {}/{} µs{}",
+                "{:.0} msgs/s, ack p50/p99 {}/{} µs, delivery p50/p99 {}/{} µs; CPU µs per message: server {}, load generator {}{}",
                 r.msgs_per_s,
                 r.ack_p50_us,
                 r.ack_p99_us,
                 r.delivery_p50_us,
                 r.delivery_p99_us,
+                us(r.cpu.server_cpu_us_per_msg),
+                us(r.cpu.loadgen_cpu_us_per_msg),
                 if r.passed { "" } else { " (ledger FAILED)" }
             ),
             String::new(),

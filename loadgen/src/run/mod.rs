@@ -23,9 +23,11 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use crate::api::{Account, Api, Discovery};
+use crate::cpu::{own_cpu_seconds, CpuCost, CpuMark};
 use crate::ledger::{self, DeviceBook, ErrorCounts, Ledger};
 use crate::plan::Plan;
 use crate::profile::{Bucket, Profile};
+use crate::prom;
 use crate::report::{Report, SyncCheck};
 use crate::stats::{Counters, Latency, Timeline};
 use crate::tokens::Tokens;
@@ -295,7 +297,7 @@ pub async fn run(opts: RunOptions) -> Result<Report> {
         Some(ca) => TlsOptions::new().add_root_pem_file(ca),
         None => TlsOptions::new(),
     };
-    let rss_before = api.server_rss(&opts.metrics).await.ok();
+    let rss_before = server_rss(&api, &opts.metrics).await;
     let shared = Arc::new(Shared {
         start: Instant::now(),
         ledger: Ledger::default(),
@@ -376,7 +378,7 @@ pub async fn run(opts: RunOptions) -> Result<Report> {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let connected_at = Instant::now();
-    let rss_connected = api.server_rss(&opts.metrics).await.ok();
+    let rss_connected = server_rss(&api, &opts.metrics).await;
 
     // Traffic.
     let users = Arc::new(users);
@@ -411,6 +413,11 @@ pub async fn run(opts: RunOptions) -> Result<Report> {
     ));
     let mut timeline = Timeline::new(&shared.counters);
     let mut warm_timeline = 0;
+    let mut cpu_from = if opts.warmup.is_zero() {
+        Some(cpu_mark(&api, &opts.metrics).await)
+    } else {
+        None
+    };
     let mut tick = tokio::time::interval_at(
         traffic_start + Duration::from_secs(1),
         Duration::from_secs(1),
@@ -420,6 +427,10 @@ pub async fn run(opts: RunOptions) -> Result<Report> {
         let second = timeline.tick(&shared.counters);
         if Duration::from_secs(s) <= opts.warmup {
             warm_timeline += 1;
+        }
+        // The measured window starts at the tick that ends the warm-up.
+        if cpu_from.is_none() && Duration::from_secs(s) >= opts.warmup {
+            cpu_from = Some(cpu_mark(&api, &opts.metrics).await);
         }
         bar.set_position(s);
         bar.set_message(format!(
@@ -431,6 +442,8 @@ pub async fn run(opts: RunOptions) -> Result<Report> {
             second.connections
         ));
     }
+    let cpu_to = cpu_mark(&api, &opts.metrics).await;
+    let cpu_from = cpu_from.unwrap_or_else(|| cpu_to.clone());
     sender.await?;
     churner.await?;
 
@@ -468,7 +481,7 @@ pub async fn run(opts: RunOptions) -> Result<Report> {
             .entry("UNACKED_AT_END".into())
             .or_insert(0) += unacked;
     }
-    let server_rss_bytes = api.server_rss(&opts.metrics).await.ok();
+    let server_rss_bytes = server_rss(&api, &opts.metrics).await;
 
     // A fresh device per sampled user syncs that user's whole inbox.
     let sync = sync_check(
@@ -547,6 +560,34 @@ pub async fn run(opts: RunOptions) -> Result<Report> {
         server_rss_bytes,
         server_rss_before_connect: rss_before,
         server_rss_connected: rss_connected,
+        cpu: CpuCost::between(
+            &cpu_from,
+            &cpu_to,
+            shared.measured_acked.load(Ordering::Relaxed),
+            shared.measured_delivered.load(Ordering::Relaxed),
+        ),
+        server_fsync_p99_us: prom::quantile_between(
+            &cpu_from.fsync_buckets,
+            &cpu_to.fsync_buckets,
+            0.99,
+        )
+        .map(|s| (s * 1e6) as u64),
     });
     Ok(report)
+}
+
+async fn server_rss(api: &Api, metrics: &str) -> Option<u64> {
+    api.server_process(metrics).await.ok().map(|p| p.rss_bytes)
+}
+
+/// Both sides' CPU now. The server's is read over HTTP, which costs it a
+/// scrape: two per run.
+async fn cpu_mark(api: &Api, metrics: &str) -> CpuMark {
+    let server = api.server_process(metrics).await.ok();
+    CpuMark {
+        at: Instant::now(),
+        server_s: server.as_ref().map(|p| p.cpu_seconds),
+        loadgen_s: own_cpu_seconds(),
+        fsync_buckets: server.map(|p| p.fsync_buckets).unwrap_or_default(),
+    }
 }
