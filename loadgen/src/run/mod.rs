@@ -15,7 +15,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use confab_client::{
-    ChannelId, Client, ClientConfig, ClientError, ClientEvent, DeviceId, Events, Target, TlsOptions,
+    ChannelId, Client, ClientConfig, ClientError, ClientEvent, DeviceId, Events, SendFuture,
+    Target, TlsOptions,
 };
 use futures_util::stream::{self, StreamExt};
 use indicatif::{ProgressBar, ProgressStyle};
