@@ -65,6 +65,15 @@ fn one_to_one_reaches_every_device_and_resolves_the_send(transport: Transport) {
         assert_eq!(empty, Err(ClientError::InvalidText(ErrorCode::EmptyText)));
         let long = a1.send(Target::User(bob), "x".repeat(100_001)).await;
         assert_eq!(long, Err(ClientError::InvalidText(ErrorCode::TextTooLong)));
+
+        // The longest text allowed (200 KB in two-byte characters) arrives
+        // whole: its frame spans many of the client's socket reads.
+        let longest = "é".repeat(100_000);
+        let ack = a1.send(Target::User(bob), longest.clone()).await.unwrap();
+        assert_eq!(ack.seq, Seq(3));
+        let m = message(&mut b8_events).await;
+        assert_eq!(m.seq, Seq(3));
+        assert!(*m.text == *longest, "the long text arrived changed");
     });
 }
 
