@@ -18,6 +18,19 @@
 //!   on the 8-byte prefix of `messages` and `inbox`, which remembers the
 //!   last insert position per prefix.
 //! - `half-buffers`: the write buffers of `messages` and `inbox` halved.
+//! - `no-pipelined`: pipelined writes off (the log turns them on).
+//! - `unordered-write`: RocksDB's `unordered_write` (which needs pipelined
+//!   writes off): writers insert into the memtable without waiting for
+//!   each other's order, snapshots give way.
+//! - `hash-skiplist`: a hash of skip lists by the 8-byte prefix as the
+//!   memtable of `messages` and `inbox` instead of one skip list (no
+//!   concurrent memtable writes with it).
+//! - `vector`: an unsorted vector as the memtable of `messages` and `inbox`
+//!   (sorted when read or flushed: cheap inserts, costly recent reads).
+//!
+//! `--batch N` writes N messages per write batch (default 1,024): small
+//! batches are what the writer commits at low rates, where the cost per
+//! write (WAL record, write-group hand-over) counts more than the memtable.
 //!
 //! `--channels N` spreads the messages over N channels (default 4096, as in
 //! the other storage benches), each message's channel picked at random, so
@@ -32,7 +45,15 @@ use confab_storage::cf;
 use rocksdb::{Options, WriteBatch, WriteOptions, DB};
 use std::time::{Duration, Instant};
 
-const VARIANTS: [&str; 3] = ["memtable-bloom", "insert-hints", "half-buffers"];
+const VARIANTS: [&str; 7] = [
+    "memtable-bloom",
+    "insert-hints",
+    "half-buffers",
+    "no-pipelined",
+    "unordered-write",
+    "hash-skiplist",
+    "vector",
+];
 
 /// Changes the log's options of column family `name` as `variant` says.
 fn tweak(variant: &str, name: &str, opts: &mut Options) {
@@ -57,8 +78,33 @@ fn tweak(variant: &str, name: &str, opts: &mut Options) {
         }
         "half-buffers" if name == cf::MESSAGES => opts.set_write_buffer_size(64 << 20),
         "half-buffers" if name == cf::INBOX => opts.set_write_buffer_size(32 << 20),
-        "insert-hints" | "half-buffers" => {}
+        "hash-skiplist" if write_heavy => {
+            opts.set_memtable_factory(rocksdb::MemtableFactory::HashSkipList {
+                bucket_count: 1 << 20,
+                height: 4,
+                branching_factor: 4,
+            });
+        }
+        "vector" if write_heavy => {
+            opts.set_memtable_factory(rocksdb::MemtableFactory::Vector);
+        }
+        "insert-hints" | "half-buffers" | "hash-skiplist" | "vector" => {}
+        "no-pipelined" | "unordered-write" => {}
         other => panic!("unknown variant {other}; known: {VARIANTS:?}"),
+    }
+}
+
+/// Changes the log's database options as `variant` says.
+fn tweak_db(variant: &str, opts: &mut Options) {
+    match variant {
+        "no-pipelined" => opts.set_enable_pipelined_write(false),
+        "unordered-write" => {
+            opts.set_enable_pipelined_write(false);
+            opts.set_unordered_write(true);
+        }
+        // Only the skip list takes concurrent inserts.
+        "hash-skiplist" | "vector" => opts.set_allow_concurrent_memtable_write(false),
+        _ => {}
     }
 }
 
@@ -80,7 +126,11 @@ impl Side {
                     tweak(v, name, opts)
                 }
             },
-            |_| {},
+            |opts| {
+                if let Some(v) = variant {
+                    tweak_db(v, opts)
+                }
+            },
         );
         let mut opts = WriteOptions::default();
         opts.set_sync(sync);
@@ -121,6 +171,7 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let measuring = args.iter().any(|a| a == "--bench");
     let mut channels = DM_CHANNELS;
+    let mut batch = 1024;
     let mut variants = Vec::new();
     let mut it = args.iter();
     while let Some(arg) = it.next() {
@@ -132,6 +183,13 @@ fn main() {
                     .filter(|&n: &u64| n > 0)
                     .expect("--channels takes a positive number");
             }
+            "--batch" => {
+                batch = it
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .filter(|&n: &usize| n > 0)
+                    .expect("--batch takes a positive number");
+            }
             a if a.starts_with("--") => {}
             v => variants.push(v.to_string()),
         }
@@ -139,13 +197,18 @@ fn main() {
     if variants.is_empty() {
         variants = VARIANTS.iter().map(|v| v.to_string()).collect();
     }
-    let (rounds, count) = if measuring { (21, 16_384) } else { (2, 64) };
-    println!("{channels} channels, 1,024 messages per write batch, median of {rounds} rounds");
+    // Small batches with fsync are slow: fewer messages per round.
+    let (rounds, count) = if measuring {
+        (21, (batch * 16).clamp(1_024, 16_384))
+    } else {
+        (2, 64)
+    };
+    println!("{channels} channels, {batch} messages per write batch, median of {rounds} rounds");
     println!("| variant | sync | log's options msgs/s | variant msgs/s | variant / log's options | lowest – highest round |");
     println!("|---|---|---|---|---|---|");
     for variant in &variants {
         for sync in [false, true] {
-            let n = if measuring { 1024 } else { 16 };
+            let n = if measuring { batch } else { 16 };
             let mut base = Side::open(None, sync, channels);
             let mut changed = Side::open(Some(variant), sync, channels);
             base.write(count, n);
