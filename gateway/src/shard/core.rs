@@ -103,6 +103,8 @@ pub struct CoreIo {
 pub struct ConnIo {
     /// Wakes the connection's writer.
     pub writer: Notify,
+    /// Tells the connection's reader that the session is closing.
+    pub closing: Notify,
     replay: RefCell<Option<oneshot::Sender<(InboxSeq, InboxSeq)>>>,
 }
 
@@ -168,6 +170,7 @@ impl Core {
         let (tx, rx) = oneshot::channel();
         let io = Rc::new(ConnIo {
             writer: Notify::new(),
+            closing: Notify::new(),
             replay: RefCell::new(Some(tx)),
         });
         let id = self.state().open(Instant::now(), o);
@@ -222,6 +225,11 @@ impl Core {
                     if self.state.borrow().is_closing(conn) {
                         io.replay.borrow_mut().take();
                     }
+                }
+            }
+            Output::Closing(conn) => {
+                if let Some(io) = self.conns.borrow().get(&conn) {
+                    io.closing.notify_one();
                 }
             }
             Output::Replay { conn, from, to } => {

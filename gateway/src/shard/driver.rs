@@ -67,7 +67,8 @@ pub async fn run(core: Rc<Core>, mut shutdown: watch::Receiver<bool>, busy: impl
     }
 }
 
-async fn sleep_until(when: Option<Instant>) {
+/// Sleeps until `when`, or for ever when there is no `when`.
+pub async fn sleep_until(when: Option<Instant>) {
     match when {
         Some(t) => tokio::time::sleep_until(t.into()).await,
         None => std::future::pending().await,

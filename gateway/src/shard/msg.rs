@@ -148,6 +148,10 @@ pub enum Output {
     ToCore(usize, ShardMsg),
     /// A connection has frames (or a close) for its writer.
     Wake(ConnId),
+    /// A connection started closing: its reader stops waiting for the
+    /// client once the close linger has passed. Said once per connection,
+    /// so that no reader needs a timer to notice.
+    Closing(ConnId),
     /// Read a user's last stored inbox seq, answer with
     /// [`Input::LastInboxSeq`].
     ReadLastInboxSeq(UserId),

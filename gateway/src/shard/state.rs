@@ -277,7 +277,11 @@ impl ShardState {
         let Some(c) = self.conns.get_mut(conn) else {
             return;
         };
+        let was_closing = c.out.is_closing();
         c.out.close(reason);
+        if !was_closing {
+            self.outputs.push_back(Output::Closing(conn));
+        }
         self.wake(conn);
     }
 
@@ -321,7 +325,10 @@ impl ShardState {
                 }
             }
             Pushed::Dropped => self.metrics.shed_frames.inc(),
-            Pushed::SlowConsumer => self.metrics.slow_consumers.inc(),
+            Pushed::SlowConsumer => {
+                self.metrics.slow_consumers.inc();
+                self.outputs.push_back(Output::Closing(conn));
+            }
             Pushed::Closed => return false,
         }
         self.wake(conn);

@@ -15,7 +15,7 @@ use super::ws::message::decode_frame;
 use super::ws::{self, Decoder, Event};
 use crate::fanout::CloseReason;
 use crate::session::{self, Hello, Session};
-use crate::shard::Core;
+use crate::shard::{sleep_until, Core};
 
 /// An authenticated connection on its way to its user's core.
 pub struct Handover {
@@ -125,21 +125,22 @@ async fn read_loop(
         // The read is never abandoned while the connection lives: with
         // io_uring the buffer (and whatever part of a frame it already
         // holds) is lent to the kernel until the read completes, so a read
-        // dropped by a timeout loses those bytes and every frame after
-        // them is garbage. The timer only checks whether the session is
-        // closing meanwhile (the shard closes it for a missed heartbeat).
+        // dropped early loses those bytes and every frame after them is
+        // garbage. Beside it the reader waits only for the shard's word
+        // that the session is closing (a missed heartbeat, a slow
+        // consumer), and then for the end of the linger: no timer runs
+        // while the session is open.
         let read = stream.read(buf, want);
         tokio::pin!(read);
         let result = loop {
-            match tokio::time::timeout(Duration::from_millis(500), &mut read).await {
-                Ok(result) => break result,
-                Err(_) if s.is_closing() => {
-                    let since = *closing_since.get_or_insert_with(Instant::now);
-                    if since.elapsed() > CLOSE_LINGER {
-                        return Ok(());
-                    }
+            let linger_end = closing_since.map(|since| since + CLOSE_LINGER);
+            tokio::select! {
+                biased;
+                result = &mut read => break result,
+                () = s.io.closing.notified(), if linger_end.is_none() => {
+                    closing_since = Some(Instant::now());
                 }
-                Err(_) => {}
+                () = sleep_until(linger_end) => return Ok(()),
             }
         };
         match result {

@@ -216,6 +216,14 @@ fn a_slow_consumer_loses_ephemeral_frames_first_then_the_connection() {
         Priority::Required,
     );
     assert!(w.shards[core].is_closing(bob), "nothing left to shed");
+    // The reader is told, once, even though the writer never took a wake-up.
+    w.shards[core].close(bob, CloseReason::Normal("again"));
+    while let Some(out) = w.shards[core].poll_output() {
+        if let Output::Closing(conn) = out {
+            w.closing.push((core, conn));
+        }
+    }
+    assert_eq!(w.closing, [(core, bob)]);
     let mut frames = Vec::new();
     let close = w.shards[core].take_output(bob, &mut frames).unwrap();
     assert_eq!(

@@ -124,6 +124,8 @@ pub(super) struct World {
     pub(super) seen: HashMap<(usize, ConnId), Received>,
     /// Presence changes published to watchers, in order.
     pub(super) presence: Vec<(ConnId, frame::PresenceInfo)>,
+    /// Connections announced as closing, in order.
+    pub(super) closing: Vec<(usize, ConnId)>,
     pub(super) next_id: u64,
 }
 
@@ -171,6 +173,7 @@ impl World {
             reads: Vec::new(),
             seen: HashMap::new(),
             presence: Vec::new(),
+            closing: Vec::new(),
             next_id: 0,
         }
     }
@@ -185,6 +188,7 @@ impl World {
             match out {
                 Output::ToCore(to, msg) => self.mail[to].push_back(msg),
                 Output::Wake(conn) => self.drain_conn(core, conn),
+                Output::Closing(conn) => self.closing.push((core, conn)),
                 Output::Replay { conn, from, to } => self.replays.push((core, conn, from, to)),
                 o @ (Output::ReadLastInboxSeq(_) | Output::ReadGap { .. }) => {
                     self.reads.push((core, o))

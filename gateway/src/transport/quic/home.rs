@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use super::link::{LinkCredit, LinkIn, LinkOut, LinkQueue};
 use crate::fanout::CloseReason;
 use crate::session::{self, Hello, Session};
-use crate::shard::{ConnId, ConnIo, Core};
+use crate::shard::{sleep_until, ConnId, ConnIo, Core};
 
 /// How long a closing session waits for its transport to report the end.
 const CLOSE_LINGER: Duration = Duration::from_secs(2);
@@ -113,7 +113,17 @@ async fn read_loop(s: &Session, home: &HomeLink) -> Result<(), CloseReason> {
                 return Ok(());
             }
         }
-        let _ = tokio::time::timeout(Duration::from_millis(500), home.inbox.wait()).await;
+        // Frames from the link, or the shard's word that the session is
+        // closing, or the end of the linger: no timer while it is open.
+        let linger_end = closing_since.map(|since| since + CLOSE_LINGER);
+        tokio::select! {
+            biased;
+            () = home.inbox.wait() => {}
+            () = s.io.closing.notified(), if linger_end.is_none() => {
+                closing_since = Some(Instant::now());
+            }
+            () = sleep_until(linger_end) => return Ok(()),
+        }
     }
 }
 
