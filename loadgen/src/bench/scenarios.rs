@@ -5,7 +5,7 @@
 use anyhow::Result;
 
 use super::markdown::section;
-use super::search::{sustained, sustained_group, Bench};
+use super::search::{sustained, sustained_at_target, sustained_group, Bench};
 use super::server::Server;
 use super::BenchOptions;
 use crate::cpu::us;
@@ -35,6 +35,7 @@ pub fn bench(opts: &BenchOptions) -> Result<String> {
     let mut max_batch = None;
     for sync in ["batch", "none"] {
         let server = Server::start(&opts.confab, sync)?;
+        let first_step = b.steps.len();
         let best = b.search(
             &server,
             &format!("1:1 sync={sync}"),
@@ -109,6 +110,32 @@ pub fn bench(opts: &BenchOptions) -> Result<String> {
                 String::new(),
             )),
         }
+        // The same steps judged by the efficiency target's tighter latency.
+        let target = if sync == "batch" {
+            "ack p99 ≤ fsync p99 + 2 ms"
+        } else {
+            "ack p99 ≤ 2 ms"
+        };
+        let at_target = b.steps[first_step..]
+            .iter()
+            .map(|s| &s.report)
+            .filter(|r| sustained_at_target(sync, r))
+            .max_by(|a, b| a.offered_msgs_per_s.total_cmp(&b.offered_msgs_per_s));
+        rows.push((
+            format!("max 1:1 msgs/s among those steps, `sync = {sync}`, {target}"),
+            match at_target {
+                Some(r) => format!(
+                    "**{:.0} msgs/s** (ack p99 {} µs{})",
+                    r.msgs_per_s,
+                    r.ack_p99_us,
+                    r.server_fsync_p99_us
+                        .map(|f| format!(", server fsync p99 {f} µs"))
+                        .unwrap_or_default()
+                ),
+                None => "none of the steps".into(),
+            },
+            "≥ 100,000".into(),
+        ));
     }
 
     let server = Server::start(&opts.confab, "batch")?;

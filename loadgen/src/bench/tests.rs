@@ -1,4 +1,5 @@
-//! Tests of the section splicing and the date, which need no server.
+//! Tests of the section splicing, the date and the step verdicts, which
+//! need no server.
 
 use super::*;
 
@@ -22,4 +23,17 @@ fn civil_date() {
     let d = today();
     assert_eq!(d.len(), 10);
     assert!(d.starts_with("20"), "{d}");
+}
+
+#[test]
+fn the_ack_target_follows_the_sync_mode() {
+    use super::search::within_ack_target;
+    // batch: the fsync p99 plus 2 ms.
+    assert!(within_ack_target("batch", 4_363, Some(2_363)));
+    assert!(!within_ack_target("batch", 4_364, Some(2_363)));
+    // A batch step without a measured fsync cannot be judged.
+    assert!(!within_ack_target("batch", 100, None));
+    // none: 2 ms flat, whatever the fsync figure says.
+    assert!(within_ack_target("none", 2_000, None));
+    assert!(!within_ack_target("none", 2_001, Some(50_000)));
 }
