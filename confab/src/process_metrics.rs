@@ -24,9 +24,9 @@ struct ProcessSample {
 }
 
 impl ProcessSample {
-    /// Reads `/proc/self/stat`.
-    fn read() -> procfs::ProcResult<ProcessSample> {
-        let stat = procfs::process::Process::myself()?.stat()?;
+    /// Reads `me`'s `stat`.
+    fn read(me: &procfs::process::Process) -> procfs::ProcResult<ProcessSample> {
+        let stat = me.stat()?;
         let tps = procfs::ticks_per_second() as f64;
         let boot = procfs::boot_time_secs().unwrap_or(0) as f64;
         Ok(ProcessSample {
@@ -109,7 +109,10 @@ impl Collector for ProcessCollector {
         let _one = self.collecting.lock().unwrap_or_else(|e| e.into_inner());
         // Without /proc there is nothing to report; an empty scrape says so
         // better than zeros would.
-        let Ok(sample) = ProcessSample::read() else {
+        let Ok(me) = procfs::process::Process::myself() else {
+            return Vec::new();
+        };
+        let Ok(sample) = ProcessSample::read(&me) else {
             return Vec::new();
         };
         let more = sample.cpu_seconds - self.cpu.get();
@@ -120,14 +123,12 @@ impl Collector for ProcessCollector {
         self.virtual_memory.set(sample.virtual_bytes as i64);
         self.threads.set(sample.threads);
         self.start_time.set(sample.start_time_seconds);
-        if let Ok(me) = procfs::process::Process::myself() {
-            if let Ok(n) = me.fd_count() {
-                self.open_fds.set(n as i64);
-            }
-            if let Ok(limits) = me.limits() {
-                if let procfs::process::LimitValue::Value(max) = limits.max_open_files.soft_limit {
-                    self.max_fds.set(max as i64);
-                }
+        if let Ok(n) = me.fd_count() {
+            self.open_fds.set(n as i64);
+        }
+        if let Ok(limits) = me.limits() {
+            if let procfs::process::LimitValue::Value(max) = limits.max_open_files.soft_limit {
+                self.max_fds.set(max as i64);
             }
         }
         let mut out = self.cpu.collect();

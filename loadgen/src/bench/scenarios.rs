@@ -10,6 +10,7 @@ use super::server::Server;
 use super::BenchOptions;
 use crate::cpu::us;
 use crate::profile::Profile;
+use crate::report::Report;
 use crate::run::TransportChoice;
 
 /// Runs every scenario and returns the markdown section.
@@ -55,13 +56,12 @@ pub fn bench(opts: &BenchOptions) -> Result<String> {
                 rows.push((
                     format!("max 1:1 msgs/s, `sync = {sync}`, ack p99 ≤ 10 ms (ws, 1,000 users)"),
                     format!(
-                        "**{:.0} msgs/s** (ack p50/p99 {}/{} µs, {:.0} deliveries/s; CPU µs per message: server {}, load generator {})",
+                        "**{:.0} msgs/s** (ack p50/p99 {}/{} µs, {:.0} deliveries/s; {})",
                         r.msgs_per_s,
                         r.ack_p50_us,
                         r.ack_p99_us,
                         r.deliveries_per_s,
-                        us(r.cpu.server_cpu_us_per_msg),
-                        us(r.cpu.loadgen_cpu_us_per_msg)
+                        cpu_per_msg(r)
                     ),
                     if sync == "batch" {
                         "≥ 100,000".into()
@@ -84,7 +84,7 @@ pub fn bench(opts: &BenchOptions) -> Result<String> {
                         max / 2.0
                     ),
                     format!(
-                        "ack p50/p99 {}/{} µs, delivery p50/p99/p99.9 {}/{}/{} µs{}; CPU µs per message: server {}, load generator {}{}",
+                        "ack p50/p99 {}/{} µs, delivery p50/p99/p99.9 {}/{}/{} µs{}; {}{}",
                         half.ack_p50_us,
                         half.ack_p99_us,
                         half.delivery_p50_us,
@@ -93,8 +93,7 @@ pub fn bench(opts: &BenchOptions) -> Result<String> {
                         half.server_fsync_p99_us
                             .map(|f| format!(", server fsync p99 {f} µs"))
                             .unwrap_or_default(),
-                        us(half.cpu.server_cpu_us_per_msg),
-                        us(half.cpu.loadgen_cpu_us_per_msg),
+                        cpu_per_msg(half),
                         if half.passed { "" } else { " (ledger FAILED)" }
                     ),
                     if sync == "batch" {
@@ -191,14 +190,13 @@ pub fn bench(opts: &BenchOptions) -> Result<String> {
         rows.push((
             format!("{name} at {rate:.0} msgs/s, `sync = batch`"),
             format!(
-                "{:.0} msgs/s, ack p50/p99 {}/{} µs, delivery p50/p99 {}/{} µs; CPU µs per message: server {}, load generator {}{}",
+                "{:.0} msgs/s, ack p50/p99 {}/{} µs, delivery p50/p99 {}/{} µs; {}{}",
                 r.msgs_per_s,
                 r.ack_p50_us,
                 r.ack_p99_us,
                 r.delivery_p50_us,
                 r.delivery_p99_us,
-                us(r.cpu.server_cpu_us_per_msg),
-                us(r.cpu.loadgen_cpu_us_per_msg),
+                cpu_per_msg(r),
                 if r.passed { "" } else { " (ledger FAILED)" }
             ),
             String::new(),
@@ -247,4 +245,13 @@ pub fn bench(opts: &BenchOptions) -> Result<String> {
     drop(server);
 
     Ok(section(opts, &rows, &b.steps))
+}
+
+/// A 1:1 step's cost, as the scenario rows give it.
+fn cpu_per_msg(r: &Report) -> String {
+    format!(
+        "CPU µs per message: server {}, load generator {}",
+        us(r.cpu.server_cpu_us_per_msg),
+        us(r.cpu.loadgen_cpu_us_per_msg)
+    )
 }
