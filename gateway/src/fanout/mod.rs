@@ -9,5 +9,5 @@ mod outbound;
 mod release;
 
 pub use delivery::{Delivery, Origin};
-pub use outbound::{CloseReason, OutFrame, OutQueue, Priority, Pushed};
+pub use outbound::{recycle as recycle_frames, CloseReason, OutFrame, OutQueue, Priority, Pushed};
 pub use release::InboxOrder;

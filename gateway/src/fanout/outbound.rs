@@ -5,10 +5,12 @@
 //! enough the connection is a slow consumer and is closed with
 //! `SLOW_CONSUMER` (its device resumes from its cursor and loses nothing).
 //!
-//! An idle connection's queue owns no heap memory: the deque allocates on
-//! its first frame.
+//! An idle connection's queue owns no heap memory. Its frames live in a
+//! vector lent by the core's pool while something is queued: the writer
+//! takes the whole vector (a swap, no copy) and gives it back to the pool
+//! once written, so busy connections reuse storage and idle ones hold none.
 
-use std::collections::VecDeque;
+use std::cell::RefCell;
 
 use bytes::Bytes;
 use confab_protocol::fanout::Header;
@@ -127,10 +129,41 @@ pub enum Pushed {
     Closed,
 }
 
+/// Frames taken by, or queued for, a writer.
+pub type Frames = Vec<(OutFrame, Priority)>;
+
+/// Spare frame vectors kept per core, and the largest kept.
+const SPARE_VECS: usize = 256;
+const SPARE_CAPACITY: usize = 64;
+
+thread_local! {
+    static SPARE: RefCell<Vec<Frames>> = const { RefCell::new(Vec::new()) };
+}
+
+/// An empty frame vector, from this core's pool when it has one.
+fn spare() -> Frames {
+    SPARE.with(|s| s.borrow_mut().pop()).unwrap_or_default()
+}
+
+/// Gives a written frame vector back to this core's pool (emptied; one a
+/// burst grew large is freed instead).
+pub fn recycle(mut frames: Frames) {
+    if frames.capacity() == 0 || frames.capacity() > SPARE_CAPACITY {
+        return;
+    }
+    frames.clear();
+    SPARE.with(|s| {
+        let mut spare = s.borrow_mut();
+        if spare.len() < SPARE_VECS {
+            spare.push(frames);
+        }
+    });
+}
+
 /// The queue.
 #[derive(Debug, Default)]
 pub struct OutQueue {
-    frames: VecDeque<(OutFrame, Priority)>,
+    frames: Frames,
     bytes: usize,
     close: Option<CloseReason>,
 }
@@ -165,7 +198,10 @@ impl OutQueue {
             }
         }
         self.bytes += len;
-        self.frames.push_back((frame, priority));
+        if self.frames.capacity() == 0 {
+            self.frames = spare();
+        }
+        self.frames.push((frame, priority));
         (Pushed::Queued, self.bytes as isize - before as isize)
     }
 
@@ -193,14 +229,16 @@ impl OutQueue {
 
     /// Moves every queued frame into `into` and returns the close reason,
     /// if one was asked for (the writer sends it after these frames). The
-    /// second value is the bytes taken, for a gauge.
-    pub fn take(&mut self, into: &mut Vec<(OutFrame, Priority)>) -> (Option<CloseReason>, usize) {
-        into.extend(self.frames.drain(..));
-        let taken = std::mem::take(&mut self.bytes);
-        if self.frames.capacity() > 64 {
-            // A burst grew the deque; an idle connection should not keep it.
-            self.frames = VecDeque::new();
+    /// second value is the bytes taken, for a gauge. The queue keeps no
+    /// storage: give `into` to [`recycle`] once written.
+    pub fn take(&mut self, into: &mut Frames) -> (Option<CloseReason>, usize) {
+        if into.is_empty() {
+            std::mem::swap(&mut self.frames, into);
+        } else {
+            into.append(&mut self.frames);
         }
+        recycle(std::mem::take(&mut self.frames));
+        let taken = std::mem::take(&mut self.bytes);
         (self.close.clone(), taken)
     }
 }
@@ -272,5 +310,22 @@ mod tests {
         assert!(q.has_work());
         let (reason, _) = q.take(&mut Vec::new());
         assert_eq!(reason, Some(CloseReason::Normal("client closed")));
+    }
+
+    #[test]
+    fn a_drained_queue_gives_its_storage_back() {
+        let mut q = OutQueue::default();
+        q.push(frame(10), Priority::Required, 100);
+        q.push(frame(10), Priority::Droppable, 100);
+        assert!(q.frames.capacity() > 0);
+        let mut taken = Vec::new();
+        let (_, bytes) = q.take(&mut taken);
+        assert_eq!((taken.len(), bytes), (2, 20));
+        assert_eq!(q.frames.capacity(), 0, "an idle queue must own nothing");
+        // Written and recycled, the storage serves the next push.
+        let cap = taken.capacity();
+        recycle(taken);
+        q.push(frame(10), Priority::Required, 100);
+        assert_eq!(q.frames.capacity(), cap);
     }
 }

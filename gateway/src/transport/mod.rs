@@ -6,6 +6,7 @@
 //! outbound queue onto the [`stream`]. QUIC connections stay on the core
 //! that accepted them and are linked to the user's core ([`quic`]).
 
+pub mod buffers;
 pub mod listener;
 pub mod quic;
 pub mod runtime;

@@ -1,7 +1,14 @@
 //! The socket under a connection, over either IO backend: io_uring
-//! (tokio-uring, owned-buffer reads and vectored writes) or epoll (tokio
-//! readiness with `try_read`/`try_write_vectored`), with an optional TLS
-//! layer (rustls, driven sans-IO over our own buffers) for `wss://`. All
+//! (tokio-uring vectored writes) or epoll (tokio readiness with
+//! `try_write_vectored`), with an optional TLS layer (rustls, driven
+//! sans-IO over our own buffers) for `wss://`. Reads are readiness-based
+//! on both backends: a connection waits for data holding no buffer and
+//! then reads into its core's buffers ([`super::buffers`]). An io_uring
+//! read must own its buffer for as long as it waits, i.e. one buffer per
+//! idle connection, and tokio-uring 0.5 has neither provided-buffer rings
+//! nor a poll operation to wait without one, so the io_uring backend
+//! waits on the core's reactor (the same epoll that wakes its ring) and
+//! reads with a plain `recv`. All
 //! methods take `&self`, so a connection's reader and writer tasks share
 //! one `Rc<Stream>` on their core without locks; only the writer task ever
 //! writes to the socket, so TLS records leave in the order rustls made
@@ -14,28 +21,43 @@
 
 use std::cell::{Cell, RefCell};
 use std::io::{self, Read, Write};
+use std::os::fd::{AsRawFd, RawFd};
 
 use bytes::{Buf, Bytes, BytesMut};
+use tokio::io::unix::AsyncFd;
+use tokio::io::Interest;
 
+use super::buffers;
 use super::runtime::IoMode;
 
 /// A connected socket on the current core.
 pub enum Socket {
     /// Readiness-based (epoll).
     Epoll(tokio::net::TcpStream),
-    /// Completion-based (io_uring).
-    Uring(tokio_uring::net::TcpStream),
+    /// Completion-based writes (io_uring); reads wait on `ready`.
+    Uring {
+        /// Read readiness from the core's reactor. Declared first so that
+        /// it is dropped (deregistered) before `stream` closes the socket.
+        ready: AsyncFd<Descriptor>,
+        /// The socket's owner, for the io_uring writes.
+        stream: tokio_uring::net::TcpStream,
+    },
 }
 
-/// TLS state of a `wss://` session.
+/// A socket's descriptor, owned elsewhere (by the io_uring stream beside
+/// it), registered with the reactor for readiness only.
+pub struct Descriptor(RawFd);
+
+impl AsRawFd for Descriptor {
+    fn as_raw_fd(&self) -> RawFd {
+        self.0
+    }
+}
+
+/// TLS state of a `wss://` session. It holds no buffer of its own between
+/// reads and writes: ciphertext and plaintext pass through the core's.
 struct Tls {
     conn: RefCell<rustls::ServerConnection>,
-    /// Ciphertext read from the socket, reused across reads.
-    raw: RefCell<BytesMut>,
-    /// Ciphertext to send, reused across writes.
-    wire: RefCell<Vec<u8>>,
-    /// Plaintext gathered from a write's parts, reused across writes.
-    plain: RefCell<Vec<u8>>,
     /// rustls has records of its own to send (an alert, a key update):
     /// the writer task must flush even with no frames queued.
     flush_wanted: Cell<bool>,
@@ -47,8 +69,6 @@ pub struct Stream {
     tls: Option<Tls>,
 }
 
-/// Plaintext moved out of rustls per read call at most.
-const TLS_READ_CHUNK: usize = 64 * 1024;
 /// Plaintext handed to rustls per record batch on writes.
 const TLS_WRITE_CHUNK: usize = 16 * 1024;
 
@@ -63,15 +83,18 @@ impl Stream {
         socket.set_nonblocking(true)?;
         let sock = match mode {
             IoMode::Epoll => Socket::Epoll(tokio::net::TcpStream::from_std(socket)?),
-            IoMode::Uring => Socket::Uring(tokio_uring::net::TcpStream::from_std(socket)),
+            IoMode::Uring => {
+                let stream = tokio_uring::net::TcpStream::from_std(socket);
+                Socket::Uring {
+                    ready: register_readable(&stream)?,
+                    stream,
+                }
+            }
         };
         Ok(Stream {
             sock,
             tls: tls.map(|conn| Tls {
                 conn: RefCell::new(conn),
-                raw: RefCell::new(BytesMut::new()),
-                wire: RefCell::new(Vec::new()),
-                plain: RefCell::new(Vec::new()),
                 flush_wanted: Cell::new(false),
             }),
         })
@@ -87,34 +110,61 @@ impl Stream {
         self.tls.as_ref().is_some_and(|t| t.flush_wanted.get())
     }
 
-    /// Reads what is available into `buf` (reserving `min_spare` first);
-    /// 0 means the peer closed.
-    pub async fn read(&self, buf: &mut BytesMut, min_spare: usize) -> io::Result<usize> {
+    /// Waits until the socket has something to read (or its end), then
+    /// runs `read`, which reads with [`try_read`](Self::try_read); when
+    /// that finds nothing after all (`WouldBlock`) it waits again. Nothing
+    /// is borrowed while waiting, so a connection that waits here owns no
+    /// read buffer, and the wait can be dropped at any point.
+    pub async fn when_readable<T>(&self, mut read: impl FnMut() -> io::Result<T>) -> io::Result<T> {
+        loop {
+            match &self.sock {
+                Socket::Epoll(s) => {
+                    s.readable().await?;
+                    // `try_read` clears the readiness when it finds nothing.
+                    match read() {
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                        r => return r,
+                    }
+                }
+                Socket::Uring { ready, .. } => {
+                    let mut guard = ready.readable().await?;
+                    match guard.try_io(|_| read()) {
+                        Ok(r) => return r,
+                        Err(_would_block) => continue,
+                    }
+                }
+            }
+        }
+    }
+
+    /// Reads what is there into `dst` without waiting; 0 means the peer
+    /// closed, `WouldBlock` that nothing is there yet. With TLS, `dst` gets
+    /// plaintext: ciphertext is read (through the core's scratch) until a
+    /// record gives some or the socket runs dry.
+    pub fn try_read(&self, dst: &mut BytesMut) -> io::Result<usize> {
         let Some(tls) = &self.tls else {
-            return self.sock.read(buf, min_spare).await;
+            return self.sock.try_read(dst);
         };
         loop {
-            // Plaintext rustls already holds comes first.
-            match drain_plaintext(&mut tls.conn.borrow_mut(), buf, min_spare)? {
-                Drained::Bytes(n) => return Ok(n),
-                Drained::Closed => return Ok(0),
-                Drained::Nothing => {}
-            }
-            let mut raw = std::mem::take(&mut *tls.raw.borrow_mut());
-            raw.clear();
-            let read = self.sock.read(&mut raw, 16 * 1024 + 256).await;
-            let result = match read {
-                Ok(0) => Ok(Some(0)),
-                Ok(_) => feed(tls, &raw, buf, min_spare),
-                Err(e) => Err(e),
-            };
-            if raw.capacity() > 64 * 1024 {
-                raw = BytesMut::new();
-            }
-            *tls.raw.borrow_mut() = raw;
-            match result? {
-                Some(n) => return Ok(n),
-                None => continue,
+            let read = buffers::with_raw(|raw| {
+                let n = self.sock.try_read_slice(raw)?;
+                if n == 0 {
+                    return Ok(None);
+                }
+                feed(tls, &raw[..n], dst).map(Some)
+            })?;
+            match read {
+                // The peer closed: plaintext rustls still holds comes first.
+                None => {
+                    return match drain_plaintext(&mut tls.conn.borrow_mut(), dst)? {
+                        Drained::Bytes(n) => Ok(n),
+                        Drained::Closed | Drained::Nothing => Ok(0),
+                    }
+                }
+                Some(Fed::Plaintext(n)) => return Ok(n),
+                Some(Fed::Closed) => return Ok(0),
+                // Only part of a record so far: read on.
+                Some(Fed::Nothing) => {}
             }
         }
     }
@@ -123,21 +173,17 @@ impl Stream {
     /// socket takes. With TLS the parts are encrypted first (and any
     /// records rustls wants to send go with them).
     pub async fn write_parts(&self, parts: Vec<Bytes>) -> io::Result<()> {
-        let Some(tls) = &self.tls else {
+        if self.tls.is_none() {
             return self.sock.write_parts(parts).await;
-        };
+        }
         // One plaintext run, so rustls makes full records rather than one
         // per part (it copies into the records anyway).
-        let mut plain = std::mem::take(&mut *tls.plain.borrow_mut());
-        plain.clear();
+        let mut plain = buffers::take_vec();
         for p in &parts {
             plain.extend_from_slice(p);
         }
-        let (result, mut plain) = self.write_all(plain).await;
-        if plain.capacity() > 256 * 1024 {
-            plain = Vec::new();
-        }
-        *tls.plain.borrow_mut() = plain;
+        let (result, plain) = self.write_all(plain).await;
+        buffers::give_vec(plain);
         result
     }
 
@@ -151,16 +197,13 @@ impl Stream {
             }
             return self.sock.write_all(data).await;
         };
-        let mut wire = std::mem::take(&mut *tls.wire.borrow_mut());
-        wire.clear();
+        let mut wire = buffers::take_vec();
         if let Err(e) = encrypt(tls, &data, &mut wire) {
+            buffers::give_vec(wire);
             return (Err(e), data);
         }
-        let (result, mut wire) = self.sock.write_all(wire).await;
-        if wire.capacity() > 256 * 1024 {
-            wire = Vec::new();
-        }
-        *tls.wire.borrow_mut() = wire;
+        let (result, wire) = self.sock.write_all(wire).await;
+        buffers::give_vec(wire);
         (result, data)
     }
 
@@ -173,7 +216,7 @@ impl Stream {
         }
         let _ = match &self.sock {
             Socket::Epoll(s) => socket2::SockRef::from(s).shutdown(std::net::Shutdown::Write),
-            Socket::Uring(s) => s.shutdown(std::net::Shutdown::Write),
+            Socket::Uring { stream, .. } => stream.shutdown(std::net::Shutdown::Write),
         };
     }
 }
@@ -184,53 +227,47 @@ enum Drained {
     Closed,
 }
 
-/// Moves decrypted bytes from rustls into `buf`.
-fn drain_plaintext(
-    conn: &mut rustls::ServerConnection,
-    buf: &mut BytesMut,
-    min_spare: usize,
-) -> io::Result<Drained> {
-    let want = min_spare.clamp(4096, TLS_READ_CHUNK);
-    let start = buf.len();
-    buf.resize(start + want, 0);
-    let result = conn.reader().read(&mut buf[start..]);
-    match result {
-        Ok(0) => {
-            buf.truncate(start);
-            Ok(Drained::Closed)
+/// Moves the next run of decrypted bytes from rustls into `dst` (copied
+/// straight from rustls' buffer: nothing is zero-filled first).
+fn drain_plaintext(conn: &mut rustls::ServerConnection, dst: &mut BytesMut) -> io::Result<Drained> {
+    use std::io::BufRead;
+    let mut reader = conn.reader();
+    let n = match reader.fill_buf() {
+        Ok([]) => return Ok(Drained::Closed),
+        Ok(chunk) => {
+            dst.extend_from_slice(chunk);
+            chunk.len()
         }
-        Ok(n) => {
-            buf.truncate(start + n);
-            Ok(Drained::Bytes(n))
-        }
-        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-            buf.truncate(start);
-            Ok(Drained::Nothing)
-        }
-        Err(e) => {
-            buf.truncate(start);
-            Err(e)
-        }
-    }
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Drained::Nothing),
+        Err(e) => return Err(e),
+    };
+    reader.consume(n);
+    Ok(Drained::Bytes(n))
+}
+
+/// What feeding ciphertext to rustls gave.
+enum Fed {
+    /// Bytes of plaintext added to `dst`.
+    Plaintext(usize),
+    /// Not a whole record yet.
+    Nothing,
+    /// The peer's `close_notify`, after any plaintext before it.
+    Closed,
 }
 
 /// Feeds ciphertext to rustls, moving plaintext out as it appears (so its
-/// bounded plaintext buffer never fills). `Some(n)`: bytes added to `buf`.
-fn feed(
-    tls: &Tls,
-    mut raw: &[u8],
-    buf: &mut BytesMut,
-    min_spare: usize,
-) -> io::Result<Option<usize>> {
+/// bounded plaintext buffer never fills).
+fn feed(tls: &Tls, mut raw: &[u8], dst: &mut BytesMut) -> io::Result<Fed> {
     let mut conn = tls.conn.borrow_mut();
     let mut got = 0;
     while !raw.is_empty() {
         conn.read_tls(&mut raw)?;
         conn.process_new_packets().map_err(io::Error::other)?;
         loop {
-            match drain_plaintext(&mut conn, buf, min_spare)? {
+            match drain_plaintext(&mut conn, dst)? {
                 Drained::Bytes(n) => got += n,
-                Drained::Closed => return Ok(Some(got)),
+                Drained::Closed if got == 0 => return Ok(Fed::Closed),
+                Drained::Closed => return Ok(Fed::Plaintext(got)),
                 Drained::Nothing => break,
             }
         }
@@ -238,7 +275,11 @@ fn feed(
     if conn.wants_write() {
         tls.flush_wanted.set(true);
     }
-    Ok((got > 0).then_some(got))
+    Ok(if got > 0 {
+        Fed::Plaintext(got)
+    } else {
+        Fed::Nothing
+    })
 }
 
 /// Encrypts `data` (and whatever rustls has pending) into `wire`.
@@ -258,28 +299,24 @@ fn encrypt(tls: &Tls, data: &[u8], wire: &mut Vec<u8>) -> io::Result<()> {
 }
 
 impl Socket {
-    async fn read(&self, buf: &mut BytesMut, min_spare: usize) -> io::Result<usize> {
-        buf.reserve(min_spare);
+    /// A non-blocking read into `dst`'s spare room (never zero-filled on
+    /// the epoll backend).
+    fn try_read(&self, dst: &mut BytesMut) -> io::Result<usize> {
         match self {
-            Socket::Epoll(s) => loop {
-                s.readable().await?;
-                match s.try_read_buf(buf) {
-                    Ok(n) => return Ok(n),
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                    Err(e) => return Err(e),
-                }
-            },
-            Socket::Uring(s) => {
-                // The buffer is lent to the kernel for the duration of the
-                // read and handed back with the result: an owned slice
-                // `len..capacity` of the taken buffer.
-                use tokio_uring::buf::BoundedBuf;
-                let owned = std::mem::take(buf);
-                let (len, cap) = (owned.len(), owned.capacity());
-                let (result, slice) = s.read(owned.slice(len..cap)).await;
-                *buf = slice.into_inner();
-                result
-            }
+            Socket::Epoll(s) => s.try_read_buf(dst),
+            Socket::Uring { stream, .. } => buffers::with_raw(|raw| {
+                let n = uring_recv(stream, raw)?;
+                dst.extend_from_slice(&raw[..n]);
+                Ok(n)
+            }),
+        }
+    }
+
+    /// A non-blocking read into an initialised slice.
+    fn try_read_slice(&self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Socket::Epoll(s) => s.try_read(buf),
+            Socket::Uring { stream, .. } => uring_recv(stream, buf),
         }
     }
 
@@ -300,7 +337,7 @@ impl Socket {
                         Err(e) => return Err(e),
                     }
                 }
-                Socket::Uring(s) => {
+                Socket::Uring { stream: s, .. } => {
                     let rest = if parts.len() > MAX_IOVECS {
                         parts.split_off(MAX_IOVECS)
                     } else {
@@ -336,12 +373,36 @@ impl Socket {
                 }
                 (Ok(()), data)
             }
-            Socket::Uring(s) => {
-                let (result, data) = s.write_all(data).await;
+            Socket::Uring { stream, .. } => {
+                let (result, data) = stream.write_all(data).await;
                 (result, data)
             }
         }
     }
+}
+
+/// Registers the io_uring stream's socket with the core's reactor for
+/// read readiness.
+#[allow(unsafe_code)]
+fn register_readable(stream: &tokio_uring::net::TcpStream) -> io::Result<AsyncFd<Descriptor>> {
+    let fd = Descriptor(stream.as_raw_fd());
+    // SAFETY: the descriptor stays open and keeps referring to this socket
+    // for the `AsyncFd`'s whole life: both live in one `Socket::Uring`,
+    // whose `ready` field is dropped (deregistered) before `stream`, the
+    // socket's owner, closes it.
+    Ok(unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE) }?)
+}
+
+/// A non-blocking `recv` on the io_uring backend's socket, for reads that
+/// readiness said will not wait.
+#[allow(unsafe_code)]
+fn uring_recv(stream: &tokio_uring::net::TcpStream, buf: &mut [u8]) -> io::Result<usize> {
+    // SAFETY: the descriptor belongs to `stream`, which is borrowed for the
+    // whole call, so it stays open (and is not reused) while it is used.
+    let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(stream.as_raw_fd()) };
+    let sock = socket2::SockRef::from(&fd);
+    // The socket is non-blocking (`Stream::adopt`), so this never waits.
+    (&*sock).read(buf)
 }
 
 /// Most buffers handed to one `writev` (the kernel's `IOV_MAX` is 1024).

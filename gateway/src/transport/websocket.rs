@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use confab_protocol::Encoding;
 
+use super::buffers;
 use super::stream::Stream;
 use super::writer;
 use super::ws::message::decode_frame;
@@ -80,6 +81,9 @@ async fn read_loop(
 ) -> Result<(), CloseReason> {
     let max = s.core.settings().max_frame_bytes;
     let mut closing_since: Option<Instant> = None;
+    // Whether `buf` is a view of memory the connection does not own (the
+    // core's receive chunk, or what the hand-over read).
+    let mut shared = true;
     loop {
         loop {
             let event = match decoder.decode(buf) {
@@ -113,24 +117,39 @@ async fn read_loop(
                 return Ok(());
             }
         }
-        // Large messages grow the buffer; give the memory back once it is
-        // drained so idle connections stay small.
-        if buf.is_empty() && buf.capacity() > 64 * 1024 {
-            *buf = BytesMut::with_capacity(4096);
+        // What is left is an unfinished frame. Only it stays with the
+        // connection, in a buffer of its own; bytes that came in the core's
+        // shared chunk (or with the hand-over) are copied out, so that an
+        // idle connection pins no chunk and owns no buffer at all.
+        if buf.is_empty() {
+            *buf = BytesMut::new();
+        } else if shared {
+            *buf = BytesMut::from(&buf[..]);
         }
+        shared = false;
         let want = decoder
             .pending_frame_len()
             .saturating_sub(buf.len())
             .clamp(4096, 1 << 20);
-        // The read is never abandoned while the connection lives: with
-        // io_uring the buffer (and whatever part of a frame it already
-        // holds) is lent to the kernel until the read completes, so a read
-        // dropped early loses those bytes and every frame after them is
-        // garbage. Beside it the reader waits only for the shard's word
-        // that the session is closing (a missed heartbeat, a slow
-        // consumer), and then for the end of the linger: no timer runs
-        // while the session is open.
-        let read = stream.read(buf, want);
+        // The read only borrows a buffer once the socket is readable, so
+        // waiting for it costs nothing and may be abandoned at any point.
+        // Beside it the reader waits only for the shard's word that the
+        // session is closing (a missed heartbeat, a slow consumer), and
+        // then for the end of the linger: no timer runs while the session
+        // is open.
+        let read = stream.when_readable(|| {
+            if buf.is_empty() {
+                // A new frame: read into the core's chunk.
+                let got = buffers::read_into_chunk(|chunk| stream.try_read(chunk))?;
+                let n = got.len();
+                *buf = got;
+                shared = true;
+                Ok(n)
+            } else {
+                buf.reserve(want);
+                stream.try_read(buf)
+            }
+        });
         tokio::pin!(read);
         let result = loop {
             let linger_end = closing_since.map(|since| since + CLOSE_LINGER);

@@ -15,7 +15,7 @@ use confab_protocol::{Encoding, ErrorCode};
 use super::stream::Stream;
 use super::ws::message::opcode;
 use super::ws::{self, close};
-use crate::fanout::{CloseReason, OutFrame};
+use crate::fanout::{recycle_frames, CloseReason, OutFrame};
 use crate::shard::{error_frame, ConnId, ConnIo, Core};
 
 /// A connection's own frames (acks, answers) below this size are copied
@@ -41,7 +41,8 @@ pub async fn run(
             continue;
         }
         let mut parts = Vec::with_capacity(frames.len() * 2 + 1);
-        for (f, _) in frames.drain(..) {
+        let mut batch = std::mem::take(&mut frames);
+        for (f, _) in batch.drain(..) {
             match f {
                 OutFrame::Encoded(_, body) => {
                     ws::write_header(&mut scratch, opcode(encoding), body.len());
@@ -60,6 +61,9 @@ pub async fn run(
                 OutFrame::Raw(bytes) => scratch.put_slice(&bytes),
             }
         }
+        // The frames' vector goes back to the core's pool: an idle
+        // connection's writer holds none while it waits.
+        recycle_frames(batch);
         if let Some(reason) = &close {
             put_close(&mut scratch, encoding, reason);
         }

@@ -1,0 +1,145 @@
+//! Per-core IO buffers, so that an idle connection owns none.
+//!
+//! Almost every connection is idle almost all the time; a read buffer of
+//! its own (or, with io_uring, one lent to the kernel for as long as the
+//! read waits) would cost each of them kilobytes for nothing. Instead a
+//! connection waits for readability holding no buffer, and only then
+//! reads into its core's receive chunk. Frames decoded from a read are
+//! split off that chunk (zero-copy, reference-counted), so the chunk's
+//! memory goes back once the last frame cut from it is dropped; a
+//! connection keeps bytes of its own only while a frame is unfinished.
+//!
+//! Each core runs on one thread, so thread-locals are per-core state with
+//! no sharing; no borrow of them is held across an `.await`.
+
+use std::cell::RefCell;
+
+use bytes::BytesMut;
+
+/// Size of a fresh receive chunk: many small frames per allocation.
+const CHUNK: usize = 64 * 1024;
+/// A read is never offered less room than this.
+const MIN_SPARE: usize = 4 * 1024;
+/// Scratch for syscall reads that need an initialised slice (TLS
+/// ciphertext, the io_uring backend's readiness reads): one TLS record
+/// and then some.
+const RAW: usize = 64 * 1024;
+/// Write buffers kept for reuse per core.
+const POOLED_VECS: usize = 64;
+/// Write buffers larger than this are freed rather than pooled.
+const POOLED_VEC_MAX: usize = 256 * 1024;
+
+thread_local! {
+    static RECV: RefCell<BytesMut> = RefCell::new(BytesMut::new());
+    static RAW_BUF: RefCell<Vec<u8>> = RefCell::new(Vec::new());
+    static VECS: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Runs `read` on this core's receive chunk (with at least 4 KiB of room)
+/// and returns what it read, split off the chunk: the caller owns those
+/// bytes, the chunk keeps only its unused room.
+pub fn read_into_chunk<E>(
+    read: impl FnOnce(&mut BytesMut) -> Result<usize, E>,
+) -> Result<BytesMut, E> {
+    RECV.with(|cell| {
+        let mut chunk = cell.borrow_mut();
+        if chunk.capacity() - chunk.len() < MIN_SPARE {
+            *chunk = BytesMut::with_capacity(CHUNK);
+        }
+        let result = read(&mut chunk);
+        // Whatever was read (even before an error) leaves with the caller,
+        // so the next connection starts on an empty chunk.
+        let got = chunk.split();
+        result.map(|_| got)
+    })
+}
+
+/// Runs `f` on this core's raw scratch slice (64 KiB, initialised once).
+pub fn with_raw<R>(f: impl FnOnce(&mut [u8]) -> R) -> R {
+    RAW_BUF.with(|cell| {
+        let mut raw = cell.borrow_mut();
+        if raw.len() < RAW {
+            raw.resize(RAW, 0);
+        }
+        f(&mut raw)
+    })
+}
+
+/// An empty buffer for a write, from this core's pool when it has one.
+pub fn take_vec() -> Vec<u8> {
+    VECS.with(|pool| pool.borrow_mut().pop())
+        .unwrap_or_default()
+}
+
+/// Gives a write buffer back to this core's pool.
+pub fn give_vec(mut v: Vec<u8>) {
+    if v.capacity() == 0 || v.capacity() > POOLED_VEC_MAX {
+        return;
+    }
+    v.clear();
+    VECS.with(|pool| {
+        let mut pool = pool.borrow_mut();
+        if pool.len() < POOLED_VECS {
+            pool.push(v);
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_leave_with_the_caller_and_the_chunk_keeps_only_room() {
+        let a = read_into_chunk::<()>(|b| {
+            b.extend_from_slice(b"hello");
+            Ok(5)
+        })
+        .unwrap();
+        let b = read_into_chunk::<()>(|b| {
+            // The next read starts empty, with room to read into.
+            assert!(b.is_empty());
+            assert!(b.capacity() >= MIN_SPARE);
+            b.extend_from_slice(b"world");
+            Ok(5)
+        })
+        .unwrap();
+        assert_eq!(&a[..], b"hello");
+        assert_eq!(&b[..], b"world");
+    }
+
+    #[test]
+    fn a_failed_read_gives_its_bytes_up_with_the_error() {
+        let r = read_into_chunk(|b| {
+            b.extend_from_slice(b"partial");
+            Err("boom")
+        });
+        assert_eq!(r.unwrap_err(), "boom");
+        let next = read_into_chunk::<()>(|b| {
+            assert!(
+                b.is_empty(),
+                "a failed read's bytes must not leak into the next"
+            );
+            Ok(0)
+        })
+        .unwrap();
+        assert!(next.is_empty());
+    }
+
+    #[test]
+    fn the_pool_reuses_write_buffers_but_not_huge_ones() {
+        let mut v = take_vec();
+        v.extend_from_slice(&[1; 1000]);
+        let cap = v.capacity();
+        give_vec(v);
+        let again = take_vec();
+        assert!(again.is_empty());
+        assert_eq!(again.capacity(), cap);
+        give_vec(Vec::with_capacity(POOLED_VEC_MAX + 1));
+        assert_eq!(
+            take_vec().capacity(),
+            0,
+            "a huge buffer is freed, not pooled"
+        );
+    }
+}
