@@ -31,7 +31,7 @@ const POOLED_VEC_MAX: usize = 256 * 1024;
 
 thread_local! {
     static RECV: RefCell<BytesMut> = RefCell::new(BytesMut::new());
-    static RAW_BUF: RefCell<Vec<u8>> = RefCell::new(Vec::new());
+    static RAW_BUF: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
     static VECS: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
 }
 
