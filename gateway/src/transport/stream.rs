@@ -57,7 +57,7 @@ impl AsRawFd for Descriptor {
 /// TLS state of a `wss://` session. It holds no buffer of its own between
 /// reads and writes: ciphertext and plaintext pass through the core's.
 struct Tls {
-    conn: RefCell<rustls::ServerConnection>,
+    conn: RefCell<Box<rustls::ServerConnection>>,
     /// rustls has records of its own to send (an alert, a key update):
     /// the writer task must flush even with no frames queued.
     flush_wanted: Cell<bool>,
@@ -66,7 +66,8 @@ struct Tls {
 /// A session's transport stream: the socket, with TLS for `wss://`.
 pub struct Stream {
     sock: Socket,
-    tls: Option<Tls>,
+    /// Boxed: a plain connection should not carry a TLS state's room.
+    tls: Option<Box<Tls>>,
 }
 
 /// Plaintext handed to rustls per record batch on writes.
@@ -78,7 +79,7 @@ impl Stream {
     pub fn adopt(
         socket: std::net::TcpStream,
         mode: IoMode,
-        tls: Option<rustls::ServerConnection>,
+        tls: Option<Box<rustls::ServerConnection>>,
     ) -> io::Result<Stream> {
         socket.set_nonblocking(true)?;
         let sock = match mode {
@@ -93,9 +94,11 @@ impl Stream {
         };
         Ok(Stream {
             sock,
-            tls: tls.map(|conn| Tls {
-                conn: RefCell::new(conn),
-                flush_wanted: Cell::new(false),
+            tls: tls.map(|conn| {
+                Box::new(Tls {
+                    conn: RefCell::new(conn),
+                    flush_wanted: Cell::new(false),
+                })
             }),
         })
     }

@@ -9,6 +9,7 @@ use std::time::Duration;
 use bytes::{Buf, BytesMut};
 use confab_protocol::frame::{self, Frame};
 use confab_protocol::{Encoding, ErrorCode};
+use rustls::ServerConnection;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::websocket::Handover;
@@ -21,27 +22,23 @@ use crate::shard::{error_frame, owner_core, Core};
 /// A stream the handshake runs on: plain TCP, or TLS over it; either can
 /// be taken apart for the hand-over.
 pub(super) trait HandshakeStream: AsyncRead + AsyncWrite + Unpin {
-    fn into_parts(self)
-        -> std::io::Result<(std::net::TcpStream, Option<rustls::ServerConnection>)>;
+    fn into_parts(self) -> std::io::Result<(std::net::TcpStream, Option<Box<ServerConnection>>)>;
 }
 
 impl HandshakeStream for tokio::net::TcpStream {
-    fn into_parts(
-        self,
-    ) -> std::io::Result<(std::net::TcpStream, Option<rustls::ServerConnection>)> {
+    fn into_parts(self) -> std::io::Result<(std::net::TcpStream, Option<Box<ServerConnection>>)> {
         Ok((self.into_std()?, None))
     }
 }
 
 impl HandshakeStream for tokio_rustls::server::TlsStream<tokio::net::TcpStream> {
-    fn into_parts(
-        self,
-    ) -> std::io::Result<(std::net::TcpStream, Option<rustls::ServerConnection>)> {
+    fn into_parts(self) -> std::io::Result<(std::net::TcpStream, Option<Box<ServerConnection>>)> {
         // Plaintext rustls decrypted but we have not read stays inside the
         // connection object, and so does anything not yet written: both
-        // travel with it.
+        // travel with it. Boxed: the connection object is about a kilobyte,
+        // which every plain-ws session would otherwise carry empty.
         let (io, conn) = self.into_inner();
-        Ok((io.into_std()?, Some(conn)))
+        Ok((io.into_std()?, Some(Box::new(conn))))
     }
 }
 
@@ -168,9 +165,12 @@ pub(super) async fn handshake<S: HandshakeStream>(
         decoder,
         hello,
     };
+    // The session always runs as a task of its own, on its user's core,
+    // and this one ends: the session's task is sized for the session
+    // alone, not for the TLS and upgrade states that came before it.
     let owner = owner_core(user, core.io.bus.cores());
     if owner == core.id {
-        super::websocket::serve(core, handover).await;
+        tokio::task::spawn_local(super::websocket::serve(core, handover));
     } else {
         core.io.bus.run_on(owner, move |core| {
             tokio::task::spawn_local(super::websocket::serve(core.clone(), handover));
