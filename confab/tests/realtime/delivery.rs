@@ -112,6 +112,79 @@ fn a_frame_split_by_a_pause_is_read_whole() {
     });
 }
 
+/// A connection keeps bytes of its own only while a frame is unfinished;
+/// everything else is read into its core's shared buffer. Frames that
+/// arrive a byte at a time, and a frame's tail arriving in one write with
+/// the next whole frame, must come out whole and in order, on both
+/// backends, while another connection on the same cores keeps talking.
+#[test]
+fn frames_dribbled_a_byte_at_a_time_or_run_together_are_read_in_order() {
+    both_backends(|io| {
+        let node = TestNode::start(io, |_| {});
+        let (alice, bob, carol) = (node.user("alice"), node.user("bob"), node.user("carol"));
+        block_on(async {
+            let mut a = Client::connect(&node, alice, 1, 0).await;
+            assert!(a.replay().await.is_empty());
+            let mut b = Client::connect(&node, bob, 1, 0).await;
+            assert!(b.replay().await.is_empty());
+            let mut c = Client::connect(&node, carol, 1, 0).await;
+            assert!(c.replay().await.is_empty());
+            let wire = |id: u64, text: &str| {
+                let payload = binary::encode_to_vec(&Frame::Send(frame::Send {
+                    client_msg_id: id,
+                    target: Target::User(bob),
+                    text: text.into(),
+                }));
+                let mask = [0x11, 0x22, 0x33, 0x44];
+                let mut w = vec![0x82];
+                if payload.len() < 126 {
+                    w.push(0x80 | payload.len() as u8);
+                } else {
+                    w.push(0x80 | 126);
+                    w.extend_from_slice(&(payload.len() as u16).to_be_bytes());
+                }
+                w.extend_from_slice(&mask);
+                w.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+                w
+            };
+            let first = wire(1, &"a".repeat(300));
+            let second = wire(2, &"b".repeat(200));
+            let third = wire(3, "c");
+            use tokio::io::AsyncWriteExt;
+            // The first frame a byte at a time, header included, while
+            // Carol's connection reads and writes on the same cores.
+            for (i, byte) in first[..first.len() - 10].iter().enumerate() {
+                let tcp = a.ws.get_mut();
+                tcp.write_all(&[*byte]).await.unwrap();
+                tcp.flush().await.unwrap();
+                if i % 50 == 0 {
+                    c.post(100 + i as u64, Target::User(bob), "between").await;
+                    c.ack().await;
+                    assert_eq!(b.message().await.text, "between");
+                }
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            // Its tail, the second whole frame and half of the third in one
+            // write; the rest of the third after a pause.
+            let mut run = first[first.len() - 10..].to_vec();
+            run.extend_from_slice(&second);
+            run.extend_from_slice(&third[..4]);
+            let tcp = a.ws.get_mut();
+            tcp.write_all(&run).await.unwrap();
+            tcp.flush().await.unwrap();
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            let tcp = a.ws.get_mut();
+            tcp.write_all(&third[4..]).await.unwrap();
+            tcp.flush().await.unwrap();
+            for (id, text) in [(1, "a".repeat(300)), (2, "b".repeat(200)), (3, "c".into())] {
+                let ack = a.ack().await;
+                assert_eq!(ack.client_msg_id, id);
+                assert_eq!(b.message().await.text, text);
+            }
+        });
+    });
+}
+
 #[test]
 fn offline_device_gets_what_it_missed_then_live() {
     both_backends(|io| {

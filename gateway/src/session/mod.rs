@@ -96,16 +96,22 @@ impl Session {
 
     /// Handles one request frame. `Err`: the session ends, with this
     /// reason.
+    ///
+    /// The requests a session makes now and then (sync, history, presence
+    /// queries and subscriptions) run boxed: this future is part of every
+    /// connection's task for the connection's whole life, idle or not, and
+    /// their larger states would otherwise make every connection pay for
+    /// them. The frequent ones (send, read, typing) stay inline.
     pub async fn handle(&self, frame: Frame) -> Result<(), CloseReason> {
         self.core.metrics.frame_in(frame.frame_type());
         match frame {
             Frame::Send(s) => send::handle(self, s).await,
-            Frame::Sync(s) => sync::handle(self, s).await,
-            Frame::History(h) => history::handle(self, h).await,
+            Frame::Sync(s) => Box::pin(sync::handle(self, s)).await,
+            Frame::History(h) => Box::pin(history::handle(self, h)).await,
             Frame::Read(r) => read::handle(self, r).await,
             Frame::Typing(t) => typing::handle(self, t).await,
-            Frame::PresenceQuery(q) => presence::query(self, q).await,
-            Frame::PresenceSubscribe(q) => presence::subscribe(self, q).await,
+            Frame::PresenceQuery(q) => Box::pin(presence::query(self, q)).await,
+            Frame::PresenceSubscribe(q) => Box::pin(presence::subscribe(self, q)).await,
             Frame::PresenceUnsubscribe(q) => presence::unsubscribe(self, q),
             Frame::Heartbeat(h) => heartbeat::handle(self, h),
             Frame::Close(_) => return Err(CloseReason::Normal("client closed")),

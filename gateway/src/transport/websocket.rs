@@ -3,11 +3,13 @@
 //! started, then client frames read and handed to the session's handlers
 //! until the connection or the session ends.
 
+use std::pin::Pin;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use confab_protocol::Encoding;
+use tokio::time::Sleep;
 
 use super::buffers;
 use super::stream::Stream;
@@ -16,7 +18,7 @@ use super::ws::message::decode_frame;
 use super::ws::{self, Decoder, Event};
 use crate::fanout::CloseReason;
 use crate::session::{self, Hello, Session};
-use crate::shard::{sleep_until, Core};
+use crate::shard::Core;
 
 /// An authenticated connection on its way to its user's core.
 pub struct Handover {
@@ -61,13 +63,33 @@ pub async fn serve(core: Rc<Core>, h: Handover) {
         stream.clone(),
         encoding,
     ));
-    let session = started.catch_up().await;
-    let ended = read_loop(&session, &stream, &mut decoder, &mut buf, encoding).await;
+    // Boxed: the catch-up runs once, and its state would otherwise stay
+    // part of this task's size for the session's whole life.
+    let session = Box::pin(started.catch_up()).await;
+    // Boxed, so the read loop's state is stored once: inline, rustc lays
+    // the callee's future out beside this one's other states instead of
+    // over them, which doubled every connection's task.
+    let ended = Box::pin(read_loop(
+        &session,
+        &stream,
+        &mut decoder,
+        &mut buf,
+        encoding,
+    ))
+    .await;
     // Whatever ended the session, the writer flushes and stops (a close
     // asked for earlier keeps its reason).
     session.close(ended.err().unwrap_or(CloseReason::Normal("closed")));
     let _ = writer.await;
     session.end();
+}
+
+/// Waits for the end of the linger, if one is running.
+async fn linger_end(linger: &mut Option<Pin<Box<Sleep>>>) {
+    match linger {
+        Some(sleep) => sleep.as_mut().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Reads frames until the connection ends; `Err` is why the session must
@@ -81,6 +103,7 @@ async fn read_loop(
 ) -> Result<(), CloseReason> {
     let max = s.core.settings().max_frame_bytes;
     let mut closing_since: Option<Instant> = None;
+    let mut linger: Option<Pin<Box<Sleep>>> = None;
     // Whether `buf` is a view of memory the connection does not own (the
     // core's receive chunk, or what the hand-over read).
     let mut shared = true;
@@ -152,14 +175,19 @@ async fn read_loop(
         });
         tokio::pin!(read);
         let result = loop {
-            let linger_end = closing_since.map(|since| since + CLOSE_LINGER);
+            // The linger's timer exists only once the session is closing
+            // (boxed, so an open session's task has no room for one).
+            if linger.is_none() {
+                linger = closing_since
+                    .map(|since| Box::pin(tokio::time::sleep_until((since + CLOSE_LINGER).into())));
+            }
             tokio::select! {
                 biased;
                 result = &mut read => break result,
-                () = s.io.closing.notified(), if linger_end.is_none() => {
+                () = s.io.closing.notified(), if linger.is_none() => {
                     closing_since = Some(Instant::now());
                 }
-                () = sleep_until(linger_end) => return Ok(()),
+                () = linger_end(&mut linger) => return Ok(()),
             }
         };
         match result {

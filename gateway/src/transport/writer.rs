@@ -72,7 +72,9 @@ pub async fn run(
         }
         let written = stream.write_parts(parts).await;
         if written.is_err() || close.is_some() {
-            stream.close_write().await;
+            // Boxed: it runs once, and its state (a TLS flush) would
+            // otherwise be part of every idle writer.
+            Box::pin(stream.close_write()).await;
             return;
         }
     }
