@@ -309,6 +309,51 @@ impl Drop for Clients {
     }
 }
 
+/// Pages of socket buffer memory the kernel has charged to TCP and UDP
+/// (the `mem` fields of `/proc/net/sockstat`), machine-wide.
+fn kernel_socket_pages() -> u64 {
+    let text = std::fs::read_to_string("/proc/net/sockstat").unwrap_or_default();
+    text.lines()
+        .filter(|l| l.starts_with("TCP:") || l.starts_with("UDP:"))
+        .filter_map(|l| {
+            let fields: Vec<&str> = l.split_whitespace().collect();
+            let at = fields.iter().position(|f| *f == "mem")?;
+            fields.get(at + 1)?.parse::<u64>().ok()
+        })
+        .sum()
+}
+
+/// The slab caches a socket's kernel objects live in: the socket itself,
+/// its inode, its open file, its epoll registration.
+const SOCKET_SLABS: [&str; 7] = [
+    "TCP",
+    "UDP",
+    "sock_inode_cache",
+    "filp",
+    "eventpoll_epi",
+    "eventpoll_pwq",
+    "tcp_bind_bucket",
+];
+
+/// Bytes of the objects in use in [`SOCKET_SLABS`], machine-wide;
+/// `None` where `/proc/slabinfo` is not readable (it needs root).
+fn socket_slab_bytes() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/slabinfo").ok()?;
+    Some(
+        text.lines()
+            .filter_map(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                if !SOCKET_SLABS.contains(f.first()?) {
+                    return None;
+                }
+                let active: u64 = f.get(1)?.parse().ok()?;
+                let size: u64 = f.get(3)?.parse().ok()?;
+                Some(active * size)
+            })
+            .sum(),
+    )
+}
+
 fn orchestrate(measure: bool) {
     let (idle, pairs, secs) = if measure {
         (10_000, 50, 10)
@@ -331,6 +376,8 @@ fn orchestrate(measure: bool) {
             // Settle: the runtimes, RocksDB and the pools are all up.
             std::thread::sleep(Duration::from_secs(2));
             let before = server.rss_bytes();
+            let kernel_before = kernel_socket_pages();
+            let slab_before = socket_slab_bytes();
             let started = Instant::now();
             let mut clients = Clients::start("__idle", &server, transport, &tokens, &[]);
             let ready = clients.line();
@@ -338,6 +385,8 @@ fn orchestrate(measure: bool) {
             // Let handshake garbage go and heartbeats start.
             std::thread::sleep(Duration::from_secs(5));
             let after = server.rss_bytes();
+            let kernel_after = kernel_socket_pages();
+            let slab_after = socket_slab_bytes();
             let n: u64 = ready.strip_prefix("ready ").unwrap().parse().unwrap();
             println!(
                 "idle/{transport}: {n} connections in {connect_s:.1} s; server RSS {:.1} -> {:.1} MiB: {} bytes per connection",
@@ -345,6 +394,24 @@ fn orchestrate(measure: bool) {
                 after as f64 / 1048576.0,
                 after.saturating_sub(before) / n
             );
+            // Socket buffers are the kernel's, not in any RSS. On loopback
+            // both ends are on this box, so this is per client/server pair.
+            let page = 4096;
+            println!(
+                "idle/{transport}: kernel socket buffers (TCP + UDP mem pages, /proc/net/sockstat) {} -> {} pages: {} bytes per connection, both ends",
+                kernel_before,
+                kernel_after,
+                kernel_after.saturating_sub(kernel_before) * page / n
+            );
+            if let (Some(b), Some(a)) = (slab_before, slab_after) {
+                println!(
+                    "idle/{transport}: kernel socket objects (slab: {}) {:.1} -> {:.1} MiB: {} bytes per connection, both ends",
+                    SOCKET_SLABS.join(", "),
+                    b as f64 / 1048576.0,
+                    a as f64 / 1048576.0,
+                    a.saturating_sub(b) / n
+                );
+            }
         }
         if pairs > 0 && secs > 0 {
             let (server, tokens) = Server::start(pairs * 2, &sync);
