@@ -26,7 +26,10 @@
 //! 50), `CONFAB_BENCH_WINDOW` sends in flight per sender (default 8),
 //! `CONFAB_BENCH_LOAD_SECS` measured seconds (default 10), `CONFAB_BENCH_SYNC`
 //! the log's sync policy (default `none`, so that the transports and not the
-//! disk are compared), `CONFAB_BENCH_TRANSPORTS` (default `quic,wss,ws`).
+//! disk are compared), `CONFAB_BENCH_TRANSPORTS` (default `quic,wss,ws`),
+//! `CONFAB_BENCH_IDLE_SECS` how long the idle connections are watched for
+//! the server's CPU, then again with a canary pair sending 100 msgs/s
+//! (default 35, past one 30 s heartbeat period; 0 skips both).
 
 use confab_types::{DeviceId, UserId};
 use std::io::{BufRead, BufReader, Write};
@@ -246,6 +249,17 @@ impl Server {
             .expect("the server's generated certificate")
     }
 
+    /// CPU seconds the server process has used, user and system.
+    fn cpu_seconds(&self) -> f64 {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap();
+        // Fields after the command name (which may hold spaces): utime and
+        // stime are the 12th and 13th, in clock ticks (100 per second).
+        let rest = &stat[stat.rfind(')').unwrap() + 2..];
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        let ticks: u64 = f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap();
+        ticks as f64 / 100.0
+    }
+
     /// The server process's resident memory, from the kernel.
     fn rss_bytes(&self) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
@@ -366,20 +380,30 @@ fn orchestrate(measure: bool) {
     let secs: u64 = env_or("CONFAB_BENCH_LOAD_SECS", secs);
     let sync: String = env_or("CONFAB_BENCH_SYNC", "none".to_owned());
     let transports: String = env_or("CONFAB_BENCH_TRANSPORTS", "quic,wss,ws".to_owned());
+    let idle_secs: u64 = env_or("CONFAB_BENCH_IDLE_SECS", if measure { 35 } else { 0 });
     println!(
         "transport bench: {} cores, {idle} idle connections, {pairs} pairs x {window} in flight for {secs} s, sync = {sync}",
         std::thread::available_parallelism().map_or(1, |n| n.get())
     );
     for transport in transports.split(',') {
         if idle > 0 {
-            let (server, tokens) = Server::start(idle, &sync);
+            // Two users more than the idle ones: the canary pair.
+            let (server, tokens) = Server::start(idle + 2, &sync);
+            let all = std::fs::read_to_string(&tokens).unwrap();
+            let lines: Vec<&str> = all.lines().collect();
+            let (idle_tokens, canary_tokens) = (
+                tokens.with_extension("idle"),
+                tokens.with_extension("canary"),
+            );
+            std::fs::write(&idle_tokens, lines[..idle].join("\n")).unwrap();
+            std::fs::write(&canary_tokens, lines[idle..].join("\n")).unwrap();
             // Settle: the runtimes, RocksDB and the pools are all up.
             std::thread::sleep(Duration::from_secs(2));
             let before = server.rss_bytes();
             let kernel_before = kernel_socket_pages();
             let slab_before = socket_slab_bytes();
             let started = Instant::now();
-            let mut clients = Clients::start("__idle", &server, transport, &tokens, &[]);
+            let mut clients = Clients::start("__idle", &server, transport, &idle_tokens, &[]);
             let ready = clients.line();
             let connect_s = started.elapsed().as_secs_f64();
             // Let handshake garbage go and heartbeats start.
@@ -403,6 +427,27 @@ fn orchestrate(measure: bool) {
                 kernel_after,
                 kernel_after.saturating_sub(kernel_before) * page / n
             );
+            if idle_secs > 0 {
+                // Heartbeats and liveness only: what holding them costs.
+                let cpu = server.cpu_seconds();
+                std::thread::sleep(Duration::from_secs(idle_secs));
+                let cores = (server.cpu_seconds() - cpu) / idle_secs as f64;
+                println!(
+                    "idle/{transport}: server CPU holding {n} idle connections over {idle_secs} s: {:.2} % of a core",
+                    cores * 100.0
+                );
+                // A pair chatting at 100 msgs/s among them.
+                let env = [
+                    ("CONFAB_BENCH_WINDOW", "1".to_owned()),
+                    ("CONFAB_BENCH_LOAD_SECS", idle_secs.to_string()),
+                    ("CONFAB_BENCH_PACE_US", "10000".to_owned()),
+                ];
+                let mut canary = Clients::start("__load", &server, transport, &canary_tokens, &env);
+                println!(
+                    "idle/{transport}: canary pair at 100 msgs/s: {}",
+                    canary.line()
+                );
+            }
             if let (Some(b), Some(a)) = (slab_before, slab_after) {
                 println!(
                     "idle/{transport}: kernel socket objects (slab: {}) {:.1} -> {:.1} MiB: {} bytes per connection, both ends",
@@ -513,6 +558,9 @@ fn load_clients(url: &str, cert: &Path, tokens: &Path) {
     let users = read_tokens(tokens);
     let window: usize = env_or("CONFAB_BENCH_WINDOW", 8);
     let secs: u64 = env_or("CONFAB_BENCH_LOAD_SECS", 10);
+    // Open loop: each sender sends one message per this many µs (0: as
+    // fast as acks come back).
+    let pace_us: u64 = env_or("CONFAB_BENCH_PACE_US", 0);
     let rt = client_runtime();
     let epoch = Instant::now();
     let samples = Arc::new(Mutex::new(Samples::default()));
@@ -561,7 +609,15 @@ fn load_clients(url: &str, cert: &Path, tokens: &Path) {
                 );
                 tasks.push(tokio::spawn(async move {
                     let mut local = Vec::new();
+                    let mut pace = (pace_us > 0).then(|| {
+                        let mut i = tokio::time::interval(Duration::from_micros(pace_us));
+                        i.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                        i
+                    });
                     while !stop.load(Ordering::Relaxed) {
+                        if let Some(pace) = &mut pace {
+                            pace.tick().await;
+                        }
                         let sent = epoch.elapsed().as_nanos() as u64;
                         // 100 bytes: the timestamp, then filler.
                         let text = format!("{sent:020}{}", "x".repeat(80));
