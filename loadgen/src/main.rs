@@ -13,6 +13,7 @@ mod bench;
 mod cpu;
 mod criterion;
 mod ledger;
+mod node_size;
 mod plan;
 mod profile;
 mod prom;
@@ -40,6 +41,40 @@ struct Cli {
     command: Command,
 }
 
+/// A node's size for `plan`, and what one idle connection costs it (by
+/// default the transport bench's measured figures for the transport).
+#[derive(clap::Args, Debug)]
+struct NodeArgs {
+    /// Memory of one node.
+    #[arg(long, default_value_t = 64.0)]
+    node_memory_gib: f64,
+    /// Cores of one node.
+    #[arg(long, default_value_t = 16.0)]
+    node_cores: f64,
+    /// Memory kept for everything but connections (storage caches, the
+    /// process itself).
+    #[arg(long, default_value_t = 8.0)]
+    node_reserved_gib: f64,
+    /// Share of the cores that holding idle connections may take.
+    #[arg(long, default_value_t = 0.25)]
+    heartbeat_cpu_share: f64,
+    /// The node's open-file limit (docs/operations.md).
+    #[arg(long, default_value_t = 2_000_000.0)]
+    open_files: f64,
+    /// Whose measured costs to use.
+    #[arg(long, value_enum, default_value = "ws")]
+    conn_transport: node_size::Transport,
+    /// Server user memory per idle connection, instead of the measured one.
+    #[arg(long)]
+    conn_user_bytes: Option<f64>,
+    /// Kernel memory per idle connection, instead of the measured one.
+    #[arg(long)]
+    conn_kernel_bytes: Option<f64>,
+    /// Server CPU per heartbeat in µs, instead of the measured one.
+    #[arg(long)]
+    heartbeat_cpu_us: Option<f64>,
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Prints what a profile means for a deployment: peak rates,
@@ -55,6 +90,10 @@ enum Command {
         /// Prints the plan as JSON.
         #[arg(long)]
         json: bool,
+        /// The node's size and the connection costs that decide how many
+        /// connections it holds.
+        #[command(flatten)]
+        node: NodeArgs,
     },
     /// Prints a built-in profile's TOML, to copy and edit.
     Profile {
@@ -196,9 +235,33 @@ fn main_result() -> Result<ExitCode> {
             profile,
             scale,
             json,
+            node,
         } => {
             let profile = Profile::load(&profile)?;
-            let plan = Plan::new(&profile);
+            let mut cost = node_size::ConnectionCost::measured(node.conn_transport);
+            cost.user_bytes = node.conn_user_bytes.unwrap_or(cost.user_bytes);
+            cost.kernel_bytes = node.conn_kernel_bytes.unwrap_or(cost.kernel_bytes);
+            cost.heartbeat_cpu_us = node.heartbeat_cpu_us.unwrap_or(cost.heartbeat_cpu_us);
+            let holds = node_size::NodeConnections::new(
+                node_size::NodeSize {
+                    memory_gib: node.node_memory_gib,
+                    cores: node.node_cores,
+                    reserved_gib: node.node_reserved_gib,
+                    heartbeat_cpu_share: node.heartbeat_cpu_share,
+                    open_files: node.open_files,
+                    heartbeat_interval_s: profile.traffic.heartbeat_interval_s as f64,
+                },
+                cost,
+            );
+            // Connections per node from the measured model; messages and
+            // deliveries per node from the profile's capacity section.
+            let c = profile.capacity;
+            let plan = Plan::new(&profile).with_capacity(
+                c.node_messages_per_s,
+                c.node_deliveries_per_s,
+                holds.holds,
+                c.target_utilisation,
+            );
             let slice = plan.slice(
                 &profile,
                 scale.unwrap_or(profile.run.scale),
@@ -208,10 +271,11 @@ fn main_result() -> Result<ExitCode> {
                 println!(
                     "{}",
                     serde_json::to_string_pretty(
-                        &serde_json::json!({"plan": plan, "slice": slice})
+                        &serde_json::json!({"plan": plan, "slice": slice, "node_connections": holds})
                     )?
                 );
             } else {
+                print!("{}", holds.render(node.conn_transport));
                 print!("{}", plan.render(&profile, Some(&slice)));
             }
             Ok(ExitCode::SUCCESS)

@@ -306,7 +306,7 @@ impl Nodes {
 }
 
 /// `12345678.9` → `12,345,679`.
-fn group(v: f64) -> String {
+pub(crate) fn group(v: f64) -> String {
     let digits = format!("{:.0}", v.max(0.0));
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {

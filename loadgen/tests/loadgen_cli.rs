@@ -358,6 +358,53 @@ fn plan_prints_the_deployment_arithmetic() {
 }
 
 #[test]
+fn plan_sizes_nodes_from_what_a_connection_costs() {
+    let plan = |args: &[&str]| -> serde_json::Value {
+        let out = Command::new(BIN)
+            .args(["plan", "--profile", "dau50m", "--json"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    // 16 GiB, 8 of them kept: 8 GiB over 8 KiB a connection (user +
+    // kernel) is 1,048,576 connections, below the open-file limit.
+    let small = plan(&[
+        "--node-memory-gib",
+        "16",
+        "--conn-user-bytes",
+        "4096",
+        "--conn-kernel-bytes",
+        "4096",
+    ]);
+    let n = &small["node_connections"];
+    assert_eq!(n["holds"].as_f64().unwrap(), 1_048_576.0);
+    assert_eq!(n["bound_by"], "memory");
+    // 7.5 million connections at the peak, nodes planned at 60 % use.
+    assert_eq!(small["plan"]["nodes"]["for_connections"], 12);
+    assert_eq!(
+        small["plan"]["nodes"]["node_connections"].as_f64().unwrap(),
+        1_048_576.0
+    );
+    // QUIC's measured connection costs more memory than ws's: fewer per
+    // node, more nodes.
+    let ws = plan(&["--conn-transport", "ws", "--open-files", "100000000"]);
+    let quic = plan(&["--conn-transport", "quic", "--open-files", "100000000"]);
+    let holds = |v: &serde_json::Value| v["node_connections"]["holds"].as_f64().unwrap();
+    assert!(
+        holds(&quic) < holds(&ws) / 3.0,
+        "{} vs {}",
+        holds(&quic),
+        holds(&ws)
+    );
+    assert!(
+        quic["plan"]["nodes"]["for_connections"].as_u64()
+            > ws["plan"]["nodes"]["for_connections"].as_u64()
+    );
+}
+
+#[test]
 fn bad_input_is_refused_with_a_clear_message() {
     let out = Command::new(BIN)
         .args(["run", "--profile", "/no/such/profile.toml"])
