@@ -178,6 +178,16 @@ fn read_tokens(path: &Path) -> Vec<(u64, String)> {
         .collect()
 }
 
+fn spawn_server(dir: &Path) -> Child {
+    Command::new(std::env::current_exe().unwrap())
+        .arg("__server")
+        .arg(dir)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
 /// A running server process, killed on drop.
 struct Server {
     child: Child,
@@ -197,13 +207,7 @@ impl Server {
         };
         write_config(dir.path(), &ports, sync);
         let tokens = make_users(dir.path(), users);
-        let child = Command::new(std::env::current_exe().unwrap())
-            .arg("__server")
-            .arg(dir.path())
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap();
+        let child = spawn_server(dir.path());
         let server = Server {
             child,
             dir: dir.path().to_owned(),
@@ -212,6 +216,15 @@ impl Server {
         };
         server.wait_ready();
         (server, tokens)
+    }
+
+    /// Kills the server and starts it again on the same ports and data, as
+    /// a node restart does under its connected clients.
+    fn restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.child = spawn_server(&self.dir);
+        self.wait_ready();
     }
 
     fn wait_ready(&self) {
@@ -305,6 +318,13 @@ impl Clients {
         Clients { child, out }
     }
 
+    /// Sends the clients a request line (the idle clients answer `count`).
+    fn ask(&mut self, request: &str) {
+        let stdin = self.child.stdin.as_mut().unwrap();
+        writeln!(stdin, "{request}").unwrap();
+        stdin.flush().unwrap();
+    }
+
     /// The next line the clients print.
     fn line(&mut self) -> String {
         let mut line = String::new();
@@ -388,7 +408,7 @@ fn orchestrate(measure: bool) {
     for transport in transports.split(',') {
         if idle > 0 {
             // Two users more than the idle ones: the canary pair.
-            let (server, tokens) = Server::start(idle + 2, &sync);
+            let (mut server, tokens) = Server::start(idle + 2, &sync);
             let all = std::fs::read_to_string(&tokens).unwrap();
             let lines: Vec<&str> = all.lines().collect();
             let (idle_tokens, canary_tokens) = (
@@ -447,6 +467,41 @@ fn orchestrate(measure: bool) {
                     "idle/{transport}: canary pair at 100 msgs/s: {}",
                     canary.line()
                 );
+                drop(canary);
+            }
+            // Every connection at once: the node restarts under them and
+            // the SDK reconnects each with its backoff. TCP clients see the
+            // restart at once; QUIC clients only when their idle timeout
+            // runs out (the new process cannot reset the old connections),
+            // so QUIC is left out.
+            if idle_secs > 0 && transport != "quic" {
+                let settled = server.rss_bytes();
+                let restarted = Instant::now();
+                server.restart();
+                let mut dropped = false;
+                let back = loop {
+                    clients.ask("count");
+                    let connected: u64 = clients.line().parse().unwrap();
+                    dropped |= connected < n;
+                    let waited = restarted.elapsed();
+                    if (dropped && connected >= n)
+                        || (!dropped && waited > Duration::from_secs(10))
+                        || waited > Duration::from_secs(120)
+                    {
+                        break connected;
+                    }
+                    std::thread::sleep(Duration::from_millis(100));
+                };
+                let storm_s = restarted.elapsed().as_secs_f64();
+                // Past the node's next heap trim (every 10 s), which gives
+                // the storm's freed handshake state back.
+                std::thread::sleep(Duration::from_secs(15));
+                let after_storm = server.rss_bytes();
+                println!(
+                    "idle/{transport}: reconnect storm after a restart: {back} of {n} sessions back in {storm_s:.1} s; server RSS {:.1} MiB (before the restart {:.1})",
+                    after_storm as f64 / 1048576.0,
+                    settled as f64 / 1048576.0,
+                );
             }
             if let (Some(b), Some(a)) = (slab_before, slab_after) {
                 println!(
@@ -501,10 +556,13 @@ fn client_runtime() -> tokio::runtime::Runtime {
 
 /// `__idle URL CERT TOKENS`: connects one device per user, prints
 /// `ready N` once every session is up, then idles (heartbeats only) until
-/// stdin closes.
+/// stdin closes, answering each `count` line on stdin with the number of
+/// sessions up at that moment (they reconnect by themselves when the
+/// server restarts).
 fn idle_clients(url: &str, cert: &Path, tokens: &Path) {
     let users = read_tokens(tokens);
     let rt = client_runtime();
+    let up = Arc::new(AtomicU64::new(0));
     rt.block_on(async {
         let mut clients = Vec::with_capacity(users.len());
         // A few hundred handshakes at a time, as a reconnect storm would
@@ -514,10 +572,30 @@ fn idle_clients(url: &str, cert: &Path, tokens: &Path) {
             for (user, token) in chunk {
                 let (client, mut events) =
                     Client::connect(client_config(url, cert, *user, token)).unwrap();
+                let up = up.clone();
                 pending.push(tokio::spawn(async move {
                     connected(&mut events).await;
-                    // Keep draining so the SDK never backs up.
-                    tokio::spawn(async move { while events.recv().await.is_some() {} });
+                    up.fetch_add(1, Ordering::SeqCst);
+                    // Keep draining so the SDK never backs up, counting the
+                    // session down and up again across reconnects.
+                    // (`Disconnected` also reports each failed reconnect
+                    // attempt, so only a session that was up counts down.)
+                    tokio::spawn(async move {
+                        let mut is_up = true;
+                        while let Some(event) = events.recv().await {
+                            match event {
+                                ClientEvent::Connected(_) if !is_up => {
+                                    is_up = true;
+                                    up.fetch_add(1, Ordering::SeqCst);
+                                }
+                                ClientEvent::Disconnected { .. } if is_up => {
+                                    is_up = false;
+                                    up.fetch_sub(1, Ordering::SeqCst);
+                                }
+                                _ => {}
+                            }
+                        }
+                    });
                 }));
                 clients.push(client);
             }
@@ -527,9 +605,16 @@ fn idle_clients(url: &str, cert: &Path, tokens: &Path) {
         }
         println!("ready {}", clients.len());
         std::io::stdout().flush().unwrap();
-        tokio::task::spawn_blocking(|| {
-            let mut sink = String::new();
-            while std::io::stdin().read_line(&mut sink).unwrap_or(0) > 0 {}
+        let up = up.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut line = String::new();
+            while std::io::stdin().read_line(&mut line).unwrap_or(0) > 0 {
+                if line.trim() == "count" {
+                    println!("{}", up.load(Ordering::SeqCst));
+                    std::io::stdout().flush().unwrap();
+                }
+                line.clear();
+            }
         })
         .await
         .unwrap();

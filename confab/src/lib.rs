@@ -5,6 +5,7 @@
 //! that start and stop them together, and the process-level endpoints.
 
 pub mod config;
+pub mod heap_trim;
 pub mod metrics;
 pub mod node;
 pub mod process_metrics;

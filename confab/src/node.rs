@@ -125,6 +125,7 @@ impl Node {
     fn start_with(b: NodeBuilder) -> anyhow::Result<Node> {
         let config = b.config;
         raise_open_file_limit();
+        crate::heap_trim::start(crate::heap_trim::INTERVAL);
         std::fs::create_dir_all(&config.data_dir)
             .with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
         let log_dir = config.data_dir.join("log");
