@@ -12,6 +12,7 @@ mod api;
 mod bench;
 mod cpu;
 mod criterion;
+mod idle;
 mod ledger;
 mod node_size;
 mod plan;
@@ -94,6 +95,34 @@ enum Command {
         /// connections it holds.
         #[command(flatten)]
         node: NodeArgs,
+    },
+    /// Opens many idle ws connections cheaply (no SDK per device: a bare
+    /// WebSocket that says Hello, heartbeats and discards what arrives),
+    /// holds them, and reports what they cost the server and this process
+    /// per connection, and how fast they opened.
+    Idle {
+        /// The server's HTTP API.
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        api: String,
+        /// The server's Prometheus endpoint.
+        #[arg(long, default_value = "http://127.0.0.1:9090/metrics")]
+        metrics: String,
+        /// Connections to open (a user and a device each).
+        #[arg(long, default_value_t = 10_000)]
+        connections: usize,
+        /// Seconds to hold them open while measuring CPU.
+        #[arg(long, default_value_t = 35.0)]
+        hold: f64,
+        /// Seconds between a device's heartbeats.
+        #[arg(long, default_value_t = 30.0)]
+        heartbeat: f64,
+        /// Connections per loopback source address (127.0.0.1, .2, ...),
+        /// below the ephemeral ports one address has.
+        #[arg(long, default_value_t = 20_000)]
+        per_source_ip: usize,
+        /// Also writes the report as JSON here.
+        #[arg(long)]
+        json: Option<PathBuf>,
     },
     /// Prints a built-in profile's TOML, to copy and edit.
     Profile {
@@ -277,6 +306,34 @@ fn main_result() -> Result<ExitCode> {
             } else {
                 print!("{}", holds.render(node.conn_transport));
                 print!("{}", plan.render(&profile, Some(&slice)));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Idle {
+            api,
+            metrics,
+            connections,
+            hold,
+            heartbeat,
+            per_source_ip,
+            json,
+        } => {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()?;
+            let report = rt.block_on(idle::run(idle::IdleOptions {
+                api,
+                metrics,
+                connections,
+                hold: Duration::from_secs_f64(hold),
+                heartbeat: Duration::from_secs_f64(heartbeat),
+                per_source_ip,
+            }))?;
+            print!("{}", report.render());
+            if let Some(path) = json {
+                std::fs::write(&path, serde_json::to_string_pretty(&report)?)
+                    .with_context(|| format!("writing {}", path.display()))?;
             }
             Ok(ExitCode::SUCCESS)
         }

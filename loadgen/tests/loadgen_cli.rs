@@ -338,6 +338,75 @@ fn churn_and_expiring_tokens_lose_nothing() {
     );
 }
 
+/// Heartbeat frames the node has received, from its `/metrics`.
+fn heartbeats_received(metrics: u16) -> f64 {
+    use std::io::{Read, Write};
+    let mut s = TcpStream::connect(("127.0.0.1", metrics)).unwrap();
+    s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    text.lines()
+        .filter(|l| l.starts_with("confab_frames_in_total{") && l.contains("type=\"heartbeat\""))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[test]
+fn idle_holds_bare_connections_that_heartbeat_and_reports_their_cost() {
+    let _one = one_node_at_a_time();
+    let node = Node::start();
+    let out = tempfile::tempdir().unwrap();
+    let json = out.path().join("idle.json");
+    let before = heartbeats_received(node.metrics);
+    // 300 connections, three per source address so that several loopback
+    // addresses are used, heartbeating every 0.2 s.
+    let output = Command::new(BIN)
+        .args([
+            "idle",
+            "--connections",
+            "300",
+            "--hold",
+            "1",
+            "--heartbeat",
+            "0.2",
+        ])
+        .args(["--per-source-ip", "100"])
+        .args(["--api", &format!("http://127.0.0.1:{}", node.api)])
+        .args([
+            "--metrics",
+            &format!("http://127.0.0.1:{}/metrics", node.metrics),
+        ])
+        .arg("--json")
+        .arg(&json)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let text = String::from_utf8(output.stdout).unwrap();
+    assert!(text.contains("300 of 300 sessions opened"), "{text}");
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(r["opened"], 300);
+    assert_eq!(r["up_after_hold"], 300, "{r}");
+    for field in [
+        "server_bytes_per_connection",
+        "loadgen_bytes_per_connection",
+        "server_cores",
+        "opened_per_s",
+    ] {
+        assert!(
+            r[field].as_f64().is_some_and(|v| v.is_finite() && v >= 0.0),
+            "{field}: {r}"
+        );
+    }
+    // Every device heartbeated all along (13 s at 5 a second each would be
+    // about 19,500; allow for the opening and the schedule).
+    let heartbeats = heartbeats_received(node.metrics) - before;
+    assert!(
+        heartbeats >= 300.0 * 20.0,
+        "only {heartbeats} heartbeats arrived"
+    );
+}
+
 #[test]
 fn plan_prints_the_deployment_arithmetic() {
     let out = Command::new(BIN)

@@ -58,7 +58,7 @@ pub(super) fn current(users: &[User], tokens: &Tokens, u: usize) -> Account {
 }
 
 /// Six base-36 characters from the clock and the process id.
-pub(super) fn run_tag() -> String {
+pub(crate) fn run_tag() -> String {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos() as u64)
@@ -104,7 +104,7 @@ pub(super) fn progress(quiet: bool, total: Duration) -> ProgressBar {
 
 /// Raises the open-file limit towards what the run needs (one descriptor
 /// per TCP connection; QUIC shares one UDP socket per client endpoint).
-pub(super) fn raise_fd_limit(want: u64) {
+pub(crate) fn raise_fd_limit(want: u64) {
     match rlimit::increase_nofile_limit(want) {
         Ok(got) if got < want => tracing::warn!(
             "open-file limit is {got}, below the {want} this run may need (raise the hard limit)"

@@ -39,10 +39,8 @@ use crate::tokens::Tokens;
 mod helpers;
 mod tasks;
 
-use helpers::{
-    current, error_name, pick_bucket, pick_devices, progress, raise_fd_limit, run_tag,
-    transport_urls,
-};
+use helpers::{current, error_name, pick_bucket, pick_devices, progress, transport_urls};
+pub(crate) use helpers::{raise_fd_limit, run_tag};
 use tasks::{churn, device_events, schedule, sync_check};
 
 const CONNECTIONS_PER_SOURCE: f64 = 20_000.0;
