@@ -6,18 +6,20 @@
 //! once, each with its TLS and upgrade state) the live connections sit
 //! among freed chunks, and the node's resident memory stays at the burst's
 //! peak instead of returning to what its connections hold. `malloc_trim`
-//! releases the free pages of every arena (`madvise`), so a node that is
-//! trimmed now and then returns to its idle level after a storm.
+//! releases the free pages of every arena (`madvise`); the node calls it
+//! when its resident memory has grown since the last trim, so that it
+//! returns to its idle level after a storm.
 
 use std::time::Duration;
 
-/// How often the node trims: rarely enough to cost nothing measurable (a
-/// trim walks the arenas' free lists), often enough that a storm's
-/// leftovers are gone within seconds.
+/// How often the node looks at its resident memory to decide whether to
+/// trim (see `should_trim`): often enough that a storm's leftovers are gone
+/// within seconds.
 pub const INTERVAL: Duration = Duration::from_secs(10);
 
-/// Starts a thread that trims the heap every `interval` for the life of
-/// the process, once per process however many nodes it starts. Where the
+/// Starts a thread that looks every `interval` for the life of the
+/// process and trims after growth, once per process however many nodes it
+/// starts. Where the
 /// allocator is not glibc's it does nothing.
 pub fn start(interval: Duration) {
     static STARTED: std::sync::Once = std::sync::Once::new();
@@ -30,13 +32,40 @@ pub fn start(interval: Duration) {
 fn spawn(interval: Duration) {
     let spawned = std::thread::Builder::new()
         .name("confab-heap-trim".into())
-        .spawn(move || loop {
-            std::thread::sleep(interval);
-            trim();
+        .spawn(move || {
+            let mut floor = resident_bytes().unwrap_or(0);
+            loop {
+                std::thread::sleep(interval);
+                let Some(now) = resident_bytes() else { continue };
+                if should_trim(floor, now) {
+                    trim();
+                    floor = resident_bytes().unwrap_or(now);
+                } else if now < floor {
+                    floor = now;
+                }
+            }
         });
     if let Err(e) = spawned {
         tracing::warn!("could not start the heap trimmer: {e}");
     }
+}
+
+/// Whether memory grew enough since the last trim to trim again. A trim
+/// walks every arena's free chunks and holds each arena's lock while it
+/// does, stalling the core thread that allocates from it; on a node with
+/// gigabytes of heap that is milliseconds. So the node trims only after
+/// growth (a storm, a burst of large messages), not on a clock: a steady
+/// node never trims.
+fn should_trim(floor: u64, now: u64) -> bool {
+    const GROWTH: u64 = 32 << 20;
+    now > floor + GROWTH.max(floor / 8)
+}
+
+/// This process's resident memory, from `/proc/self/statm`.
+fn resident_bytes() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages * 4096)
 }
 
 /// Releases the free pages of every malloc arena; returns whether any
@@ -66,6 +95,16 @@ mod tests {
         let status = std::fs::read_to_string("/proc/self/status").unwrap();
         let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
         line.split_whitespace().nth(1).unwrap().parse().unwrap()
+    }
+
+    #[test]
+    fn only_growth_is_trimmed() {
+        let mib = 1 << 20;
+        assert!(!should_trim(100 * mib, 120 * mib), "20 MiB is noise");
+        assert!(should_trim(100 * mib, 140 * mib));
+        // A large node trims on an eighth's growth, not on 32 MiB.
+        assert!(!should_trim(4096 * mib, 4200 * mib));
+        assert!(should_trim(4096 * mib, 4700 * mib));
     }
 
     #[test]
