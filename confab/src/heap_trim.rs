@@ -36,7 +36,9 @@ fn spawn(interval: Duration) {
             let mut floor = resident_bytes().unwrap_or(0);
             loop {
                 std::thread::sleep(interval);
-                let Some(now) = resident_bytes() else { continue };
+                let Some(now) = resident_bytes() else {
+                    continue;
+                };
                 if should_trim(floor, now) {
                     trim();
                     floor = resident_bytes().unwrap_or(now);
