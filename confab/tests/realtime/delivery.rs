@@ -62,12 +62,10 @@ fn one_to_one_reaches_every_device_and_acks_the_sender() {
     });
 }
 
-/// A frame that arrives in two parts with a pause between them longer
-/// than the read loop's liveness tick (500 ms) must still be read whole.
-/// On io_uring the read buffer is lent to the kernel; a read abandoned at
-/// the tick took the first part of the frame with it, and the rest of the
-/// stream was garbage (found by confab-loadgen sending 100,000-character
-/// messages).
+/// A frame that arrives in two parts with a long pause between them must
+/// still be read whole: whatever the reader does while it waits (a timer,
+/// a close notification), the first part must not be lost, or every frame
+/// after it is garbage. A 100,000-character message, as apps send them.
 #[test]
 fn a_frame_split_by_a_pause_is_read_whole() {
     both_backends(|io| {
