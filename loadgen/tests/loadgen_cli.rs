@@ -456,8 +456,8 @@ fn plan_sizes_nodes_from_what_a_connection_costs() {
         small["plan"]["nodes"]["node_connections"].as_f64().unwrap(),
         1_048_576.0
     );
-    // QUIC's measured connection costs more memory than ws's: fewer per
-    // node, more nodes.
+    // QUIC's measured connection costs more memory and more CPU than ws's:
+    // fewer per node, more nodes.
     let ws = plan(&["--conn-transport", "ws", "--open-files", "100000000"]);
     let quic = plan(&["--conn-transport", "quic", "--open-files", "100000000"]);
     let holds = |v: &serde_json::Value| v["node_connections"]["holds"].as_f64().unwrap();
