@@ -37,8 +37,8 @@ impl ConnectionCost {
     /// the box) plus the socket buffer pages charged per connection.
     /// Heartbeat CPU is the server's CPU holding the idle connections over
     /// the heartbeats they sent: ws 0.54 % and wss 0.91 % of a core for
-    /// 19,000 connections, QUIC 3.37 % for 10,000 (its figure also pays for
-    /// the SDK's QUIC keep-alives, three per heartbeat period).
+    /// 19,000 connections, QUIC 3.37 % for 10,000 (its figure includes the
+    /// SDK's QUIC keep-alives, three per heartbeat period).
     pub fn measured(transport: Transport) -> ConnectionCost {
         let per_heartbeat =
             |share_of_core: f64, connections: f64| share_of_core / (connections / 30.0) * 1e6;
