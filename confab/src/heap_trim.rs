@@ -12,6 +12,8 @@
 
 use std::time::Duration;
 
+use crate::process_metrics::resident_bytes;
+
 /// How often the node looks at its resident memory to decide whether to
 /// trim (see `should_trim`): often enough that a storm's leftovers are gone
 /// within seconds.
@@ -63,13 +65,6 @@ fn should_trim(floor: u64, now: u64) -> bool {
     now > floor + GROWTH.max(floor / 8)
 }
 
-/// This process's resident memory, from `/proc/self/statm`.
-fn resident_bytes() -> Option<u64> {
-    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
-    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
-    Some(pages * 4096)
-}
-
 /// Releases the free pages of every malloc arena; returns whether any
 /// memory was released.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
@@ -94,9 +89,7 @@ mod tests {
     use super::*;
 
     fn rss_kib() -> u64 {
-        let status = std::fs::read_to_string("/proc/self/status").unwrap();
-        let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
-        line.split_whitespace().nth(1).unwrap().parse().unwrap()
+        resident_bytes().unwrap() / 1024
     }
 
     #[test]

@@ -39,6 +39,12 @@ impl ProcessSample {
     }
 }
 
+/// This process's resident memory now, as the series reports it.
+pub fn resident_bytes() -> Option<u64> {
+    let me = procfs::process::Process::myself().ok()?;
+    Some(ProcessSample::read(&me).ok()?.resident_bytes)
+}
+
 /// The collector registered in the node's registry.
 pub struct ProcessCollector {
     cpu: Counter,

@@ -146,6 +146,27 @@ impl Api {
         })
     }
 
+    /// Signs up `n` users named `{prefix}{i}` with one password, eight
+    /// requests in flight, in order.
+    pub async fn signup_many(
+        &self,
+        n: usize,
+        prefix: &str,
+        password: &str,
+    ) -> Result<Vec<Account>> {
+        use futures_util::stream::{self, StreamExt};
+        stream::iter(0..n)
+            .map(|i| {
+                let name = format!("{prefix}{i}");
+                async move { self.signup(&name, password).await }
+            })
+            .buffered(8)
+            .collect::<Vec<_>>()
+            .await
+            .into_iter()
+            .collect()
+    }
+
     /// `POST /v1/token/refresh`: a new access token (and refresh token)
     /// before the old one expires, as an app does.
     pub async fn refresh(&self, refresh_token: &str) -> Result<Refreshed> {

@@ -20,13 +20,12 @@ use anyhow::{anyhow, bail, Context, Result};
 use confab_protocol::frame::{Frame, Heartbeat, Hello};
 use confab_protocol::{binary, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION};
 use confab_types::{DeviceId, InboxSeq};
-use futures_util::stream::{self, StreamExt};
 use serde::Serialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::oneshot;
 
-use crate::api::{Account, Api};
+use crate::api::Api;
 
 /// What `idle` is asked to do.
 #[derive(Debug, Clone)]
@@ -89,17 +88,9 @@ pub async fn run(opts: IdleOptions) -> Result<IdleReport> {
     let target = WsTarget::parse(&discovery.websocket_url).await?;
     let tag = crate::run::run_tag();
     let password = format!("loadgen password {tag}");
-    let accounts: Vec<Account> = stream::iter(0..opts.connections)
-        .map(|i| {
-            let (api, password) = (api.clone(), password.clone());
-            let name = format!("lg{tag}i{i}");
-            async move { api.signup(&name, &password).await }
-        })
-        .buffered(8)
-        .collect::<Vec<_>>()
+    let accounts = api
+        .signup_many(opts.connections, &format!("lg{tag}i"), &password)
         .await
-        .into_iter()
-        .collect::<Result<_>>()
         .context("signing up the idle users")?;
 
     let server_before = api.server_process(&opts.metrics).await?;
@@ -400,14 +391,8 @@ fn server_frame(buf: &[u8]) -> Result<Option<(&[u8], usize)>> {
 
 /// This process's resident memory, in bytes.
 fn own_rss() -> Result<u64> {
-    let status = std::fs::read_to_string("/proc/self/status")?;
-    let kib: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .ok_or_else(|| anyhow!("no VmRSS in /proc/self/status"))?;
-    Ok(kib * 1024)
+    let stat = procfs::process::Process::myself()?.stat()?;
+    Ok(stat.rss * procfs::page_size())
 }
 
 #[cfg(test)]

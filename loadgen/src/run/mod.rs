@@ -178,18 +178,9 @@ pub async fn run(opts: RunOptions) -> Result<Report> {
     // same server must not collide with the users of the last one).
     let tag = run_tag();
     let password = format!("loadgen password {tag}");
-    let accounts: Vec<Account> = stream::iter(0..n_users)
-        .map(|i| {
-            let api = api.clone();
-            let name = format!("lg{tag}u{i}");
-            let password = password.clone();
-            async move { api.signup(&name, &password).await }
-        })
-        .buffered(8)
-        .collect::<Vec<_>>()
+    let accounts: Vec<Account> = api
+        .signup_many(n_users, &format!("lg{tag}u"), &password)
         .await
-        .into_iter()
-        .collect::<Result<_>>()
         .context("signing up the virtual users")?;
     // Refreshed from now on: setting up a large run can take longer than
     // a short token lifetime, and so can the run itself.
