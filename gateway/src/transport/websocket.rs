@@ -68,7 +68,7 @@ pub async fn serve(core: Rc<Core>, h: Handover) {
     let session = Box::pin(started.catch_up()).await;
     // Boxed, so the read loop's state is stored once: inline, rustc lays
     // the callee's future out beside this one's other states instead of
-    // over them, which doubled every connection's task.
+    // over them, which would double every connection's task.
     let ended = Box::pin(read_loop(
         &session,
         &stream,
