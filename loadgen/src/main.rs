@@ -27,7 +27,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 
 use crate::plan::Plan;
@@ -267,6 +267,15 @@ fn main_result() -> Result<ExitCode> {
             node,
         } => {
             let profile = Profile::load(&profile)?;
+            if !(node.node_memory_gib > node.node_reserved_gib && node.node_reserved_gib >= 0.0) {
+                bail!("--node-memory-gib must exceed --node-reserved-gib (and the reserve must not be negative)");
+            }
+            if !(node.node_cores > 0.0 && node.open_files > 0.0) {
+                bail!("--node-cores and --open-files must be positive");
+            }
+            if !(node.heartbeat_cpu_share > 0.0 && node.heartbeat_cpu_share <= 1.0) {
+                bail!("--heartbeat-cpu-share must be in (0, 1]");
+            }
             let mut cost = node_size::ConnectionCost::measured(node.conn_transport);
             cost.user_bytes = node.conn_user_bytes.unwrap_or(cost.user_bytes);
             cost.kernel_bytes = node.conn_kernel_bytes.unwrap_or(cost.kernel_bytes);

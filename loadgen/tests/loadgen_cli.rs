@@ -474,6 +474,44 @@ fn plan_sizes_nodes_from_what_a_connection_costs() {
 }
 
 #[test]
+fn plan_and_idle_refuse_impossible_input_with_a_clear_message() {
+    for (args, says) in [
+        (
+            &["--node-memory-gib", "4", "--node-reserved-gib", "8"][..],
+            "--node-memory-gib must exceed",
+        ),
+        (
+            &["--node-cores", "0"][..],
+            "--node-cores and --open-files must be positive",
+        ),
+        (
+            &["--heartbeat-cpu-share", "1.5"][..],
+            "--heartbeat-cpu-share must be in",
+        ),
+    ] {
+        let out = Command::new(BIN).arg("plan").args(args).output().unwrap();
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {out:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
+    // Nothing listening: the idle mode says so instead of hanging.
+    let port = free_tcp_port();
+    let out = Command::new(BIN)
+        .args([
+            "idle",
+            "--connections",
+            "1",
+            "--api",
+            &format!("http://127.0.0.1:{port}"),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("is a confab server listening at"), "{err}");
+}
+
+#[test]
 fn bad_input_is_refused_with_a_clear_message() {
     let out = Command::new(BIN)
         .args(["run", "--profile", "/no/such/profile.toml"])
