@@ -13,7 +13,24 @@ pub(super) async fn membership(
     s: &Session,
     channel: ChannelId,
 ) -> Result<Arc<[UserId]>, ErrorCode> {
-    match s.core.members(channel).await? {
+    if let Some(known) = membership_cached(s, channel) {
+        return known;
+    }
+    member_of(s, s.core.members(channel).await?)
+}
+
+/// [`membership`] from the cache alone: `None` when the cache does not
+/// know the channel and the directory must be asked.
+pub(super) fn membership_cached(
+    s: &Session,
+    channel: ChannelId,
+) -> Option<Result<Arc<[UserId]>, ErrorCode>> {
+    let members = s.core.state().cache().members(channel)?;
+    Some(member_of(s, Some(members)))
+}
+
+fn member_of(s: &Session, members: Option<Arc<[UserId]>>) -> Result<Arc<[UserId]>, ErrorCode> {
+    match members {
         Some(m) if m.contains(&s.user) => Ok(m),
         _ => Err(ErrorCode::ForbiddenChannel),
     }

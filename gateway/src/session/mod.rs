@@ -26,7 +26,9 @@ pub use self::open::{open, Hello};
 use crate::fanout::{CloseReason, OutFrame, Priority};
 use crate::shard::{ConnId, Core, CoreIo};
 
-/// One device's session on its user's core.
+/// One device's session on its user's core. Cloned (cheaply: counted
+/// references and ids) into a request that must wait.
+#[derive(Clone)]
 pub struct Session {
     /// The core.
     pub core: Rc<Core>,
@@ -96,22 +98,54 @@ impl Session {
 
     /// Handles one request frame. `Err`: the session ends, with this
     /// reason.
-    ///
-    /// The requests a session makes now and then (sync, history, presence
-    /// queries and subscriptions) run boxed: this future is part of every
-    /// connection's task for the connection's whole life, idle or not, and
-    /// their larger states would otherwise make every connection pay for
-    /// them. The frequent ones (send, read, typing) stay inline.
     pub async fn handle(&self, frame: Frame) -> Result<(), CloseReason> {
+        match self.handle_now(frame) {
+            Ok(done) => done,
+            // Boxed: this future is part of a connection's task for the
+            // connection's whole life, and the waiting handlers' states
+            // would otherwise make every connection pay for them.
+            Err(frame) => Box::pin(self.handle_waiting(frame)).await,
+        }
+    }
+
+    /// Handles `frame` at once when nothing it needs must be waited for:
+    /// heartbeats, and sends, read marks and typing whose channel the
+    /// core's cache knows (nearly all of them). Gives the frame back when
+    /// it must wait (a directory lookup, a storage read), for
+    /// [`Session::handle_waiting`].
+    pub fn handle_now(&self, frame: Frame) -> Result<Result<(), CloseReason>, Frame> {
         self.core.metrics.frame_in(frame.frame_type());
         match frame {
+            Frame::Send(s) => send::handle_now(self, s).map_err(Frame::Send)?,
+            Frame::Read(r) => read::handle_now(self, r).map_err(Frame::Read)?,
+            Frame::Typing(t) => typing::handle_now(self, t).map_err(Frame::Typing)?,
+            f @ (Frame::Sync(_)
+            | Frame::History(_)
+            | Frame::PresenceQuery(_)
+            | Frame::PresenceSubscribe(_)) => return Err(f),
+            other => return Ok(self.handle_sync(other)),
+        }
+        Ok(Ok(()))
+    }
+
+    /// Handles a frame [`Session::handle_now`] gave back.
+    pub async fn handle_waiting(&self, frame: Frame) -> Result<(), CloseReason> {
+        match frame {
             Frame::Send(s) => send::handle(self, s).await,
-            Frame::Sync(s) => Box::pin(sync::handle(self, s)).await,
-            Frame::History(h) => Box::pin(history::handle(self, h)).await,
             Frame::Read(r) => read::handle(self, r).await,
             Frame::Typing(t) => typing::handle(self, t).await,
-            Frame::PresenceQuery(q) => Box::pin(presence::query(self, q)).await,
-            Frame::PresenceSubscribe(q) => Box::pin(presence::subscribe(self, q)).await,
+            Frame::Sync(s) => sync::handle(self, s).await,
+            Frame::History(h) => history::handle(self, h).await,
+            Frame::PresenceQuery(q) => presence::query(self, q).await,
+            Frame::PresenceSubscribe(q) => presence::subscribe(self, q).await,
+            other => return self.handle_sync(other),
+        }
+        Ok(())
+    }
+
+    /// The requests that never wait.
+    fn handle_sync(&self, frame: Frame) -> Result<(), CloseReason> {
+        match frame {
             Frame::PresenceUnsubscribe(q) => presence::unsubscribe(self, q),
             Frame::Heartbeat(h) => heartbeat::handle(self, h),
             Frame::Close(_) => return Err(CloseReason::Normal("client closed")),

@@ -8,12 +8,31 @@ use std::time::Instant;
 use confab_protocol::frame::{self, Frame};
 use confab_protocol::ErrorCode;
 
-use super::lookup::membership;
+use confab_types::UserId;
+
+use super::lookup::{membership, membership_cached};
 use super::Session;
 use crate::shard::ReadReceipt;
 
+/// Handles `req` if the cache knows its channel; else gives it back.
+pub(super) fn handle_now(s: &Session, req: frame::Read) -> Result<(), frame::Read> {
+    match membership_cached(s, req.channel_id) {
+        Some(members) => {
+            finish(s, req, members);
+            Ok(())
+        }
+        None => Err(req),
+    }
+}
+
+/// Handles `req`, asking the directory what the cache does not know.
 pub(super) async fn handle(s: &Session, req: frame::Read) {
-    let members = match membership(s, req.channel_id).await {
+    let members = membership(s, req.channel_id).await;
+    finish(s, req, members);
+}
+
+fn finish(s: &Session, req: frame::Read, members: Result<Arc<[UserId]>, ErrorCode>) {
+    let members = match members {
         Ok(m) => m,
         Err(code) => return s.error(code, "not a member of this channel", &Frame::Read(req)),
     };

@@ -21,6 +21,7 @@ use super::conns::ConnId;
 use super::mailbox;
 use super::msg::{Input, Output, PushEvent, ShardMsg};
 use super::pending::PendingSend;
+use super::signal::Signal;
 use super::state::{Opening, ShardState};
 use crate::metrics::{CoreMetrics, GatewayMetrics};
 use crate::ports::{Authenticator, Directory, PushSink};
@@ -101,10 +102,10 @@ pub struct CoreIo {
 /// A connection's IO handles, beside its state in the shard.
 #[derive(Default)]
 pub struct ConnIo {
-    /// Wakes the connection's writer.
-    pub writer: Notify,
-    /// Tells the connection's reader that the session is closing.
-    pub closing: Notify,
+    /// Raised when the connection has frames (or its close) to write.
+    pub writer: Signal,
+    /// Raised when the session starts closing.
+    pub closing: Signal,
     replay: RefCell<Option<oneshot::Sender<(InboxSeq, InboxSeq)>>>,
 }
 
@@ -169,8 +170,8 @@ impl Core {
     ) -> (ConnId, Rc<ConnIo>, oneshot::Receiver<(InboxSeq, InboxSeq)>) {
         let (tx, rx) = oneshot::channel();
         let io = Rc::new(ConnIo {
-            writer: Notify::new(),
-            closing: Notify::new(),
+            writer: Signal::default(),
+            closing: Signal::default(),
             replay: RefCell::new(Some(tx)),
         });
         let id = self.state().open(Instant::now(), o);
@@ -219,7 +220,7 @@ impl Core {
             Output::ToCore(core, msg) => self.io.bus.send_shard(core, msg),
             Output::Wake(conn) => {
                 if let Some(io) = self.conns.borrow().get(&conn) {
-                    io.writer.notify_one();
+                    io.writer.raise();
                     // A connection closed before its replay started stops
                     // waiting for it.
                     if self.state.borrow().is_closing(conn) {
@@ -229,7 +230,7 @@ impl Core {
             }
             Output::Closing(conn) => {
                 if let Some(io) = self.conns.borrow().get(&conn) {
-                    io.closing.notify_one();
+                    io.closing.raise();
                 }
             }
             Output::Replay { conn, from, to } => {

@@ -18,6 +18,7 @@ mod mailbox;
 mod msg;
 mod pending;
 mod presence;
+mod signal;
 mod state;
 mod timers;
 mod users;
@@ -33,6 +34,7 @@ pub use self::driver::{run, sleep_until};
 pub use self::mailbox::Mailbox;
 pub use self::msg::{Entries, Input, Output, PushEvent, ReadReceipt, ShardMsg, TypingNotice};
 pub use self::pending::PendingSend;
+pub use self::signal::Signal;
 pub use self::state::{error_frame, Opening, ShardConfig, ShardState};
 
 use confab_types::UserId;

@@ -22,6 +22,7 @@
 use std::cell::{Cell, RefCell};
 use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, RawFd};
+use std::task::{ready, Context, Poll};
 
 use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::unix::AsyncFd;
@@ -113,26 +114,31 @@ impl Stream {
         self.tls.as_ref().is_some_and(|t| t.flush_wanted.get())
     }
 
-    /// Waits until the socket has something to read (or its end), then
-    /// runs `read`, which reads with [`try_read`](Self::try_read); when
-    /// that finds nothing after all (`WouldBlock`) it waits again. Nothing
-    /// is borrowed while waiting, so a connection that waits here owns no
-    /// read buffer, and the wait can be dropped at any point.
-    pub async fn when_readable<T>(&self, mut read: impl FnMut() -> io::Result<T>) -> io::Result<T> {
+    /// Runs `read` (which reads with [`try_read`](Self::try_read)) once
+    /// the socket has something to read (or its end); `Pending`, with the
+    /// task registered for readiness, while it has not. When `read` finds
+    /// nothing after all (`WouldBlock`) it waits again. Nothing is
+    /// borrowed while waiting, so a connection that waits here owns no
+    /// read buffer.
+    pub fn poll_read_with<T>(
+        &self,
+        cx: &mut Context<'_>,
+        mut read: impl FnMut() -> io::Result<T>,
+    ) -> Poll<io::Result<T>> {
         loop {
             match &self.sock {
                 Socket::Epoll(s) => {
-                    s.readable().await?;
+                    ready!(s.poll_read_ready(cx))?;
                     // `try_read` clears the readiness when it finds nothing.
                     match read() {
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                        r => return r,
+                        r => return Poll::Ready(r),
                     }
                 }
                 Socket::Uring { ready, .. } => {
-                    let mut guard = ready.readable().await?;
+                    let mut guard = ready!(ready.poll_read_ready(cx))?;
                     match guard.try_io(|_| read()) {
-                        Ok(r) => return r,
+                        Ok(r) => return Poll::Ready(r),
                         Err(_would_block) => continue,
                     }
                 }

@@ -170,10 +170,10 @@ pub(super) async fn handshake<S: HandshakeStream>(
     // alone, not for the TLS and upgrade states that came before it.
     let owner = owner_core(user, core.io.bus.cores());
     if owner == core.id {
-        tokio::task::spawn_local(super::websocket::serve(core, handover));
+        super::websocket::spawn(core, handover);
     } else {
         core.io.bus.run_on(owner, move |core| {
-            tokio::task::spawn_local(super::websocket::serve(core.clone(), handover));
+            super::websocket::spawn(core.clone(), handover);
         });
     }
 }

@@ -1,14 +1,26 @@
-//! A WebSocket session on its user's core: the socket adopted by this
-//! core's IO backend, the session opened with the shard, its writer task
-//! started, then client frames read and handed to the session's handlers
-//! until the connection or the session ends.
+//! A WebSocket session on its user's core, as one small state machine
+//! polled by one task: the socket adopted by this core's IO backend, the
+//! session opened with the shard, then, until the connection or the
+//! session ends, client frames read and handled and the connection's
+//! queued frames written.
+//!
+//! Written by hand rather than as an `async fn` because nearly every
+//! connection is idle nearly all the time, and what an idle connection
+//! costs is what its task holds. An `async fn` keeps room for every state
+//! it can be in (a read, a handler's lookups, a timer) for the whole life
+//! of the connection, and a writer task beside it doubled that. This
+//! struct holds the socket, the decoder and a few flags; what is rare (a
+//! request that waits for the directory or storage, a write in flight,
+//! the linger of a closing session) is boxed only while it lasts.
 
+use std::future::Future;
+use std::io;
 use std::pin::Pin;
 use std::rc::Rc;
-use std::time::{Duration, Instant};
+use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::BytesMut;
-use confab_protocol::Encoding;
 use tokio::time::Sleep;
 
 use super::buffers;
@@ -34,17 +46,29 @@ pub struct Handover {
     pub hello: Hello,
 }
 
-/// How long a closing session still reads (for the client's close) before
-/// it gives up on the connection.
+/// How long a closing session still reads (for the client's close) and
+/// writes (its last frames) before it gives up on the connection.
 const CLOSE_LINGER: Duration = Duration::from_secs(2);
 
-/// Runs a handed-over connection's session to its end.
-pub async fn serve(core: Rc<Core>, h: Handover) {
+/// Passes through the session's steps per poll before it yields to the
+/// core's other tasks (a client that never stops sending is served in
+/// turns, not for ever).
+const STEPS_PER_POLL: usize = 64;
+
+/// A request the session waits for before it reads on (frames are
+/// handled in order), or the catch-up after `Welcome`.
+type Job = Pin<Box<dyn Future<Output = Result<(), CloseReason>>>>;
+
+/// A vectored write in flight.
+type Write = Pin<Box<dyn Future<Output = io::Result<()>>>>;
+
+/// Starts a handed-over connection's session on this core.
+pub fn spawn(core: Rc<Core>, h: Handover) {
     let Handover {
         socket,
         tls,
-        mut buf,
-        mut decoder,
+        buf,
+        decoder,
         hello,
     } = h;
     let stream = match Stream::adopt(socket, core.io.io, tls) {
@@ -54,149 +78,261 @@ pub async fn serve(core: Rc<Core>, h: Handover) {
             return;
         }
     };
-    let encoding = hello.encoding;
     let started = session::open(&core, hello);
-    let writer = tokio::task::spawn_local(writer::run(
-        core.clone(),
-        started.session.conn,
-        started.session.io.clone(),
-        stream.clone(),
-        encoding,
-    ));
-    // Boxed: the catch-up runs once, and its state would otherwise stay
-    // part of this task's size for the session's whole life.
-    let session = Box::pin(started.catch_up()).await;
-    // Boxed, so the read loop's state is stored once: inline, rustc lays
-    // the callee's future out beside this one's other states instead of
-    // over them, which would double every connection's task.
-    let ended = Box::pin(read_loop(
-        &session,
-        &stream,
-        &mut decoder,
-        &mut buf,
-        encoding,
-    ))
-    .await;
-    // Whatever ended the session, the writer flushes and stops (a close
-    // asked for earlier keeps its reason).
-    session.close(ended.err().unwrap_or(CloseReason::Normal("closed")));
-    let _ = writer.await;
-    session.end();
+    let s = started.session.clone();
+    // Friends' presence and the replay come first: frames the client sent
+    // meanwhile wait, and the writer sends the replay as it is queued.
+    let catch_up: Job = Box::pin(async move {
+        started.catch_up().await;
+        Ok(())
+    });
+    tokio::task::spawn_local(WsSession {
+        s,
+        stream,
+        decoder,
+        buf,
+        shared: true,
+        job: Some(catch_up),
+        write: None,
+        linger: None,
+        reading: true,
+        writing: true,
+        close_written: false,
+    });
 }
 
-/// Waits for the end of the linger, if one is running.
-async fn linger_end(linger: &mut Option<Pin<Box<Sleep>>>) {
-    match linger {
-        Some(sleep) => sleep.as_mut().await,
-        None => std::future::pending().await,
+/// A session's state between polls.
+struct WsSession {
+    s: Session,
+    stream: Rc<Stream>,
+    decoder: Decoder,
+    /// Bytes read and not yet decoded.
+    buf: BytesMut,
+    /// Whether `buf` is a view of memory the connection does not own (the
+    /// core's receive chunk, or what the hand-over read).
+    shared: bool,
+    job: Option<Job>,
+    write: Option<Write>,
+    /// Runs once the session is closing.
+    linger: Option<Pin<Box<Sleep>>>,
+    /// The client's side is open: frames are still read.
+    reading: bool,
+    /// Ours is: the shard's frames are still written.
+    writing: bool,
+    /// The write in flight carries the close.
+    close_written: bool,
+}
+
+impl Future for WsSession {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self.get_mut();
+        for _ in 0..STEPS_PER_POLL {
+            let mut progress = this.poll_job(cx);
+            if this.job.is_none() && this.reading {
+                progress |= this.poll_read(cx);
+            }
+            progress |= this.poll_write(cx);
+            if this.poll_end(cx) {
+                this.job = None;
+                this.write = None;
+                this.s.core.closed(this.s.conn);
+                return Poll::Ready(());
+            }
+            if !progress {
+                return Poll::Pending;
+            }
+        }
+        cx.waker().wake_by_ref();
+        Poll::Pending
     }
 }
 
-/// Reads frames until the connection ends; `Err` is why the session must
-/// close.
-async fn read_loop(
-    s: &Session,
-    stream: &Rc<Stream>,
-    decoder: &mut Decoder,
-    buf: &mut BytesMut,
-    encoding: Encoding,
-) -> Result<(), CloseReason> {
-    let max = s.core.settings().max_frame_bytes;
-    let mut closing_since: Option<Instant> = None;
-    let mut linger: Option<Pin<Box<Sleep>>> = None;
-    // Whether `buf` is a view of memory the connection does not own (the
-    // core's receive chunk, or what the hand-over read).
-    let mut shared = true;
-    loop {
+impl WsSession {
+    /// The client's side is done with: the session closes with `reason`
+    /// (unless it already is closing) after what is queued.
+    fn stop_reading(&mut self, reason: CloseReason) {
+        self.reading = false;
+        self.s.close(reason);
+    }
+
+    /// Drives the request (or catch-up) being waited for.
+    fn poll_job(&mut self, cx: &mut Context<'_>) -> bool {
+        let Some(job) = &mut self.job else {
+            return false;
+        };
+        let Poll::Ready(result) = job.as_mut().poll(cx) else {
+            return false;
+        };
+        self.job = None;
+        if let Err(reason) = result {
+            self.stop_reading(reason);
+        }
+        true
+    }
+
+    /// Handles the frames read so far, then reads more; `false` when
+    /// neither changed anything (the task then waits for readability).
+    fn poll_read(&mut self, cx: &mut Context<'_>) -> bool {
+        if self.handle_buffered() {
+            return true;
+        }
+        match self.poll_fill(cx) {
+            Poll::Pending => false,
+            Poll::Ready(Ok(0) | Err(_)) => {
+                self.stop_reading(CloseReason::Normal("closed"));
+                true
+            }
+            Poll::Ready(Ok(_)) => {
+                if self.stream.wants_flush() {
+                    self.s.io.writer.raise();
+                }
+                true
+            }
+        }
+    }
+
+    /// Handles every whole frame in `buf`; `true` when one ended reading
+    /// or must be waited for.
+    fn handle_buffered(&mut self) -> bool {
+        let max = self.s.core.settings().max_frame_bytes;
         loop {
-            let event = match decoder.decode(buf) {
+            let event = match self.decoder.decode(&mut self.buf) {
                 Ok(Some(ev)) => ev,
-                Ok(None) => break,
+                Ok(None) => return false,
                 Err(e) => {
-                    return Err(CloseReason::BrokenFraming {
+                    self.stop_reading(CloseReason::BrokenFraming {
                         ws_code: e.close_code(),
                         reason: e.close_reason(),
-                    })
+                    });
+                    return true;
                 }
             };
-            s.heard();
+            self.s.heard();
             match event {
                 Event::Ping(p) => {
                     let mut pong = Vec::new();
                     ws::encode_pong(&p, &mut pong);
-                    s.send_raw(pong.into());
+                    self.s.send_raw(pong.into());
                 }
                 Event::Pong(_) => {}
-                Event::Close(_) => return Err(CloseReason::Normal("client closed")),
-                ev => match decode_frame(encoding, ev, max) {
-                    Ok(f) => s.handle(f).await?,
-                    Err(e) => s.bad_frame(e.code(), &e.to_string()),
+                Event::Close(_) => {
+                    self.stop_reading(CloseReason::Normal("client closed"));
+                    return true;
+                }
+                ev => match decode_frame(self.s.encoding, ev, max) {
+                    Ok(f) => match self.s.handle_now(f) {
+                        Ok(Ok(())) => {}
+                        Ok(Err(reason)) => {
+                            self.stop_reading(reason);
+                            return true;
+                        }
+                        Err(f) => {
+                            let s = self.s.clone();
+                            self.job = Some(Box::pin(async move { s.handle_waiting(f).await }));
+                            return true;
+                        }
+                    },
+                    Err(e) => self.s.bad_frame(e.code(), &e.to_string()),
                 },
             }
         }
-        if s.is_closing() {
-            let since = *closing_since.get_or_insert_with(Instant::now);
-            if since.elapsed() > CLOSE_LINGER {
-                return Ok(());
-            }
-        }
+    }
+
+    /// Reads what the socket has once it is readable.
+    fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
         // What is left is an unfinished frame. Only it stays with the
         // connection, in a buffer of its own; bytes that came in the core's
         // shared chunk (or with the hand-over) are copied out, so that an
         // idle connection pins no chunk and owns no buffer at all.
-        if buf.is_empty() {
-            *buf = BytesMut::new();
-        } else if shared {
-            *buf = BytesMut::from(&buf[..]);
+        if self.buf.is_empty() {
+            self.buf = BytesMut::new();
+        } else if self.shared {
+            self.buf = BytesMut::from(&self.buf[..]);
         }
-        shared = false;
-        let want = decoder
+        self.shared = false;
+        let want = self
+            .decoder
             .pending_frame_len()
-            .saturating_sub(buf.len())
+            .saturating_sub(self.buf.len())
             .clamp(4096, 1 << 20);
-        // The read only borrows a buffer once the socket is readable, so
-        // waiting for it costs nothing and may be abandoned at any point.
-        // Beside it the reader waits only for the shard's word that the
-        // session is closing (a missed heartbeat, a slow consumer), and
-        // then for the end of the linger: no timer runs while the session
-        // is open.
-        let read = stream.when_readable(|| {
+        let (stream, buf, shared) = (&self.stream, &mut self.buf, &mut self.shared);
+        stream.poll_read_with(cx, || {
             if buf.is_empty() {
                 // A new frame: read into the core's chunk.
                 let got = buffers::read_into_chunk(|chunk| stream.try_read(chunk))?;
                 let n = got.len();
                 *buf = got;
-                shared = true;
+                *shared = true;
                 Ok(n)
             } else {
                 buf.reserve(want);
                 stream.try_read(buf)
             }
-        });
-        tokio::pin!(read);
-        let result = loop {
-            // The linger's timer exists only once the session is closing
-            // (boxed, so an open session's task has no room for one).
-            if linger.is_none() {
-                linger = closing_since
-                    .map(|since| Box::pin(tokio::time::sleep_until((since + CLOSE_LINGER).into())));
+        })
+    }
+
+    /// Drives the write in flight, or starts one with everything the
+    /// shard has queued for the connection.
+    fn poll_write(&mut self, cx: &mut Context<'_>) -> bool {
+        if let Some(write) = &mut self.write {
+            let Poll::Ready(result) = write.as_mut().poll(cx) else {
+                return false;
+            };
+            self.write = None;
+            if result.is_err() || self.close_written {
+                self.writing = false;
             }
-            tokio::select! {
-                biased;
-                result = &mut read => break result,
-                () = s.io.closing.notified(), if linger.is_none() => {
-                    closing_since = Some(Instant::now());
-                }
-                () = linger_end(&mut linger) => return Ok(()),
-            }
+            return true;
+        }
+        if !self.writing {
+            return false;
+        }
+        // Registers for the shard's next wake-up; what is queued is read
+        // below either way.
+        let _ = self.s.io.writer.poll_take(cx);
+        let mut frames = Vec::new();
+        let Some(close) = self.s.core.state().take_output(self.s.conn, &mut frames) else {
+            // The shard no longer knows the connection.
+            self.writing = false;
+            return true;
         };
-        match result {
-            Ok(0) | Err(_) => return Ok(()),
-            Ok(_) => {
-                if stream.wants_flush() {
-                    s.io.writer.notify_one();
-                }
+        if frames.is_empty() && close.is_none() && !self.stream.wants_flush() {
+            return false;
+        }
+        let parts = writer::gather(self.s.encoding, frames, close.as_ref());
+        let last = close.is_some();
+        self.close_written = last;
+        let stream = self.stream.clone();
+        self.write = Some(Box::pin(async move {
+            let written = stream.write_parts(parts).await;
+            if written.is_err() || last {
+                stream.close_write().await;
             }
+            written
+        }));
+        true
+    }
+
+    /// Whether the session is over: both sides are done, or the session
+    /// has been closing for longer than the linger.
+    fn poll_end(&mut self, cx: &mut Context<'_>) -> bool {
+        if !self.reading && !self.writing {
+            return true;
+        }
+        if self.linger.is_none() {
+            // No timer runs while the session is open: only the shard's
+            // word that it is closing (a missed heartbeat, a slow
+            // consumer), or either side ending, starts one.
+            let told = self.s.io.closing.poll_take(cx).is_ready();
+            if told || !self.reading || !self.writing || self.s.is_closing() {
+                self.linger = Some(Box::pin(tokio::time::sleep(CLOSE_LINGER)));
+            }
+        }
+        match &mut self.linger {
+            Some(linger) => linger.as_mut().poll(cx).is_ready(),
+            None => false,
         }
     }
 }

@@ -1,83 +1,74 @@
-//! A WebSocket connection's writer: when the shard wakes it, it takes
-//! everything the connection has queued and writes it with one vectored
-//! write. Each frame's small WebSocket and protocol headers go into one
-//! scratch buffer per write; a fan-out message's body, shared by every
-//! recipient, is always written from where it is, never copied per
-//! connection, and so is any other frame of a connection's own that is not
-//! small (a page of history, say).
+//! A WebSocket connection's outgoing bytes: everything the connection has
+//! queued, turned into the buffers of one vectored write. Each frame's
+//! small WebSocket and protocol headers go into this core's scratch
+//! buffer; a fan-out message's body, shared by every recipient, is always
+//! written from where it is, never copied per connection, and so is any
+//! other frame of a connection's own that is not small (a page of
+//! history, say).
 
-use std::rc::Rc;
+use std::cell::RefCell;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use confab_protocol::frame::{self, Frame};
 use confab_protocol::{Encoding, ErrorCode};
 
-use super::stream::Stream;
 use super::ws::message::opcode;
 use super::ws::{self, close};
-use crate::fanout::{recycle_frames, CloseReason, OutFrame};
-use crate::shard::{error_frame, ConnId, ConnIo, Core};
+use crate::fanout::{recycle_frames, CloseReason, OutFrame, Priority};
+use crate::shard::error_frame;
 
 /// A connection's own frames (acks, answers) below this size are copied
 /// next to their header rather than written as a buffer of their own.
 const COPY_BELOW: usize = 256;
 
-/// Writes the connection's frames until it closes or the socket fails.
-pub async fn run(
-    core: Rc<Core>,
-    conn: ConnId,
-    io: Rc<ConnIo>,
-    stream: Rc<Stream>,
+thread_local! {
+    /// Headers and small frames of this core's writes; each write takes
+    /// what it filled, so the buffer is shared rather than owned by every
+    /// connection.
+    static SCRATCH: RefCell<BytesMut> = RefCell::new(BytesMut::new());
+}
+
+/// The buffers that write `frames` (then the close, when one was asked
+/// for) as WebSocket messages. The frames' vector goes back to the core's
+/// pool: an idle connection holds none.
+pub fn gather(
     encoding: Encoding,
-) {
-    let mut frames = Vec::new();
-    let mut scratch = BytesMut::new();
-    loop {
-        let Some(close) = core.state().take_output(conn, &mut frames) else {
-            return;
-        };
-        if frames.is_empty() && close.is_none() && !stream.wants_flush() {
-            io.writer.notified().await;
-            continue;
-        }
+    frames: Vec<(OutFrame, Priority)>,
+    close: Option<&CloseReason>,
+) -> Vec<Bytes> {
+    SCRATCH.with(|scratch| {
+        let mut scratch = scratch.borrow_mut();
+        let scratch = &mut *scratch;
         let mut parts = Vec::with_capacity(frames.len() * 2 + 1);
-        let mut batch = std::mem::take(&mut frames);
+        let mut batch = frames;
         for (f, _) in batch.drain(..) {
             match f {
                 OutFrame::Encoded(_, body) => {
-                    ws::write_header(&mut scratch, opcode(encoding), body.len());
+                    ws::write_header(scratch, opcode(encoding), body.len());
                     if body.len() < COPY_BELOW {
                         scratch.put_slice(&body);
                     } else {
-                        put_part(&mut scratch, &mut parts, body);
+                        put_part(scratch, &mut parts, body);
                     }
                 }
                 OutFrame::Message { header, body, .. } => {
                     let head = header.as_bytes();
-                    ws::write_header(&mut scratch, opcode(encoding), head.len() + body.len());
+                    ws::write_header(scratch, opcode(encoding), head.len() + body.len());
                     scratch.put_slice(head);
-                    put_part(&mut scratch, &mut parts, body);
+                    put_part(scratch, &mut parts, body);
                 }
                 OutFrame::Raw(bytes) => scratch.put_slice(&bytes),
             }
         }
-        // The frames' vector goes back to the core's pool: an idle
-        // connection's writer holds none while it waits.
         recycle_frames(batch);
-        if let Some(reason) = &close {
-            put_close(&mut scratch, encoding, reason);
+        if let Some(reason) = close {
+            put_close(scratch, encoding, reason);
         }
         if !scratch.is_empty() {
             parts.push(scratch.split().freeze());
         }
-        let written = stream.write_parts(parts).await;
-        if written.is_err() || close.is_some() {
-            // Boxed: it runs once, and its state (a TLS flush) would
-            // otherwise be part of every idle writer.
-            Box::pin(stream.close_write()).await;
-            return;
-        }
-    }
+        parts
+    })
 }
 
 /// Appends `body` as a part of its own, after what `scratch` holds so far.

@@ -119,7 +119,7 @@ async fn read_loop(s: &Session, home: &HomeLink) -> Result<(), CloseReason> {
         tokio::select! {
             biased;
             () = home.inbox.wait() => {}
-            () = s.io.closing.notified(), if linger_end.is_none() => {
+            () = s.io.closing.wait(), if linger_end.is_none() => {
                 closing_since = Some(Instant::now());
             }
             () = sleep_until(linger_end) => return Ok(()),
@@ -136,7 +136,7 @@ async fn write_loop(core: Rc<Core>, conn: ConnId, io: Rc<ConnIo>, home: Rc<HomeL
             return;
         };
         if frames.is_empty() && close.is_none() {
-            io.writer.notified().await;
+            io.writer.wait().await;
             continue;
         }
         let bytes: usize = frames.iter().map(|(f, _)| f.len()).sum();
