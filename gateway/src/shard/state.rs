@@ -69,7 +69,9 @@ pub struct Opening {
 pub struct ShardState {
     pub(crate) config: ShardConfig,
     pub(crate) conns: Conns,
-    pub(crate) users: HashMap<UserId, UserSlot>,
+    /// Boxed: the table is sized in powers of two and mostly touched, so
+    /// its slack costs a pointer per empty bucket, not a whole slot.
+    pub(crate) users: HashMap<UserId, Box<UserSlot>>,
     pub(crate) pending: Pending,
     pub(crate) watchers: Watchers,
     pub(crate) cache: Cache,
@@ -143,7 +145,7 @@ impl ShardState {
         let mut came_online = false;
         let slot = self.users.entry(o.user).or_insert_with(|| {
             came_online = true;
-            UserSlot::new(now, burst)
+            Box::new(UserSlot::new(now, burst))
         });
         // A reconnect inside the grace period cancels the pending offline.
         slot.grace_gen += 1;
