@@ -14,7 +14,8 @@ use confab_directory::auth::{AuthError, TokenVerifier};
 use confab_directory::events::{DirectoryEvent, EventBus};
 use confab_directory::store::{Store, StoreError};
 use confab_gateway::ports::{
-    Authenticator, BoxFut, Directory, DirectoryError, Found, Invalidation, PushJob, PushSink,
+    Authenticator, BoxFut, Directory, DirectoryError, Found, FriendLists, Invalidation, PushJob,
+    PushSink,
 };
 use confab_gateway::shard::{owner_core, Bus, ShardMsg};
 use confab_protocol::ErrorCode;
@@ -94,8 +95,15 @@ impl Directory for StoreDirectory {
         })
     }
 
-    fn friends(&self, user: UserId) -> BoxFut<Result<Arc<[UserId]>, DirectoryError>> {
-        self.run(move |s| async move { Ok(users(s.friends(user.0).await?)) })
+    fn friends_of_many(&self, asked: Vec<UserId>) -> BoxFut<Result<FriendLists, DirectoryError>> {
+        self.run(move |s| async move {
+            let ids: Vec<u64> = asked.iter().map(|u| u.0).collect();
+            let found = s.friends_of_many(&ids).await?;
+            Ok(found
+                .into_iter()
+                .map(|(user, friends)| (UserId(user), users(friends)))
+                .collect())
+        })
     }
 }
 

@@ -4,6 +4,7 @@
 //! token verification, and the push service. The gateway imports none of
 //! those crates.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -19,6 +20,9 @@ pub type BoxFut<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 #[error("directory unavailable: {0}")]
 pub struct DirectoryError(pub String);
 
+/// Users' friends, by user.
+pub type FriendLists = HashMap<UserId, Arc<[UserId]>>;
+
 /// The relational facts the gateway reads. A shard asks only on a cache
 /// miss, never per message, and drops entries on [`Invalidation`]s.
 pub trait Directory: Send + Sync + 'static {
@@ -31,8 +35,11 @@ pub trait Directory: Send + Sync + 'static {
     /// does not exist.
     fn dm_channel(&self, a: UserId, b: UserId)
         -> BoxFut<Result<Option<ChannelId>, DirectoryError>>;
-    /// A user's accepted friends.
-    fn friends(&self, user: UserId) -> BoxFut<Result<Arc<[UserId]>, DirectoryError>>;
+    /// The accepted friends of each of `users`, with an entry for every
+    /// one of them. Asked for many users at once: every session that opens
+    /// needs its user's friends, and during a reconnect storm thousands
+    /// open per second.
+    fn friends_of_many(&self, users: Vec<UserId>) -> BoxFut<Result<FriendLists, DirectoryError>>;
     /// Everyone who shares a channel (DM or group) with `user`: whose
     /// presence they may ask for on demand.
     fn co_members(&self, user: UserId) -> BoxFut<Result<Arc<[UserId]>, DirectoryError>>;

@@ -11,6 +11,7 @@
 //! Connections are spread over loopback source addresses so that
 //! ephemeral ports never run out.
 
+use std::collections::VecDeque;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -26,6 +27,9 @@ use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::oneshot;
 
 use crate::api::Api;
+
+/// Handshakes (connect, upgrade, `Hello`, `Welcome`) in flight at once.
+const HANDSHAKES_IN_FLIGHT: usize = 512;
 
 /// What `idle` is asked to do.
 #[derive(Debug, Clone)]
@@ -100,30 +104,36 @@ pub async fn run(opts: IdleOptions) -> Result<IdleReport> {
     let started = Instant::now();
     let mut opened = 0;
     let mut failures = Vec::new();
-    for (chunk_no, chunk) in accounts.chunks(256).enumerate() {
-        let mut waits = Vec::with_capacity(chunk.len());
-        for (i, account) in chunk.iter().enumerate() {
-            let n = chunk_no * 256 + i;
-            let local = source_ip(n, opts.per_source_ip);
-            let (ready, wait) = oneshot::channel();
-            tokio::spawn(device(
-                target.addr,
-                local,
-                request.clone(),
-                account.token.clone(),
-                opts.heartbeat,
-                ready,
-                up.clone(),
-            ));
-            waits.push(wait);
-        }
-        for wait in waits {
-            match wait.await {
-                Ok(Ok(())) => opened += 1,
-                Ok(Err(e)) => failures.push(e),
-                Err(_) => failures.push(anyhow!("a device task ended without a word")),
+    // A window of handshakes in flight, refilled as each one finishes
+    // (oldest first), so that the rate measured is the server's and not
+    // the pauses of a client that waits for a whole batch.
+    let mut waits = VecDeque::with_capacity(HANDSHAKES_IN_FLIGHT);
+    let mut record = |r: Result<Result<()>, oneshot::error::RecvError>| match r {
+        Ok(Ok(())) => opened += 1,
+        Ok(Err(e)) => failures.push(e),
+        Err(_) => failures.push(anyhow!("a device task ended without a word")),
+    };
+    for (n, account) in accounts.iter().enumerate() {
+        if waits.len() == HANDSHAKES_IN_FLIGHT {
+            if let Some(wait) = waits.pop_front() {
+                record(wait.await);
             }
         }
+        let local = source_ip(n, opts.per_source_ip);
+        let (ready, wait) = oneshot::channel();
+        tokio::spawn(device(
+            target.addr,
+            local,
+            request.clone(),
+            account.token.clone(),
+            opts.heartbeat,
+            ready,
+            up.clone(),
+        ));
+        waits.push_back(wait);
+    }
+    for wait in waits {
+        record(wait.await);
     }
     let open_seconds = started.elapsed().as_secs_f64();
     if let Some(first) = failures.first() {

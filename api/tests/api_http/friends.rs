@@ -248,3 +248,46 @@ pub async fn friend_requests_decline_cross_and_refuse(b: Backend) {
         .await
         .expect_error(401, "UNAUTHENTICATED");
 }
+
+/// The gateway looks up the friends of many opening sessions at once: each
+/// user asked for gets exactly their accepted friends (not pending
+/// requests), whether the other side of a friendship is asked for too or
+/// not, and users with none get an empty list.
+pub async fn friends_of_many_answers_each_user_asked_for(b: Backend) {
+    let t = TestApi::start(b).await;
+    let store = t.state.store();
+    let ada = t.signup("ada").await.user_id;
+    let bob = t.signup("bob").await.user_id;
+    let cat = t.signup("cat").await.user_id;
+    let dan = t.signup("dan").await.user_id;
+    let eve = t.signup("eve").await.user_id;
+    for (a, b) in [(ada, bob), (ada, cat), (cat, dan)] {
+        store.request_friend(a, b).await.unwrap();
+        store.accept_friend(b, a).await.unwrap();
+    }
+    // Pending, not a friendship.
+    store.request_friend(eve, ada).await.unwrap();
+
+    let found = store.friends_of_many(&[ada, cat, eve, bob]).await.unwrap();
+    assert_eq!(found.len(), 4);
+    assert_eq!(found[&ada], sorted(vec![bob, cat]));
+    assert_eq!(found[&cat], sorted(vec![ada, dan]));
+    assert_eq!(found[&bob], vec![ada]);
+    assert_eq!(found[&eve], Vec::<u64>::new());
+    // The same as asking one by one.
+    for u in [ada, bob, cat, dan, eve] {
+        let one = store.friends_of_many(&[u]).await.unwrap();
+        assert_eq!(one[&u], store.friends(u).await.unwrap(), "user {u}");
+    }
+    // More users than one query takes.
+    let many: Vec<u64> = (0..1_000).map(|i| 1_000_000 + i).chain([dan]).collect();
+    let found = store.friends_of_many(&many).await.unwrap();
+    assert_eq!(found.len(), many.len());
+    assert_eq!(found[&dan], vec![cat]);
+    assert!(found[&1_000_000].is_empty());
+}
+
+fn sorted(mut v: Vec<u64>) -> Vec<u64> {
+    v.sort_unstable();
+    v
+}

@@ -67,6 +67,7 @@ both_backends! {
     friends: [
         friend_requests_accept_list_and_remove,
         friend_requests_decline_cross_and_refuse,
+        friends_of_many_answers_each_user_asked_for,
     ],
     channels: [
         dm_channel_is_created_once_per_pair,

@@ -2,7 +2,13 @@
 //! accepted friendship. A request to someone who already asked you accepts
 //! theirs, so two crossing requests end as friends instead of deadlocking.
 
+use std::collections::HashMap;
+
 use super::{db, pair, un, unix_now, FriendList, FriendState, Result, Store, StoreError, User};
+
+/// Users per batched friends query: two parameters each, well within
+/// SQLite's and PostgreSQL's limits.
+const FRIENDS_PER_QUERY: usize = 400;
 use crate::events::DirectoryEvent;
 
 impl Store {
@@ -150,6 +156,57 @@ impl Store {
         });
         ids.sort_unstable();
         Ok(ids.into_iter().map(un).collect())
+    }
+
+    /// The accepted friends of each of `users`, in as few queries as the
+    /// backends' parameter limits allow (one per 400 users): every user
+    /// asked for has an entry, empty when they have no friends. For the
+    /// gateway, which looks up the friends of every session that opens.
+    pub async fn friends_of_many(&self, users: &[u64]) -> Result<HashMap<u64, Vec<u64>>> {
+        let mut out: HashMap<u64, Vec<u64>> = users.iter().map(|&u| (u, Vec::new())).collect();
+        for chunk in users.chunks(FRIENDS_PER_QUERY) {
+            let list = |from: usize| {
+                (from..from + chunk.len())
+                    .map(|i| format!("${i}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            let sql = format!(
+                "SELECT user_low, user_high FROM friendships
+                 WHERE state = 'accepted' AND user_low IN ({})
+                 UNION ALL
+                 SELECT user_low, user_high FROM friendships
+                 WHERE state = 'accepted' AND user_high IN ({})",
+                list(1),
+                list(chunk.len() + 1)
+            );
+            let rows: Vec<(i64, i64)> = with_pool!(self, |pool| {
+                // Not kept in the connection's statement cache: every batch
+                // size is its own statement, and a cached statement with
+                // hundreds of parameters is a large compiled program.
+                let mut q = sqlx::query_as(&sql).persistent(false);
+                for id in chunk.iter().chain(chunk) {
+                    q = q.bind(db(*id));
+                }
+                q.fetch_all(pool).await?
+            });
+            for (low, high) in rows {
+                let (low, high) = (un(low), un(high));
+                if let Some(friends) = out.get_mut(&low) {
+                    friends.push(high);
+                }
+                if let Some(friends) = out.get_mut(&high) {
+                    friends.push(low);
+                }
+            }
+        }
+        // A pair with both users asked for comes back from both halves of
+        // the query.
+        for friends in out.values_mut() {
+            friends.sort_unstable();
+            friends.dedup();
+        }
+        Ok(out)
     }
 
     /// Whether two users are friends.

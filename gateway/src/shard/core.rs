@@ -109,6 +109,17 @@ pub struct ConnIo {
     replay: RefCell<Option<oneshot::Sender<(InboxSeq, InboxSeq)>>>,
 }
 
+/// Where a waiting session's friends go (`None`: the directory failed).
+type FriendsReply = oneshot::Sender<Option<Arc<[UserId]>>>;
+
+/// Sessions waiting for their users' friends, asked for together.
+#[derive(Default)]
+struct FriendAsks {
+    waiting: HashMap<UserId, Vec<FriendsReply>>,
+    /// A task is asking (or about to): new waiters join its next batch.
+    asking: bool,
+}
+
 /// One core.
 pub struct Core {
     /// This core's index.
@@ -121,6 +132,7 @@ pub struct Core {
     producer: RefCell<Producer>,
     conns: RefCell<HashMap<ConnId, Rc<ConnIo>>>,
     asks: RefCell<HashMap<u64, PresenceReply>>,
+    friend_asks: RefCell<FriendAsks>,
     next_ask: Cell<u64>,
     /// The timer the driver sleeps until; a session that makes the state
     /// want an earlier one wakes the driver through `rearm`.
@@ -139,6 +151,7 @@ impl Core {
             producer: RefCell::new(producer),
             conns: RefCell::default(),
             asks: RefCell::default(),
+            friend_asks: RefCell::default(),
             next_ask: Cell::new(0),
             armed: Cell::new(None),
             rearm: Notify::new(),
@@ -437,14 +450,50 @@ impl Core {
         }
     }
 
-    /// A user's friends from the cache, or the directory on a miss.
-    pub async fn friends(&self, user: UserId) -> Option<Arc<[UserId]>> {
+    /// A user's friends from the cache, or on a miss from the directory,
+    /// asked together with the other sessions of this core waiting for
+    /// theirs.
+    pub async fn friends(self: &Rc<Self>, user: UserId) -> Option<Arc<[UserId]>> {
         if let Some(f) = self.state().cache().friends(user) {
             return Some(f);
         }
-        let list = self.io.directory.friends(user).await.ok()?;
-        self.state().cache().put_friends(user, list.clone());
-        Some(list)
+        let (tx, rx) = oneshot::channel();
+        let start = {
+            let mut asks = self.friend_asks.borrow_mut();
+            asks.waiting.entry(user).or_default().push(tx);
+            !std::mem::replace(&mut asks.asking, true)
+        };
+        if start {
+            tokio::task::spawn_local(self.clone().ask_friends());
+        }
+        rx.await.ok().flatten()
+    }
+
+    /// Asks the directory for the friends of every session waiting, one
+    /// batch per round trip: while a batch is out, the sessions that open
+    /// meanwhile gather for the next. A reconnect storm thus costs a query
+    /// per few hundred sessions rather than one each.
+    async fn ask_friends(self: Rc<Self>) {
+        // The sessions this turn of the core opens join the first batch.
+        tokio::task::yield_now().await;
+        loop {
+            let waiting = std::mem::take(&mut self.friend_asks.borrow_mut().waiting);
+            if waiting.is_empty() {
+                self.friend_asks.borrow_mut().asking = false;
+                return;
+            }
+            let users: Vec<UserId> = waiting.keys().copied().collect();
+            let found = self.io.directory.friends_of_many(users).await.ok();
+            for (user, waiters) in waiting {
+                let list = found.as_ref().and_then(|f| f.get(&user).cloned());
+                if let Some(list) = &list {
+                    self.state().cache().put_friends(user, list.clone());
+                }
+                for tx in waiters {
+                    let _ = tx.send(list.clone());
+                }
+            }
+        }
     }
 
     /// The DM channel of two users from the cache, or the directory (which

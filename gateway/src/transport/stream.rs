@@ -9,10 +9,10 @@
 //! nor a poll operation to wait without one, so the io_uring backend
 //! waits on the core's reactor (the same epoll that wakes its ring) and
 //! reads with a plain `recv`. All
-//! methods take `&self`, so a connection's reader and writer tasks share
-//! one `Rc<Stream>` on their core without locks; only the writer task ever
-//! writes to the socket, so TLS records leave in the order rustls made
-//! them.
+//! methods take `&self`, so a session and the write it has in flight
+//! share one `Rc<Stream>` on their core without locks; a session has at
+//! most one write in flight, so TLS records leave in the order rustls
+//! made them.
 //!
 //! The HTTP upgrade, the TLS handshake and `Hello` always run on tokio's
 //! readiness socket (it can be turned back into a std socket for the
@@ -60,7 +60,7 @@ impl AsRawFd for Descriptor {
 struct Tls {
     conn: RefCell<Box<rustls::ServerConnection>>,
     /// rustls has records of its own to send (an alert, a key update):
-    /// the writer task must flush even with no frames queued.
+    /// the session must write even with no frames queued.
     flush_wanted: Cell<bool>,
 }
 

@@ -8,8 +8,8 @@
 //! connection is idle nearly all the time, and what an idle connection
 //! costs is what its task holds. An `async fn` keeps room for every state
 //! it can be in (a read, a handler's lookups, a timer) for the whole life
-//! of the connection, and a writer task beside it doubled that. This
-//! struct holds the socket, the decoder and a few flags; what is rare (a
+//! of the connection, and a second task for writing would hold as much
+//! again. This struct holds the socket, the decoder and a few flags; what is rare (a
 //! request that waits for the directory or storage, a write in flight,
 //! the linger of a closing session) is boxed only while it lasts.
 
