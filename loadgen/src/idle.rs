@@ -28,9 +28,6 @@ use tokio::sync::oneshot;
 
 use crate::api::Api;
 
-/// Handshakes (connect, upgrade, `Hello`, `Welcome`) in flight at once.
-const HANDSHAKES_IN_FLIGHT: usize = 512;
-
 /// What `idle` is asked to do.
 #[derive(Debug, Clone)]
 pub struct IdleOptions {
@@ -46,6 +43,8 @@ pub struct IdleOptions {
     pub heartbeat: Duration,
     /// Connections per loopback source address.
     pub per_source_ip: usize,
+    /// Handshakes (connect, upgrade, `Hello`, `Welcome`) in flight at once.
+    pub in_flight: usize,
 }
 
 /// What the connections cost.
@@ -107,14 +106,14 @@ pub async fn run(opts: IdleOptions) -> Result<IdleReport> {
     // A window of handshakes in flight, refilled as each one finishes
     // (oldest first), so that the rate measured is the server's and not
     // the pauses of a client that waits for a whole batch.
-    let mut waits = VecDeque::with_capacity(HANDSHAKES_IN_FLIGHT);
+    let mut waits = VecDeque::with_capacity(opts.in_flight);
     let mut record = |r: Result<Result<()>, oneshot::error::RecvError>| match r {
         Ok(Ok(())) => opened += 1,
         Ok(Err(e)) => failures.push(e),
         Err(_) => failures.push(anyhow!("a device task ended without a word")),
     };
     for (n, account) in accounts.iter().enumerate() {
-        if waits.len() == HANDSHAKES_IN_FLIGHT {
+        if waits.len() >= opts.in_flight {
             if let Some(wait) = waits.pop_front() {
                 record(wait.await);
             }

@@ -120,6 +120,10 @@ enum Command {
         /// below the ephemeral ports one address has.
         #[arg(long, default_value_t = 20_000)]
         per_source_ip: usize,
+        /// Handshakes in flight at once (the number of connections opens
+        /// every one at once, as a reconnect storm does).
+        #[arg(long, default_value_t = 512, value_parser = clap::value_parser!(u64).range(1..))]
+        in_flight: u64,
         /// Also writes the report as JSON here.
         #[arg(long)]
         json: Option<PathBuf>,
@@ -325,6 +329,7 @@ fn main_result() -> Result<ExitCode> {
             hold,
             heartbeat,
             per_source_ip,
+            in_flight,
             json,
         } => {
             let rt = tokio::runtime::Builder::new_multi_thread()
@@ -338,6 +343,7 @@ fn main_result() -> Result<ExitCode> {
                 hold: Duration::from_secs_f64(hold),
                 heartbeat: Duration::from_secs_f64(heartbeat),
                 per_source_ip,
+                in_flight: in_flight as usize,
             }))?;
             print!("{}", report.render());
             if let Some(path) = json {

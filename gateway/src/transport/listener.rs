@@ -7,10 +7,11 @@
 use std::io;
 use std::net::SocketAddr;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
-use tokio::sync::watch;
+use tokio::sync::{watch, Semaphore};
 
 use super::upgrade::{handshake, linger};
 use crate::metrics::Transport;
@@ -42,12 +43,26 @@ pub async fn accept_loop(
             return;
         }
     };
+    let handshakes = Arc::new(Semaphore::new(core.settings().max_handshakes.max(1)));
     loop {
+        // A connection is accepted only when a handshake slot is free;
+        // until then it waits in the listen backlog.
+        let slot = tokio::select! {
+            slot = handshakes.clone().acquire_owned() => match slot {
+                Ok(slot) => slot,
+                Err(_) => break,
+            },
+            _ = shutdown.wait_for(|stop| *stop) => break,
+        };
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     let _ = stream.set_nodelay(true);
-                    tokio::task::spawn_local(accept_one(core.clone(), stream, peer));
+                    let core = core.clone();
+                    tokio::task::spawn_local(async move {
+                        accept_one(core, stream, peer).await;
+                        drop(slot);
+                    });
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "accept failed");
