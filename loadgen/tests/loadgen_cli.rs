@@ -358,8 +358,9 @@ fn idle_holds_bare_connections_that_heartbeat_and_reports_their_cost() {
     let out = tempfile::tempdir().unwrap();
     let json = out.path().join("idle.json");
     let before = heartbeats_received(node.metrics);
-    // 300 connections, three per source address so that several loopback
-    // addresses are used, heartbeating every 0.2 s.
+    // 300 connections, 100 per source address so that several loopback
+    // addresses are used, 7 handshakes in flight (a window refilled 43
+    // times, the last one partly), heartbeating every 0.2 s.
     let output = Command::new(BIN)
         .args([
             "idle",
@@ -370,7 +371,7 @@ fn idle_holds_bare_connections_that_heartbeat_and_reports_their_cost() {
             "--heartbeat",
             "0.2",
         ])
-        .args(["--per-source-ip", "100"])
+        .args(["--per-source-ip", "100", "--in-flight", "7"])
         .args(["--api", &format!("http://127.0.0.1:{}", node.api)])
         .args([
             "--metrics",
@@ -509,6 +510,14 @@ fn plan_and_idle_refuse_impossible_input_with_a_clear_message() {
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("is a confab server listening at"), "{err}");
+    // No window, no handshake: refused before anything is sent.
+    let out = Command::new(BIN)
+        .args(["idle", "--in-flight", "0"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--in-flight"), "{err}");
 }
 
 #[test]
