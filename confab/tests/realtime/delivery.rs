@@ -6,6 +6,7 @@ use confab_gateway::IoMode;
 use confab_protocol::frame::{self, Frame, Target};
 use confab_protocol::{binary, ErrorCode, FrameType};
 use confab_types::{DeviceId, InboxSeq, Seq, UserId};
+use futures_util::SinkExt;
 use tokio_tungstenite::tungstenite::Message as Ws;
 
 use confab_storage::writer::WriterConfig;
@@ -432,5 +433,68 @@ fn a_slow_consumer_is_cut_off_and_resumes_without_loss() {
         let mut b = Client::connect(&node, bob, 1, cursor.into()).await;
         seen.extend(b.replay().await.iter().map(|m| m.inbox_seq));
         assert_eq!(seen, (1..=N).map(InboxSeq).collect::<Vec<_>>());
+    });
+}
+
+/// Frames are answered in the order they were sent, also when one of them
+/// must wait for the directory: a send to a user the core has never
+/// looked up (always a directory query: unknown users are not cached),
+/// pipelined in one write with a heartbeat and a send the cache can
+/// answer, gets its error before the heartbeat's answer, and the last
+/// send is stored after it.
+#[test]
+fn pipelined_frames_are_answered_in_order_when_one_waits_for_the_directory() {
+    both_backends(|io| {
+        let node = TestNode::start(io, |_| {});
+        let (alice, bob) = (node.user("alice"), node.user("bob"));
+        block_on(async {
+            let mut a = Client::connect(&node, alice, 1, 0).await;
+            assert!(a.replay().await.is_empty());
+            // The DM channel and its members, now in the core's cache.
+            a.post(1, Target::User(bob), "first").await;
+            let channel = a.ack().await.channel_id;
+
+            let frames = [
+                Frame::Send(frame::Send {
+                    client_msg_id: 2,
+                    target: Target::User(UserId(999_999)),
+                    text: "to nobody".into(),
+                }),
+                Frame::Heartbeat(frame::Heartbeat { nonce: 77 }),
+                Frame::Send(frame::Send {
+                    client_msg_id: 3,
+                    target: Target::Channel(channel),
+                    text: "after".into(),
+                }),
+            ];
+            for f in &frames {
+                a.ws.feed(Ws::Binary(binary::encode_to_vec(f).into()))
+                    .await
+                    .unwrap();
+            }
+            a.ws.flush().await.unwrap();
+
+            let mut seen = Vec::new();
+            while seen.len() < 3 {
+                match a.recv().await {
+                    Frame::Error(e) => {
+                        assert_eq!(e.code, ErrorCode::NotFound, "{e:?}");
+                        assert_eq!(e.request_id, 2, "{e:?}");
+                        seen.push("error");
+                    }
+                    Frame::HeartbeatAck(h) => {
+                        assert_eq!(h.nonce, 77);
+                        seen.push("heartbeat");
+                    }
+                    Frame::SendAck(ack) => {
+                        assert_eq!((ack.client_msg_id, ack.seq), (3, Seq(2)));
+                        seen.push("ack");
+                    }
+                    Frame::Presence(_) => {}
+                    other => panic!("unexpected {other:?}"),
+                }
+            }
+            assert_eq!(seen, ["error", "heartbeat", "ack"]);
+        });
     });
 }
