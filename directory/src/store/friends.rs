@@ -4,12 +4,14 @@
 
 use std::collections::HashMap;
 
-use super::{db, pair, un, unix_now, FriendList, FriendState, Result, Store, StoreError, User};
+use super::{
+    db, pair, placeholders, un, unix_now, FriendList, FriendState, Result, Store, StoreError, User,
+};
+use crate::events::DirectoryEvent;
 
 /// Users per batched friends query: two parameters each, well within
 /// SQLite's and PostgreSQL's limits.
 const FRIENDS_PER_QUERY: usize = 400;
-use crate::events::DirectoryEvent;
 
 impl Store {
     /// `from` asks `to` to be friends.
@@ -165,20 +167,14 @@ impl Store {
     pub async fn friends_of_many(&self, users: &[u64]) -> Result<HashMap<u64, Vec<u64>>> {
         let mut out: HashMap<u64, Vec<u64>> = users.iter().map(|&u| (u, Vec::new())).collect();
         for chunk in users.chunks(FRIENDS_PER_QUERY) {
-            let list = |from: usize| {
-                (from..from + chunk.len())
-                    .map(|i| format!("${i}"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            };
             let sql = format!(
                 "SELECT user_low, user_high FROM friendships
                  WHERE state = 'accepted' AND user_low IN ({})
                  UNION ALL
                  SELECT user_low, user_high FROM friendships
                  WHERE state = 'accepted' AND user_high IN ({})",
-                list(1),
-                list(chunk.len() + 1)
+                placeholders(1, chunk.len()),
+                placeholders(chunk.len() + 1, chunk.len())
             );
             let rows: Vec<(i64, i64)> = with_pool!(self, |pool| {
                 // Not kept in the connection's statement cache: every batch

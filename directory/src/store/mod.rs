@@ -336,6 +336,15 @@ pub(crate) fn unix_now() -> u64 {
         .unwrap_or(0)
 }
 
+/// `count` numbered SQL parameters from `$first` on, comma-separated, for
+/// an `IN (...)` list (both backends number their parameters so).
+pub(crate) fn placeholders(first: usize, count: usize) -> String {
+    (first..first + count)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// An id or time as stored (BIGINT). Ids are handed out by the database and
 /// are positive; a caller's id above `i64::MAX` wraps to a negative value,
 /// which matches no row, so it reads as unknown.

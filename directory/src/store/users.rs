@@ -1,6 +1,6 @@
 //! Accounts: creation, credentials lookup, profiles and search.
 
-use super::{db, is_unique_violation, un, unix_now, Result, Store, StoreError, User};
+use super::{db, is_unique_violation, placeholders, un, unix_now, Result, Store, StoreError, User};
 
 type UserRow = (i64, String, String, i64);
 
@@ -126,10 +126,7 @@ impl Store {
         }
         let sql = format!(
             "SELECT id FROM users WHERE id IN ({})",
-            (1..=ids.len())
-                .map(|i| format!("${i}"))
-                .collect::<Vec<_>>()
-                .join(", ")
+            placeholders(1, ids.len())
         );
         let found: Vec<i64> = with_pool!(self, |pool| {
             let mut q = sqlx::query_scalar(&sql);

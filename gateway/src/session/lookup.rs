@@ -29,6 +29,23 @@ pub(super) fn membership_cached(
     Some(member_of(s, Some(members)))
 }
 
+/// Finishes `req` with what the cache `known`, or gives `req` back when
+/// the cache knew nothing (it must wait for the directory). The
+/// synchronous half of every request that needs a channel's members.
+pub(super) fn finish_if_known<R, K>(
+    known: Option<K>,
+    req: R,
+    finish: impl FnOnce(R, K),
+) -> Result<(), R> {
+    match known {
+        Some(k) => {
+            finish(req, k);
+            Ok(())
+        }
+        None => Err(req),
+    }
+}
+
 fn member_of(s: &Session, members: Option<Arc<[UserId]>>) -> Result<Arc<[UserId]>, ErrorCode> {
     match members {
         Some(m) if m.contains(&s.user) => Ok(m),

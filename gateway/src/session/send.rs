@@ -14,7 +14,7 @@ use confab_protocol::limits::validate_text;
 use confab_protocol::ErrorCode;
 use confab_types::{ChannelId, UserId};
 
-use super::lookup::{membership, membership_cached};
+use super::lookup::{finish_if_known, membership, membership_cached};
 use super::Session;
 
 /// Where a send goes, or why it cannot go there.
@@ -24,13 +24,8 @@ const NOT_MEMBER: &str = "not a member of this channel";
 
 /// Handles `send` if the cache knows its channel; else gives it back.
 pub(super) fn handle_now(s: &Session, send: frame::Send) -> Result<(), frame::Send> {
-    match resolve_cached(s, send.target) {
-        Some(resolved) => {
-            finish(s, send, resolved);
-            Ok(())
-        }
-        None => Err(send),
-    }
+    let known = resolve_cached(s, send.target);
+    finish_if_known(known, send, |send, resolved| finish(s, send, resolved))
 }
 
 /// Handles `send`, asking the directory what the cache does not know.

@@ -6,23 +6,17 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use confab_protocol::frame::{self, Frame};
-
 use confab_protocol::ErrorCode;
 use confab_types::UserId;
 
-use super::lookup::{membership, membership_cached};
+use super::lookup::{finish_if_known, membership, membership_cached};
 use super::Session;
 use crate::shard::TypingNotice;
 
 /// Handles `req` if the cache knows its channel; else gives it back.
 pub(super) fn handle_now(s: &Session, req: frame::Typing) -> Result<(), frame::Typing> {
-    match membership_cached(s, req.channel_id) {
-        Some(members) => {
-            finish(s, req, members);
-            Ok(())
-        }
-        None => Err(req),
-    }
+    let known = membership_cached(s, req.channel_id);
+    finish_if_known(known, req, |req, members| finish(s, req, members))
 }
 
 /// Handles `req`, asking the directory what the cache does not know.

@@ -64,10 +64,15 @@ mod tests {
         }
     }
 
+    /// A waker that counts its wake-ups.
+    fn counting() -> (Arc<Count>, Waker) {
+        let count = Arc::new(Count(AtomicUsize::new(0)));
+        (count.clone(), Waker::from(count))
+    }
+
     #[test]
     fn a_raise_before_the_wait_is_kept_and_taken_once() {
-        let count = Arc::new(Count(AtomicUsize::new(0)));
-        let waker = Waker::from(count.clone());
+        let (count, waker) = counting();
         let mut cx = Context::from_waker(&waker);
         let s = Signal::default();
         s.raise();
@@ -78,8 +83,7 @@ mod tests {
 
     #[test]
     fn a_raise_wakes_the_registered_task_once() {
-        let count = Arc::new(Count(AtomicUsize::new(0)));
-        let waker = Waker::from(count.clone());
+        let (count, waker) = counting();
         let mut cx = Context::from_waker(&waker);
         let s = Signal::default();
         assert!(s.poll_take(&mut cx).is_pending());

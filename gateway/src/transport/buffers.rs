@@ -33,6 +33,7 @@ thread_local! {
     static RECV: RefCell<BytesMut> = RefCell::new(BytesMut::new());
     static RAW_BUF: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
     static VECS: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
+    static SCRATCH: RefCell<BytesMut> = RefCell::new(BytesMut::new());
 }
 
 /// Runs `read` on this core's receive chunk (with at least 4 KiB of room)
@@ -63,6 +64,13 @@ pub fn with_raw<R>(f: impl FnOnce(&mut [u8]) -> R) -> R {
         }
         f(&mut raw)
     })
+}
+
+/// Runs `f` on this core's write scratch: the headers and small frames
+/// of the write being built. The caller splits off what it filled, so the
+/// buffer is shared by the core's connections rather than owned by each.
+pub fn with_scratch<R>(f: impl FnOnce(&mut BytesMut) -> R) -> R {
+    SCRATCH.with(|cell| f(&mut cell.borrow_mut()))
 }
 
 /// An empty buffer for a write, from this core's pool when it has one.

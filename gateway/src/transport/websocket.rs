@@ -59,8 +59,9 @@ const STEPS_PER_POLL: usize = 64;
 /// handled in order), or the catch-up after `Welcome`.
 type Job = Pin<Box<dyn Future<Output = Result<(), CloseReason>>>>;
 
-/// A vectored write in flight.
-type Write = Pin<Box<dyn Future<Output = io::Result<()>>>>;
+/// A vectored write in flight; `true` when it ended our side (it carried
+/// the close, or the socket failed).
+type Write = Pin<Box<dyn Future<Output = bool>>>;
 
 /// Starts a handed-over connection's session on this core.
 pub fn spawn(core: Rc<Core>, h: Handover) {
@@ -81,7 +82,7 @@ pub fn spawn(core: Rc<Core>, h: Handover) {
     let started = session::open(&core, hello);
     let s = started.session.clone();
     // Friends' presence and the replay come first: frames the client sent
-    // meanwhile wait, and the writer sends the replay as it is queued.
+    // meanwhile wait, and the replay is written as it is queued.
     let catch_up: Job = Box::pin(async move {
         started.catch_up().await;
         Ok(())
@@ -97,7 +98,6 @@ pub fn spawn(core: Rc<Core>, h: Handover) {
         linger: None,
         reading: true,
         writing: true,
-        close_written: false,
     });
 }
 
@@ -119,8 +119,6 @@ struct WsSession {
     reading: bool,
     /// Ours is: the shard's frames are still written.
     writing: bool,
-    /// The write in flight carries the close.
-    close_written: bool,
 }
 
 impl Future for WsSession {
@@ -277,13 +275,11 @@ impl WsSession {
     /// shard has queued for the connection.
     fn poll_write(&mut self, cx: &mut Context<'_>) -> bool {
         if let Some(write) = &mut self.write {
-            let Poll::Ready(result) = write.as_mut().poll(cx) else {
+            let Poll::Ready(ended) = write.as_mut().poll(cx) else {
                 return false;
             };
             self.write = None;
-            if result.is_err() || self.close_written {
-                self.writing = false;
-            }
+            self.writing = !ended;
             return true;
         }
         if !self.writing {
@@ -303,14 +299,13 @@ impl WsSession {
         }
         let parts = writer::gather(self.s.encoding, frames, close.as_ref());
         let last = close.is_some();
-        self.close_written = last;
         let stream = self.stream.clone();
         self.write = Some(Box::pin(async move {
-            let written = stream.write_parts(parts).await;
-            if written.is_err() || last {
+            let ended = stream.write_parts(parts).await.is_err() || last;
+            if ended {
                 stream.close_write().await;
             }
-            written
+            ended
         }));
         true
     }

@@ -6,12 +6,11 @@
 //! other frame of a connection's own that is not small (a page of
 //! history, say).
 
-use std::cell::RefCell;
-
 use bytes::{BufMut, Bytes, BytesMut};
 use confab_protocol::frame::{self, Frame};
 use confab_protocol::{Encoding, ErrorCode};
 
+use super::buffers;
 use super::ws::message::opcode;
 use super::ws::{self, close};
 use crate::fanout::{recycle_frames, CloseReason, OutFrame, Priority};
@@ -21,27 +20,17 @@ use crate::shard::error_frame;
 /// next to their header rather than written as a buffer of their own.
 const COPY_BELOW: usize = 256;
 
-thread_local! {
-    /// Headers and small frames of this core's writes; each write takes
-    /// what it filled, so the buffer is shared rather than owned by every
-    /// connection.
-    static SCRATCH: RefCell<BytesMut> = RefCell::new(BytesMut::new());
-}
-
 /// The buffers that write `frames` (then the close, when one was asked
 /// for) as WebSocket messages. The frames' vector goes back to the core's
 /// pool: an idle connection holds none.
 pub fn gather(
     encoding: Encoding,
-    frames: Vec<(OutFrame, Priority)>,
+    mut frames: Vec<(OutFrame, Priority)>,
     close: Option<&CloseReason>,
 ) -> Vec<Bytes> {
-    SCRATCH.with(|scratch| {
-        let mut scratch = scratch.borrow_mut();
-        let scratch = &mut *scratch;
+    buffers::with_scratch(|scratch| {
         let mut parts = Vec::with_capacity(frames.len() * 2 + 1);
-        let mut batch = frames;
-        for (f, _) in batch.drain(..) {
+        for (f, _) in frames.drain(..) {
             match f {
                 OutFrame::Encoded(_, body) => {
                     ws::write_header(scratch, opcode(encoding), body.len());
@@ -60,7 +49,7 @@ pub fn gather(
                 OutFrame::Raw(bytes) => scratch.put_slice(&bytes),
             }
         }
-        recycle_frames(batch);
+        recycle_frames(frames);
         if let Some(reason) = close {
             put_close(scratch, encoding, reason);
         }
