@@ -95,6 +95,24 @@ fn wss_and_plain_ws_share_the_port_and_one_session_model() {
             b.post(1, Target::User(alice), &big).await;
             b.ack().await;
             assert_eq!(a.message().await.text, big);
+            // The client moves to new keys and asks us to do the same: the
+            // session follows, and answers with its own update before its
+            // next record, or the client could not read it.
+            for round in 0..2 {
+                match a.ws.get_mut() {
+                    tokio_tungstenite::MaybeTlsStream::Rustls(tls) => {
+                        tls.get_mut().1.refresh_traffic_keys().unwrap()
+                    }
+                    _ => panic!("the wss client is not on TLS"),
+                }
+                let text = format!("after key update {round}");
+                a.post(2 + round, Target::User(bob), &text).await;
+                a.ack().await;
+                assert_eq!(b.message().await.text, text);
+                b.post(2 + round, Target::User(alice), &text).await;
+                b.ack().await;
+                assert_eq!(a.message().await.text, text);
+            }
             // Heartbeats and clean closes work over TLS too.
             a.send(&Frame::Heartbeat(frame::Heartbeat { nonce: 7 }))
                 .await;

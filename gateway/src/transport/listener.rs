@@ -88,8 +88,8 @@ async fn accept_one(core: Rc<Core>, stream: tokio::net::TcpStream, peer: SocketA
             // client hello; the client sees the connection close.
             return;
         };
-        let acceptor = tokio_rustls::TlsAcceptor::from(config);
-        match tokio::time::timeout(settings.handshake_timeout, acceptor.accept(stream)).await {
+        let accept = super::tls_accept::accept(stream, config);
+        match tokio::time::timeout(settings.handshake_timeout, accept).await {
             Ok(Ok(tls)) => handshake(core, tls, Transport::Wss).await,
             Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
             Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),

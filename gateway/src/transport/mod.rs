@@ -9,9 +9,11 @@
 pub mod buffers;
 pub mod listener;
 pub mod quic;
+pub mod records;
 pub mod runtime;
 pub mod stream;
 pub mod tls;
+pub mod tls_accept;
 pub mod upgrade;
 pub mod websocket;
 pub mod writer;

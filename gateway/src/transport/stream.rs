@@ -1,7 +1,7 @@
 //! The socket under a connection, over either IO backend: io_uring
 //! (tokio-uring vectored writes) or epoll (tokio readiness with
-//! `try_write_vectored`), with an optional TLS layer (rustls, driven
-//! sans-IO over our own buffers) for `wss://`. Reads are readiness-based
+//! `try_write_vectored`), with an optional TLS 1.3 record layer
+//! ([`super::records`], over the core's buffers) for `wss://`. Reads are readiness-based
 //! on both backends: a connection waits for data holding no buffer and
 //! then reads into its core's buffers ([`super::buffers`]). An io_uring
 //! read must own its buffer for as long as it waits, i.e. one buffer per
@@ -11,8 +11,8 @@
 //! reads with a plain `recv`. All
 //! methods take `&self`, so a session and the write it has in flight
 //! share one `Rc<Stream>` on their core without locks; a session has at
-//! most one write in flight, so TLS records leave in the order rustls
-//! made them.
+//! most one write in flight, so TLS records leave in the order they were
+//! sealed.
 //!
 //! The HTTP upgrade, the TLS handshake and `Hello` always run on tokio's
 //! readiness socket (it can be turned back into a std socket for the
@@ -20,7 +20,7 @@
 //! adopted by the owner's backend, with the TLS state that came with it.
 
 use std::cell::{Cell, RefCell};
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::os::fd::{AsRawFd, RawFd};
 use std::task::{ready, Context, Poll};
 
@@ -29,6 +29,7 @@ use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
 
 use super::buffers;
+use super::records::Records;
 use super::runtime::IoMode;
 
 /// A connected socket on the current core.
@@ -56,11 +57,12 @@ impl AsRawFd for Descriptor {
 }
 
 /// TLS state of a `wss://` session. It holds no buffer of its own between
-/// reads and writes: ciphertext and plaintext pass through the core's.
+/// reads and writes (but for a record not yet whole): ciphertext and
+/// plaintext pass through the core's.
 struct Tls {
-    conn: RefCell<Box<rustls::ServerConnection>>,
-    /// rustls has records of its own to send (an alert, a key update):
-    /// the session must write even with no frames queued.
+    records: RefCell<Box<Records>>,
+    /// The record layer has records of its own to send (an alert, a key
+    /// update): the session must write even with no frames queued.
     flush_wanted: Cell<bool>,
 }
 
@@ -71,16 +73,13 @@ pub struct Stream {
     tls: Option<Box<Tls>>,
 }
 
-/// Plaintext handed to rustls per record batch on writes.
-const TLS_WRITE_CHUNK: usize = 16 * 1024;
-
 impl Stream {
     /// Adopts a std socket (handed over from the accepting core) on this
     /// core's backend, with the TLS session established there, if any.
     pub fn adopt(
         socket: std::net::TcpStream,
         mode: IoMode,
-        tls: Option<Box<rustls::ServerConnection>>,
+        tls: Option<Box<Records>>,
     ) -> io::Result<Stream> {
         socket.set_nonblocking(true)?;
         let sock = match mode {
@@ -95,10 +94,11 @@ impl Stream {
         };
         Ok(Stream {
             sock,
-            tls: tls.map(|conn| {
+            tls: tls.map(|records| {
+                let flush = records.wants_write();
                 Box::new(Tls {
-                    conn: RefCell::new(conn),
-                    flush_wanted: Cell::new(false),
+                    records: RefCell::new(records),
+                    flush_wanted: Cell::new(flush),
                 })
             }),
         })
@@ -154,26 +154,31 @@ impl Stream {
         let Some(tls) = &self.tls else {
             return self.sock.try_read(dst);
         };
+        if tls.records.borrow().peer_closed() {
+            return Ok(0);
+        }
         loop {
             let read = buffers::with_raw(|raw| {
                 let n = self.sock.try_read_slice(raw)?;
                 if n == 0 {
                     return Ok(None);
                 }
-                feed(tls, &raw[..n], dst).map(Some)
+                let mut records = tls.records.borrow_mut();
+                let opened = records.open(&mut raw[..n], dst);
+                if records.wants_write() {
+                    tls.flush_wanted.set(true);
+                }
+                opened.map(Some)
             })?;
             match read {
-                // The peer closed: plaintext rustls still holds comes first.
-                None => {
-                    return match drain_plaintext(&mut tls.conn.borrow_mut(), dst)? {
-                        Drained::Bytes(n) => Ok(n),
-                        Drained::Closed | Drained::Nothing => Ok(0),
-                    }
-                }
-                Some(Fed::Plaintext(n)) => return Ok(n),
-                Some(Fed::Closed) => return Ok(0),
-                // Only part of a record so far: read on.
-                Some(Fed::Nothing) => {}
+                // The peer closed without `close_notify` (a record cut
+                // short is simply dropped: nothing of it was delivered).
+                None => return Ok(0),
+                Some(o) if o.plaintext > 0 => return Ok(o.plaintext),
+                Some(o) if o.closed => return Ok(0),
+                // Only part of a record so far, or a record with no
+                // application data (a key update): read on.
+                Some(_) => {}
             }
         }
     }
@@ -207,7 +212,8 @@ impl Stream {
             return self.sock.write_all(data).await;
         };
         let mut wire = buffers::take_vec();
-        if let Err(e) = encrypt(tls, &data, &mut wire) {
+        tls.flush_wanted.set(false);
+        if let Err(e) = tls.records.borrow_mut().seal(&data, &mut wire) {
             buffers::give_vec(wire);
             return (Err(e), data);
         }
@@ -220,91 +226,19 @@ impl Stream {
     /// the peer sees a clean end after our close frame.
     pub async fn close_write(&self) {
         if let Some(tls) = &self.tls {
-            tls.conn.borrow_mut().send_close_notify();
-            let (_, _) = self.write_all(Vec::new()).await;
+            let mut wire = buffers::take_vec();
+            let sealed = tls.records.borrow_mut().seal_close_notify(&mut wire);
+            if sealed.is_ok() {
+                let (_, w) = self.sock.write_all(wire).await;
+                wire = w;
+            }
+            buffers::give_vec(wire);
         }
         let _ = match &self.sock {
             Socket::Epoll(s) => socket2::SockRef::from(s).shutdown(std::net::Shutdown::Write),
             Socket::Uring { stream, .. } => stream.shutdown(std::net::Shutdown::Write),
         };
     }
-}
-
-enum Drained {
-    Bytes(usize),
-    Nothing,
-    Closed,
-}
-
-/// Moves the next run of decrypted bytes from rustls into `dst` (copied
-/// straight from rustls' buffer: nothing is zero-filled first).
-fn drain_plaintext(conn: &mut rustls::ServerConnection, dst: &mut BytesMut) -> io::Result<Drained> {
-    use std::io::BufRead;
-    let mut reader = conn.reader();
-    let n = match reader.fill_buf() {
-        Ok([]) => return Ok(Drained::Closed),
-        Ok(chunk) => {
-            dst.extend_from_slice(chunk);
-            chunk.len()
-        }
-        Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Drained::Nothing),
-        Err(e) => return Err(e),
-    };
-    reader.consume(n);
-    Ok(Drained::Bytes(n))
-}
-
-/// What feeding ciphertext to rustls gave.
-enum Fed {
-    /// Bytes of plaintext added to `dst`.
-    Plaintext(usize),
-    /// Not a whole record yet.
-    Nothing,
-    /// The peer's `close_notify`, after any plaintext before it.
-    Closed,
-}
-
-/// Feeds ciphertext to rustls, moving plaintext out as it appears (so its
-/// bounded plaintext buffer never fills).
-fn feed(tls: &Tls, mut raw: &[u8], dst: &mut BytesMut) -> io::Result<Fed> {
-    let mut conn = tls.conn.borrow_mut();
-    let mut got = 0;
-    while !raw.is_empty() {
-        conn.read_tls(&mut raw)?;
-        conn.process_new_packets().map_err(io::Error::other)?;
-        loop {
-            match drain_plaintext(&mut conn, dst)? {
-                Drained::Bytes(n) => got += n,
-                Drained::Closed if got == 0 => return Ok(Fed::Closed),
-                Drained::Closed => return Ok(Fed::Plaintext(got)),
-                Drained::Nothing => break,
-            }
-        }
-    }
-    if conn.wants_write() {
-        tls.flush_wanted.set(true);
-    }
-    Ok(if got > 0 {
-        Fed::Plaintext(got)
-    } else {
-        Fed::Nothing
-    })
-}
-
-/// Encrypts `data` (and whatever rustls has pending) into `wire`.
-fn encrypt(tls: &Tls, data: &[u8], wire: &mut Vec<u8>) -> io::Result<()> {
-    let mut conn = tls.conn.borrow_mut();
-    tls.flush_wanted.set(false);
-    for chunk in data.chunks(TLS_WRITE_CHUNK) {
-        conn.writer().write_all(chunk)?;
-        while conn.wants_write() {
-            conn.write_tls(wire)?;
-        }
-    }
-    while conn.wants_write() {
-        conn.write_tls(wire)?;
-    }
-    Ok(())
 }
 
 impl Socket {

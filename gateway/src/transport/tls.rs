@@ -123,13 +123,18 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-/// The rustls server config for `wss://` (HTTP/1.1 upgrade).
+/// The rustls server config for `wss://` (HTTP/1.1 upgrade): TLS 1.3
+/// only, as for QUIC (the record layer after the handshake is ours, and
+/// TLS 1.3's alone).
 pub fn websocket_config(id: &Identity) -> Result<Arc<rustls::ServerConfig>, TlsError> {
     let mut config = rustls::ServerConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()?
+        .with_protocol_versions(&[&rustls::version::TLS13])?
         .with_no_client_auth()
         .with_single_cert(id.chain.clone(), id.key.clone_key())?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    // Sessions seal and open their records themselves once the handshake
+    // is done (`records`), so that an idle one holds no rustls buffer.
+    config.enable_secret_extraction = true;
     Ok(Arc::new(config))
 }
 

@@ -9,9 +9,10 @@ use std::time::Duration;
 use bytes::{Buf, BytesMut};
 use confab_protocol::frame::{self, Frame};
 use confab_protocol::{Encoding, ErrorCode};
-use rustls::ServerConnection;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
+use super::records::Records;
+use super::tls_accept::TlsStream;
 use super::websocket::Handover;
 use super::ws::message::{decode_frame, wrap};
 use super::ws::{self, close, Decoder, Event};
@@ -22,23 +23,22 @@ use crate::shard::{error_frame, owner_core, Core};
 /// A stream the handshake runs on: plain TCP, or TLS over it; either can
 /// be taken apart for the hand-over.
 pub(super) trait HandshakeStream: AsyncRead + AsyncWrite + Unpin {
-    fn into_parts(self) -> std::io::Result<(std::net::TcpStream, Option<Box<ServerConnection>>)>;
+    /// The socket, the TLS record layer (if any) and plaintext decrypted
+    /// but not yet read.
+    fn into_parts(self) -> std::io::Result<(std::net::TcpStream, Option<Box<Records>>, BytesMut)>;
 }
 
 impl HandshakeStream for tokio::net::TcpStream {
-    fn into_parts(self) -> std::io::Result<(std::net::TcpStream, Option<Box<ServerConnection>>)> {
-        Ok((self.into_std()?, None))
+    fn into_parts(self) -> std::io::Result<(std::net::TcpStream, Option<Box<Records>>, BytesMut)> {
+        Ok((self.into_std()?, None, BytesMut::new()))
     }
 }
 
-impl HandshakeStream for tokio_rustls::server::TlsStream<tokio::net::TcpStream> {
-    fn into_parts(self) -> std::io::Result<(std::net::TcpStream, Option<Box<ServerConnection>>)> {
-        // Plaintext rustls decrypted but we have not read stays inside the
-        // connection object, and so does anything not yet written: both
-        // travel with it. Boxed: the connection object is about a kilobyte,
-        // which every plain-ws session would otherwise carry empty.
-        let (io, conn) = self.into_inner();
-        Ok((io.into_std()?, Some(Box::new(conn))))
+impl HandshakeStream for TlsStream {
+    fn into_parts(self) -> std::io::Result<(std::net::TcpStream, Option<Box<Records>>, BytesMut)> {
+        // Ciphertext of a record not yet whole travels inside the records.
+        let (socket, records, plain) = TlsStream::into_parts(self)?;
+        Ok((socket, Some(records), plain))
     }
 }
 
@@ -154,9 +154,10 @@ pub(super) async fn handshake<S: HandshakeStream>(
         Ok(h) => h,
         Err((code, why)) => return refuse(&mut stream, encoding, code, why).await,
     };
-    let Ok((socket, tls)) = stream.into_parts() else {
+    let Ok((socket, tls, unread)) = stream.into_parts() else {
         return;
     };
+    buf.extend_from_slice(&unread);
     let user = hello.user;
     let handover = Handover {
         socket,

@@ -37,7 +37,7 @@ pub struct Handover {
     /// The socket.
     pub socket: std::net::TcpStream,
     /// Its TLS session (`wss://`), established on the accepting core.
-    pub tls: Option<Box<rustls::ServerConnection>>,
+    pub tls: Option<Box<super::records::Records>>,
     /// Bytes read but not yet decoded (a pipelining client's next frames).
     pub buf: BytesMut,
     /// The WebSocket decoder, with any fragment in progress.
