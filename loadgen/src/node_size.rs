@@ -31,15 +31,17 @@ pub struct ConnectionCost {
 }
 
 impl ConnectionCost {
-    /// The transport bench's figures, 2026-12-06 (Intel host, 2 vCPUs):
-    /// 19,000 idle connections for ws and wss (the sessions as state
-    /// machines), 10,000 for QUIC. Kernel bytes are half the slab growth
-    /// per loopback pair (both ends were on the box) plus the socket
-    /// buffer pages charged per connection. Heartbeat CPU is the server's
-    /// CPU holding the idle connections over the heartbeats they sent: ws
-    /// 0.63 % and wss 0.83 % of a core for 19,000 connections, QUIC 3.37 %
-    /// for 10,000 (its figure includes the SDK's QUIC keep-alives, three
-    /// per heartbeat period).
+    /// The transport bench's figures, 2026-12-06 (2 vCPUs): 19,000 idle
+    /// connections for ws and wss (the sessions as state machines; wss
+    /// with its own TLS record layer, the mean of two runs), 10,000 for
+    /// QUIC. Kernel bytes are half the slab growth per loopback pair (both
+    /// ends were on the box) plus the socket buffer pages charged per
+    /// connection. Heartbeat CPU is the server's CPU holding the idle
+    /// connections over the heartbeats they sent: ws 0.63 % and wss
+    /// 1.055 % of a core for 19,000 connections (wss on a slower host,
+    /// where the build before the record layer took 1.14–1.17 %), QUIC
+    /// 3.37 % for 10,000 (its figure includes the SDK's QUIC keep-alives,
+    /// three per heartbeat period).
     pub fn measured(transport: Transport) -> ConnectionCost {
         let per_heartbeat =
             |share_of_core: f64, connections: f64| share_of_core / (connections / 30.0) * 1e6;
@@ -51,9 +53,9 @@ impl ConnectionCost {
                 files: 1.0,
             },
             Transport::Wss => ConnectionCost {
-                user_bytes: 9_631.0,
-                kernel_bytes: 7_285.0 / 2.0,
-                heartbeat_cpu_us: per_heartbeat(0.0083, 19_000.0),
+                user_bytes: 2_973.0,
+                kernel_bytes: 7_276.0 / 2.0,
+                heartbeat_cpu_us: per_heartbeat(0.01055, 19_000.0),
                 files: 1.0,
             },
             Transport::Quic => ConnectionCost {

@@ -134,7 +134,7 @@ pub struct Records {
     tx: Keys,
     rx: Keys,
     /// Derives the next traffic secrets on a key update.
-    kernel: Box<KernelConnection<ServerConnectionData>>,
+    kernel: KernelConnection<ServerConnectionData>,
     /// Records sealed with one send key before we move to the next
     /// (the suite's confidentiality limit, with margin).
     tx_limit: u64,
@@ -168,7 +168,7 @@ impl Records {
         Ok(Records {
             tx: Keys::new(tx.0, &tx.1)?,
             rx: Keys::new(rx.0, &rx.1)?,
-            kernel: Box::new(kernel),
+            kernel,
             // Move to new keys well before the limit (a key update is one
             // small record).
             tx_limit: tx_limit.saturating_sub(tx_limit / 16).max(1),
@@ -330,6 +330,12 @@ impl Records {
     /// (with our key update first where one is due, and a pending alert).
     /// Empty `data` writes only those.
     pub fn seal(&mut self, data: &[u8], out: &mut Vec<u8>) -> io::Result<()> {
+        self.seal_parts(&[data], out)
+    }
+
+    /// Seals the concatenation of `parts` into full records (not one per
+    /// part), copying each byte once: from the part into the record.
+    pub fn seal_parts<P: AsRef<[u8]>>(&mut self, parts: &[P], out: &mut Vec<u8>) -> io::Result<()> {
         if let Some(alert) = self.alert.take() {
             let key = self.tx.expand();
             seal_record(
@@ -344,16 +350,30 @@ impl Records {
         if self.owe_key_update {
             self.update_tx(out)?;
         }
-        if data.is_empty() {
+        let mut left: usize = parts.iter().map(|p| p.as_ref().len()).sum();
+        if left == 0 {
             return Ok(());
         }
         let mut key = self.tx.expand();
-        for chunk in data.chunks(MAX_PLAINTEXT) {
+        let mut rest = Rest {
+            parts: parts.iter().map(AsRef::as_ref),
+            current: &[],
+        };
+        while left > 0 {
             if self.tx.seq >= self.tx_limit {
                 self.update_tx(out)?;
                 key = self.tx.expand();
             }
-            seal_record(&key, &mut self.tx, CONTENT_APPLICATION_DATA, chunk, out)?;
+            let n = left.min(MAX_PLAINTEXT);
+            seal_record_with(
+                &key,
+                &mut self.tx,
+                CONTENT_APPLICATION_DATA,
+                n,
+                out,
+                |out| rest.copy_into(n, out),
+            )?;
+            left -= n;
         }
         Ok(())
     }
@@ -379,8 +399,32 @@ impl Records {
     }
 }
 
-/// Appends one protected record: header, ciphertext of `data` and its
-/// content type, tag.
+/// The parts not yet sealed.
+struct Rest<'a, I: Iterator<Item = &'a [u8]>> {
+    parts: I,
+    current: &'a [u8],
+}
+
+impl<'a, I: Iterator<Item = &'a [u8]>> Rest<'a, I> {
+    /// Appends the next `n` bytes to `out` (there are at least `n`).
+    fn copy_into(&mut self, mut n: usize, out: &mut Vec<u8>) {
+        while n > 0 {
+            if self.current.is_empty() {
+                match self.parts.next() {
+                    Some(p) => self.current = p,
+                    None => return,
+                }
+                continue;
+            }
+            let (head, tail) = self.current.split_at(n.min(self.current.len()));
+            out.extend_from_slice(head);
+            self.current = tail;
+            n -= head.len();
+        }
+    }
+}
+
+/// Appends one protected record of `data`.
 fn seal_record(
     key: &aead::LessSafeKey,
     keys: &mut Keys,
@@ -388,13 +432,31 @@ fn seal_record(
     data: &[u8],
     out: &mut Vec<u8>,
 ) -> io::Result<()> {
-    let len = data.len() + 1 + TAG;
+    seal_record_with(key, keys, kind, data.len(), out, |out| {
+        out.extend_from_slice(data)
+    })
+}
+
+/// Appends one protected record: header, ciphertext of the `plain` bytes
+/// that `fill` appends and of the content type, tag.
+fn seal_record_with(
+    key: &aead::LessSafeKey,
+    keys: &mut Keys,
+    kind: u8,
+    plain: usize,
+    out: &mut Vec<u8>,
+    fill: impl FnOnce(&mut Vec<u8>),
+) -> io::Result<()> {
+    let len = plain + 1 + TAG;
     let header = [CONTENT_APPLICATION_DATA, 3, 3, (len >> 8) as u8, len as u8];
     let nonce = keys.next_nonce()?;
     out.reserve(HEADER + len);
     out.extend_from_slice(&header);
     let start = out.len();
-    out.extend_from_slice(data);
+    fill(out);
+    if out.len() - start != plain {
+        return Err(io::Error::other("TLS record shorter than announced"));
+    }
     out.push(kind);
     let tag = key
         .seal_in_place_separate_tag(nonce, aead::Aad::from(header), &mut out[start..])

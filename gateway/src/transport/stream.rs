@@ -60,7 +60,7 @@ impl AsRawFd for Descriptor {
 /// reads and writes (but for a record not yet whole): ciphertext and
 /// plaintext pass through the core's.
 struct Tls {
-    records: RefCell<Box<Records>>,
+    records: RefCell<Records>,
     /// The record layer has records of its own to send (an alert, a key
     /// update): the session must write even with no frames queued.
     flush_wanted: Cell<bool>,
@@ -97,7 +97,7 @@ impl Stream {
             tls: tls.map(|records| {
                 let flush = records.wants_write();
                 Box::new(Tls {
-                    records: RefCell::new(records),
+                    records: RefCell::new(*records),
                     flush_wanted: Cell::new(flush),
                 })
             }),
@@ -184,26 +184,31 @@ impl Stream {
     }
 
     /// Writes every byte of `parts`, in order, with as few syscalls as the
-    /// socket takes. With TLS the parts are encrypted first (and any
-    /// records rustls wants to send go with them).
+    /// socket takes. With TLS the parts are sealed into full records
+    /// first (with any record the record layer owes ahead of them).
     pub async fn write_parts(&self, parts: Vec<Bytes>) -> io::Result<()> {
-        if self.tls.is_none() {
+        let Some(tls) = &self.tls else {
             return self.sock.write_parts(parts).await;
-        }
-        // One plaintext run, so rustls makes full records rather than one
-        // per part (it copies into the records anyway).
-        let mut plain = buffers::take_vec();
-        for p in &parts {
-            plain.extend_from_slice(p);
-        }
-        let (result, plain) = self.write_all(plain).await;
-        buffers::give_vec(plain);
+        };
+        let mut wire = buffers::take_vec();
+        tls.flush_wanted.set(false);
+        let sealed = tls.records.borrow_mut().seal_parts(&parts, &mut wire);
+        drop(parts);
+        let result = match sealed {
+            Ok(()) => {
+                let (result, w) = self.sock.write_all(wire).await;
+                wire = w;
+                result
+            }
+            Err(e) => Err(e),
+        };
+        buffers::give_vec(wire);
         result
     }
 
     /// Writes all of `data`, handing the buffer back for reuse. With TLS,
-    /// `data` is encrypted first (and any records rustls wants to send go
-    /// with it); empty `data` then just flushes those.
+    /// `data` is sealed first (with any record the record layer owes
+    /// ahead of it); empty `data` then just flushes those.
     pub async fn write_all(&self, data: Vec<u8>) -> (io::Result<()>, Vec<u8>) {
         let Some(tls) = &self.tls else {
             if data.is_empty() {

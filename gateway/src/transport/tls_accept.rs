@@ -361,6 +361,27 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn many_small_parts_are_sealed_into_full_records_in_order() {
+        let mut p = pair(&[&rustls::version::TLS13], b"").await.unwrap();
+        // The shape of a fan-out write: headers and bodies, thousands of
+        // parts, crossing record boundaries anywhere.
+        let parts: Vec<Vec<u8>> = (0..3_000)
+            .map(|i| pattern(1 + (i * 7) % 40, i as u8))
+            .collect();
+        let want: Vec<u8> = parts.concat();
+        let mut wire = Vec::new();
+        p.server.records.seal_parts(&parts, &mut wire).unwrap();
+        let records = wire.len().div_ceil(16 * 1024 + 22);
+        assert_eq!(
+            wire.len(),
+            want.len() + records * 22,
+            "full records: 5 header + 1 type + 16 tag bytes each"
+        );
+        p.server.tcp.write_all(&wire).await.unwrap();
+        assert_eq!(read_exactly(&mut p.client, want.len()).await, want);
+    }
+
+    #[tokio::test]
     async fn close_notify_ends_each_direction_cleanly() {
         let mut p = pair(&[&rustls::version::TLS13], b"last words")
             .await
