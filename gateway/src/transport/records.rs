@@ -41,6 +41,11 @@ pub const MAX_PLAINTEXT: usize = 16 * 1024;
 const MAX_CIPHERTEXT: usize = MAX_PLAINTEXT + 256;
 /// The AEAD tag of every suite we accept.
 const TAG: usize = 16;
+/// Records in a row that carry no application data (empty records, key
+/// updates, warnings) before the peer is refused: each costs us work and
+/// gives the session nothing, and a peer sending only those would keep
+/// its core reading. The figure rustls and OpenSSL use.
+const MAX_RECORDS_WITHOUT_DATA: u8 = 32;
 
 const CONTENT_ALERT: u8 = 21;
 const CONTENT_HANDSHAKE: u8 = 22;
@@ -53,6 +58,7 @@ const ALERT_CLOSE_NOTIFY: u8 = 0;
 const ALERT_UNEXPECTED_MESSAGE: u8 = 10;
 const ALERT_BAD_RECORD_MAC: u8 = 20;
 const ALERT_RECORD_OVERFLOW: u8 = 22;
+const ALERT_ILLEGAL_PARAMETER: u8 = 47;
 const ALERT_DECODE_ERROR: u8 = 50;
 const ALERT_INTERNAL_ERROR: u8 = 80;
 const ALERT_USER_CANCELED: u8 = 90;
@@ -148,6 +154,11 @@ pub struct Records {
     alert: Option<u8>,
     /// Our key updates so far.
     tx_updates: u32,
+    /// Records since the last one with application data.
+    without_data: u8,
+    /// A fatal alert was sent or received: nothing more is opened, and
+    /// nothing but our alert is sealed.
+    failed: bool,
 }
 
 impl Records {
@@ -177,6 +188,8 @@ impl Records {
             peer_closed: false,
             alert: None,
             tx_updates: 0,
+            without_data: 0,
+            failed: false,
         })
     }
 
@@ -211,6 +224,12 @@ impl Records {
     /// application data to `dst`. An unfinished record at the end is kept
     /// for the next call. Records after a `close_notify` are ignored.
     pub fn open(&mut self, input: &mut [u8], dst: &mut BytesMut) -> io::Result<Opened> {
+        if self.failed {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "TLS connection failed",
+            ));
+        }
         if self.peer_closed {
             return Ok(Opened {
                 plaintext: 0,
@@ -226,16 +245,19 @@ impl Records {
         }
         let mut joined = std::mem::take(&mut self.partial);
         joined.extend_from_slice(input);
-        let result = self.open_records(&mut joined, dst);
-        if let Ok((opened, used)) = &result {
-            if *used < joined.len() && !opened.closed {
-                joined.drain(..*used);
-                // Keep the room only for as long as a record is unfinished.
-                joined.shrink_to_fit();
-                self.partial = joined;
+        let (opened, used) = self.open_records(&mut joined, dst)?;
+        if used < joined.len() && !opened.closed {
+            joined.drain(..used);
+            // At most one record's room while it is unfinished (a large
+            // read may have joined it); none once it is whole (the Vec is
+            // dropped). A peer trickling a record in bytes costs amortised
+            // appends, not a copy of the record per byte.
+            if joined.capacity() > HEADER + MAX_CIPHERTEXT {
+                joined.shrink_to(HEADER + MAX_CIPHERTEXT);
             }
+            self.partial = joined;
         }
-        result.map(|(opened, _)| opened)
+        Ok(opened)
     }
 
     fn open_records(&mut self, buf: &mut [u8], dst: &mut BytesMut) -> io::Result<(Opened, usize)> {
@@ -274,10 +296,13 @@ impl Records {
             };
             let (content, kind) = (&plain[..end], plain[end]);
             match kind {
-                CONTENT_APPLICATION_DATA => {
+                CONTENT_APPLICATION_DATA if !content.is_empty() => {
                     dst.extend_from_slice(content);
                     opened.plaintext += content.len();
+                    self.without_data = 0;
+                    continue;
                 }
+                CONTENT_APPLICATION_DATA => {}
                 CONTENT_ALERT => match content {
                     [_, ALERT_CLOSE_NOTIFY] => {
                         self.peer_closed = true;
@@ -286,16 +311,32 @@ impl Records {
                     }
                     [ALERT_WARNING, ALERT_USER_CANCELED] => {}
                     [_, d] => {
+                        // Nothing is sent after a fatal alert, ours or the peer's.
+                        self.failed = true;
                         return Err(io::Error::new(
                             io::ErrorKind::ConnectionAborted,
                             format!("the peer sent TLS alert {d}"),
-                        ))
+                        ));
                     }
                     _ => return Err(self.refuse(ALERT_DECODE_ERROR, "TLS alert malformed")),
                 },
                 CONTENT_HANDSHAKE => {
                     let requested = match content {
                         [HANDSHAKE_KEY_UPDATE, 0, 0, 1, r @ (0 | 1)] => *r == 1,
+                        [HANDSHAKE_KEY_UPDATE, 0, 0, 1, _] => {
+                            return Err(self.refuse(
+                                ALERT_ILLEGAL_PARAMETER,
+                                "TLS key update request neither 0 nor 1",
+                            ))
+                        }
+                        // A key update must end its record: the keys change
+                        // at the record boundary.
+                        [HANDSHAKE_KEY_UPDATE, 0, 0, 1, _, ..] => {
+                            return Err(self.refuse(
+                                ALERT_UNEXPECTED_MESSAGE,
+                                "TLS key update shares its record",
+                            ))
+                        }
                         [HANDSHAKE_KEY_UPDATE, ..] => {
                             return Err(self.refuse(ALERT_DECODE_ERROR, "TLS key update malformed"))
                         }
@@ -316,19 +357,30 @@ impl Records {
                 }
                 _ => return Err(self.refuse(ALERT_UNEXPECTED_MESSAGE, "TLS content type unknown")),
             }
+            self.without_data += 1;
+            if self.without_data > MAX_RECORDS_WITHOUT_DATA {
+                return Err(self.refuse(
+                    ALERT_UNEXPECTED_MESSAGE,
+                    "too many TLS records without application data",
+                ));
+            }
         }
         Ok((opened, used))
     }
 
     /// Remembers the alert to send and makes the error for the reader.
     fn refuse(&mut self, alert: u8, why: &str) -> io::Error {
-        self.alert.get_or_insert(alert);
+        if !self.failed {
+            self.alert = Some(alert);
+        }
+        self.failed = true;
         io::Error::new(io::ErrorKind::InvalidData, why.to_string())
     }
 
     /// Seals `data` into application-data records appended to `out`
-    /// (with our key update first where one is due, and a pending alert).
-    /// Empty `data` writes only those.
+    /// (with our key update first where one is due). Empty `data` writes
+    /// only that. Once the connection failed, this appends our alert (the
+    /// first time) and returns an error.
     pub fn seal(&mut self, data: &[u8], out: &mut Vec<u8>) -> io::Result<()> {
         self.seal_parts(&[data], out)
     }
@@ -345,7 +397,12 @@ impl Records {
                 &[ALERT_FATAL, alert],
                 out,
             )?;
-            return Ok(());
+        }
+        if self.failed {
+            return Err(io::Error::new(
+                io::ErrorKind::BrokenPipe,
+                "TLS connection failed",
+            ));
         }
         if self.owe_key_update {
             self.update_tx(out)?;
@@ -380,6 +437,12 @@ impl Records {
 
     /// Appends `close_notify`: we send nothing after it.
     pub fn seal_close_notify(&mut self, out: &mut Vec<u8>) -> io::Result<()> {
+        if self.failed {
+            return Err(io::Error::new(
+                io::ErrorKind::BrokenPipe,
+                "TLS connection failed",
+            ));
+        }
         let key = self.tx.expand();
         let alert = [ALERT_WARNING, ALERT_CLOSE_NOTIFY];
         seal_record(&key, &mut self.tx, CONTENT_ALERT, &alert, out)

@@ -135,6 +135,10 @@ pub fn websocket_config(id: &Identity) -> Result<Arc<rustls::ServerConfig>, TlsE
     // Sessions seal and open their records themselves once the handshake
     // is done (`records`), so that an idle one holds no rustls buffer.
     config.enable_secret_extraction = true;
+    // The handshake hands over to the record layer right after the
+    // tickets it sends on the client's `Finished` (`tls_accept`): at least
+    // one is sent.
+    config.send_tls13_tickets = 2;
     Ok(Arc::new(config))
 }
 

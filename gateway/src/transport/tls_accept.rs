@@ -48,9 +48,20 @@ pub async fn accept(
     let mut outgoing: Vec<u8> = Vec::new();
     let mut pending_out = 0;
     let mut plain = BytesMut::new();
+    let mut nothing: [u8; 0] = [];
     loop {
-        let UnbufferedStatus { mut discard, state } =
-            conn.process_tls_records(&mut incoming[..filled]);
+        // Once the client's `Finished` is in, rustls only sends what it
+        // still owes (the session tickets it queued on that `Finished`, so
+        // the call that took it returned to send them): bytes after it are
+        // the record layer's. Were rustls to read them, a key update among
+        // them would be answered into a queue that the hand-over to the
+        // record layer drops.
+        let input: &mut [u8] = if conn.is_handshaking() {
+            &mut incoming[..filled]
+        } else {
+            &mut nothing
+        };
+        let UnbufferedStatus { mut discard, state } = conn.process_tls_records(input);
         let mut read_more = false;
         let mut done = false;
         match state {
@@ -118,13 +129,16 @@ pub async fn accept(
     let (secrets, kernel) = conn
         .dangerous_into_kernel_connection()
         .map_err(io::Error::other)?;
-    let records = Records::new(secrets.tx, secrets.rx, kernel, &incoming[..filled])?;
+    let mut records = Records::new(secrets.tx, secrets.rx, kernel, &incoming[..filled])?;
+    // Whole records may have come with the `Finished`: open them now, or
+    // they would wait for more bytes that may never come.
+    let opened = records.open(&mut nothing, &mut plain)?;
     Ok(TlsStream {
         tcp,
         records: Box::new(records),
         plain,
         out: Vec::new(),
-        eof: false,
+        eof: opened.closed,
         close_sent: false,
     })
 }
@@ -201,9 +215,13 @@ impl AsyncRead for TlsStream {
             }
             let opened = this.records.open(&mut raw[..n], &mut this.plain);
             if this.records.wants_write() {
-                // Our key update or alert: out with the next write, or now.
-                this.records.seal(&[], &mut this.out)?;
-                let _ = this.poll_drain(cx)?;
+                // Our key update or alert: now if the socket takes it, else
+                // with the next write.
+                let sealed = this.records.seal(&[], &mut this.out);
+                let _ = this.poll_drain(cx);
+                if opened.is_ok() {
+                    sealed?;
+                }
             }
             if opened?.closed {
                 this.eof = true;
@@ -412,6 +430,103 @@ mod tests {
         let err = p.server.read(&mut buf).await.unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::InvalidData);
         assert!(err.to_string().contains("authentication"), "{err}");
+        // Nothing more is sealed after our fatal alert...
+        let err = p.server.write_all(b"more").await.unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::BrokenPipe);
+        // ...and the client was told why.
+        let err = p.client.read(&mut buf).await.unwrap_err();
+        assert!(err.to_string().contains("BadRecordMac"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_peer_sending_only_records_without_data_is_refused() {
+        let mut p = pair(&[&rustls::version::TLS13], b"").await.unwrap();
+        // Key updates are the records a well-formed client can send with
+        // no data in them: a few are fine...
+        for _ in 0..10 {
+            p.client.get_mut().1.refresh_traffic_keys().unwrap();
+        }
+        p.client.write_all(b"still here").await.unwrap();
+        p.client.flush().await.unwrap();
+        assert_eq!(read_exactly(&mut p.server, 10).await, b"still here");
+        // ...an endless run of them is not.
+        for _ in 0..40 {
+            p.client.get_mut().1.refresh_traffic_keys().unwrap();
+        }
+        p.client.flush().await.unwrap();
+        let mut buf = [0u8; 16];
+        let err = p.server.read(&mut buf).await.unwrap_err();
+        assert!(
+            err.to_string().contains("without application data"),
+            "{err}"
+        );
+    }
+
+    /// The client's `Finished`, its key update and its first data in one
+    /// write, so that the server reads them together: the key update must
+    /// reach the record layer (which answers it), not rustls (whose answer
+    /// the hand-over would drop, leaving the client unable to read us).
+    #[tokio::test]
+    async fn a_key_update_that_comes_with_the_finished_is_answered() {
+        let dir = tempfile::tempdir().unwrap();
+        let id = super::super::tls::load_or_generate(None, dir.path()).unwrap();
+        let server_config = super::super::tls::websocket_config(&id).unwrap();
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(id.chain[0].clone()).unwrap();
+        let client_config = rustls::ClientConfig::builder_with_provider(provider())
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let client = std::thread::spawn(move || -> io::Result<Vec<u8>> {
+            use std::io::{Read, Write};
+            let name = ServerName::try_from("localhost").unwrap();
+            let mut c = rustls::ClientConnection::new(Arc::new(client_config), name).unwrap();
+            let mut tcp = std::net::TcpStream::connect(addr)?;
+            while c.is_handshaking() {
+                // Only what the handshake needs goes out before it is done
+                // on our side; the `Finished` it then queues is held back.
+                while c.wants_write() {
+                    c.write_tls(&mut tcp)?;
+                }
+                c.read_tls(&mut tcp)?;
+                c.process_new_packets().map_err(io::Error::other)?;
+            }
+            c.refresh_traffic_keys().map_err(io::Error::other)?;
+            c.writer().write_all(b"first words")?;
+            let mut all = Vec::new();
+            while c.wants_write() {
+                c.write_tls(&mut all)?;
+            }
+            tcp.write_all(&all)?;
+            let mut got = Vec::new();
+            while got.len() < 5 {
+                if c.read_tls(&mut tcp)? == 0 {
+                    return Err(io::ErrorKind::UnexpectedEof.into());
+                }
+                c.process_new_packets().map_err(io::Error::other)?;
+                let mut buf = [0u8; 64];
+                match c.reader().read(&mut buf) {
+                    Ok(n) => got.extend_from_slice(&buf[..n]),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            Ok(got)
+        });
+        let (tcp, _) = listener.accept().await.unwrap();
+        let mut server = accept(tcp, server_config).await.unwrap();
+        assert_eq!(read_exactly(&mut server, 11).await, b"first words");
+        server.write_all(b"reply").await.unwrap();
+        server.flush().await.unwrap();
+        assert_eq!(server.records.tx_updates(), 1, "the update was answered");
+        let got = tokio::task::spawn_blocking(move || client.join().unwrap())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(got, b"reply");
     }
 
     #[tokio::test]
