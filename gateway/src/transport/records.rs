@@ -22,8 +22,10 @@
 //! `KeyUpdate` (new receive keys, and our own update when asked for one);
 //! our own key update before a suite's confidentiality limit. Anything
 //! else after the handshake (a protected handshake message other than
-//! `KeyUpdate`, a record of another outer type, a record too large) ends
-//! the connection with the matching alert.
+//! `KeyUpdate`, a record of another outer type, a record too large, more
+//! than 32 records in a row without application data) ends the
+//! connection with the matching alert, after which nothing more is
+//! sealed or opened.
 
 use std::io;
 
