@@ -11,7 +11,11 @@
 //! client SDK as an app would), and reads the server's own resident memory
 //! from `/proc`. Server and clients share this machine's cores, so the
 //! figures are a comparison between transports on one box, not a node's
-//! capacity.
+//! capacity. With 2,000 idle connections or more, the idle clients stop
+//! after the first 500 sessions while the server's memory is read, so
+//! that the growth from there to all of them (what a session costs) is
+//! reported beside the growth from the empty server (which also holds
+//! what the first sessions warm up: caches, allocator arenas).
 //!
 //! ```text
 //! cargo bench --workspace --bench transport
@@ -422,10 +426,28 @@ fn orchestrate(measure: bool) {
             let before = server.rss_bytes();
             let kernel_before = kernel_socket_pages();
             let slab_before = socket_slab_bytes();
+            let first_n = if idle >= 2_000 { 500 } else { 0 };
             let started = Instant::now();
-            let mut clients = Clients::start("__idle", &server, transport, &idle_tokens, &[]);
+            let mut clients = Clients::start(
+                "__idle",
+                &server,
+                transport,
+                &idle_tokens,
+                &[("CONFAB_BENCH_IDLE_FIRST", first_n.to_string())],
+            );
+            let first_line = clients.line();
+            let paused = Instant::now();
+            let first = if first_n > 0 {
+                std::thread::sleep(Duration::from_secs(5));
+                Some(server.rss_bytes())
+            } else {
+                None
+            };
+            let paused_for = paused.elapsed();
+            assert_eq!(first_line, format!("first {first_n}"));
+            clients.ask("more");
             let ready = clients.line();
-            let connect_s = started.elapsed().as_secs_f64();
+            let connect_s = (started.elapsed() - paused_for).as_secs_f64();
             // Let handshake garbage go and heartbeats start.
             std::thread::sleep(Duration::from_secs(5));
             let after = server.rss_bytes();
@@ -438,6 +460,14 @@ fn orchestrate(measure: bool) {
                 after as f64 / 1048576.0,
                 after.saturating_sub(before) / n
             );
+            if let Some(first) = first {
+                println!(
+                    "idle/{transport}: server RSS {:.1} MiB with the first {first_n}, {:.1} MiB with all {n}: {} bytes per connection beyond the first {first_n}",
+                    first as f64 / 1048576.0,
+                    after as f64 / 1048576.0,
+                    after.saturating_sub(first) / (n - first_n as u64).max(1)
+                );
+            }
             // Socket buffers are the kernel's, not in any RSS. On loopback
             // both ends are on this box, so this is per client/server pair.
             let page = 4096;
@@ -565,9 +595,28 @@ fn idle_clients(url: &str, cert: &Path, tokens: &Path) {
     let up = Arc::new(AtomicU64::new(0));
     rt.block_on(async {
         let mut clients = Vec::with_capacity(users.len());
+        // The first sessions, then (once the orchestrator has read the
+        // server's memory) the rest: the growth between the two is what a
+        // session costs, without what the server's first sessions warm up.
+        let first: usize = env_or("CONFAB_BENCH_IDLE_FIRST", 0usize).min(users.len());
         // A few hundred handshakes at a time, as a reconnect storm would
         // arrive, rather than all at once.
-        for chunk in users.chunks(256) {
+        let chunks = users[..first].chunks(256).map(|c| (c, false));
+        let mut chunks: Vec<_> = chunks.collect();
+        chunks.push((&users[..0], true));
+        chunks.extend(users[first..].chunks(256).map(|c| (c, false)));
+        for (chunk, pause) in chunks {
+            if pause {
+                println!("first {first}");
+                std::io::stdout().flush().unwrap();
+                tokio::task::spawn_blocking(|| {
+                    let mut line = String::new();
+                    std::io::stdin().read_line(&mut line).unwrap();
+                })
+                .await
+                .unwrap();
+                continue;
+            }
             let mut pending = Vec::new();
             for (user, token) in chunk {
                 let (client, mut events) =
