@@ -190,20 +190,10 @@ impl Stream {
         let Some(tls) = &self.tls else {
             return self.sock.write_parts(parts).await;
         };
-        let mut wire = buffers::take_vec();
-        tls.flush_wanted.set(false);
-        let sealed = tls.records.borrow_mut().seal_parts(&parts, &mut wire);
-        drop(parts);
-        let result = match sealed {
-            Ok(()) => {
-                let (result, w) = self.sock.write_all(wire).await;
-                wire = w;
-                result
-            }
-            Err(e) => Err(e),
-        };
-        buffers::give_vec(wire);
-        result
+        // The parts go with the closure: released once sealed, before the
+        // write waits.
+        self.write_sealed(tls, move |records, wire| records.seal_parts(&parts, wire))
+            .await
     }
 
     /// Writes all of `data`, handing the buffer back for reuse. With TLS,
@@ -216,28 +206,41 @@ impl Stream {
             }
             return self.sock.write_all(data).await;
         };
+        let result = self
+            .write_sealed(tls, |records, wire| records.seal(&data, wire))
+            .await;
+        (result, data)
+    }
+
+    /// Seals records into one of the core's write buffers (the borrow of
+    /// the record layer ends before the write waits) and writes them.
+    async fn write_sealed(
+        &self,
+        tls: &Tls,
+        seal: impl FnOnce(&mut Records, &mut Vec<u8>) -> io::Result<()>,
+    ) -> io::Result<()> {
         let mut wire = buffers::take_vec();
         tls.flush_wanted.set(false);
-        if let Err(e) = tls.records.borrow_mut().seal(&data, &mut wire) {
-            buffers::give_vec(wire);
-            return (Err(e), data);
-        }
-        let (result, wire) = self.sock.write_all(wire).await;
+        let sealed = seal(&mut tls.records.borrow_mut(), &mut wire);
+        let result = match sealed {
+            Ok(()) => {
+                let (result, w) = self.sock.write_all(wire).await;
+                wire = w;
+                result
+            }
+            Err(e) => Err(e),
+        };
         buffers::give_vec(wire);
-        (result, data)
+        result
     }
 
     /// Ends our direction: TLS `close_notify`, then the TCP write side, so
     /// the peer sees a clean end after our close frame.
     pub async fn close_write(&self) {
         if let Some(tls) = &self.tls {
-            let mut wire = buffers::take_vec();
-            let sealed = tls.records.borrow_mut().seal_close_notify(&mut wire);
-            if sealed.is_ok() {
-                let (_, w) = self.sock.write_all(wire).await;
-                wire = w;
-            }
-            buffers::give_vec(wire);
+            let _ = self
+                .write_sealed(tls, |records, wire| records.seal_close_notify(wire))
+                .await;
         }
         let _ = match &self.sock {
             Socket::Epoll(s) => socket2::SockRef::from(s).shutdown(std::net::Shutdown::Write),
