@@ -256,11 +256,11 @@ impl Core {
                     let _ = tx.send((from, to));
                 }
             }
-            Output::ReadLastInboxSeq(user) => {
+            Output::ReadLastInboxSeq { user, read } => {
                 let log = self.io.log.clone();
                 self.read_then(
                     move || log.last_inbox_seq(user).ok(),
-                    move |last| Input::LastInboxSeq { user, last },
+                    move |last| Input::LastInboxSeq { user, read, last },
                 );
             }
             Output::ReadGap { user, after, limit } => {

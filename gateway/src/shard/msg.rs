@@ -108,6 +108,8 @@ pub enum Input {
     LastInboxSeq {
         /// The user.
         user: UserId,
+        /// The read's id, from the output.
+        read: u64,
         /// Their last stored inbox seq.
         last: Option<InboxSeq>,
     },
@@ -154,7 +156,12 @@ pub enum Output {
     Closing(ConnId),
     /// Read a user's last stored inbox seq, answer with
     /// [`Input::LastInboxSeq`].
-    ReadLastInboxSeq(UserId),
+    ReadLastInboxSeq {
+        /// The user.
+        user: UserId,
+        /// Given back with the answer.
+        read: u64,
+    },
     /// Read `limit` inbox entries of `user` after `after`, answer with
     /// [`Input::GapRead`].
     ReadGap {

@@ -78,6 +78,8 @@ pub struct ShardState {
     pub(crate) timers: Timers,
     pub(crate) outputs: VecDeque<Output>,
     pub(crate) metrics: CoreMetrics,
+    /// Id of the last start read asked for (see `UserSlot::reading_start`).
+    start_reads: u64,
     /// Wall-clock ms at `anchor`, so that a shard reads the wall clock from
     /// the `now` it is given.
     anchor: (Instant, u64),
@@ -97,6 +99,7 @@ impl ShardState {
             timers: Timers::default(),
             outputs: VecDeque::new(),
             metrics,
+            start_reads: 0,
             anchor: (now, now_ms),
             stopping: false,
         }
@@ -154,14 +157,20 @@ impl ShardState {
         let start = slot.order.released_upto();
         // The first device of a user (or the next one after a failed read)
         // asks where the user's stream starts.
-        let read_start = start.is_none() && !slot.reading_start;
-        slot.reading_start |= read_start;
+        let read_start = start.is_none() && slot.reading_start.is_none();
+        if read_start {
+            self.start_reads += 1;
+            slot.reading_start = Some(self.start_reads);
+        }
         if first_device {
             self.outputs
                 .push_back(Output::Push(PushEvent::Presence(o.user, true)));
         }
         if read_start {
-            self.outputs.push_back(Output::ReadLastInboxSeq(o.user));
+            self.outputs.push_back(Output::ReadLastInboxSeq {
+                user: o.user,
+                read: self.start_reads,
+            });
         }
         if came_online {
             self.publish_presence(
@@ -351,7 +360,7 @@ impl ShardState {
         match input {
             Input::Msg(msg) => self.handle_msg(now, msg),
             Input::Stored(c) => self.stored(now, c),
-            Input::LastInboxSeq { user, last } => self.user_start(now, user, last),
+            Input::LastInboxSeq { user, read, last } => self.user_start(now, user, read, last),
             Input::GapRead { user, entries } => self.gap_read(now, user, entries),
             Input::ReplayDone { conn, upto } => self.go_live(conn, upto),
             Input::Closed(conn) => self.detach(now, conn),
@@ -409,9 +418,15 @@ impl ShardState {
     /// The user's stream starts after `last`; `None`: storage failed, and
     /// the connections that waited for it are closed (a later connect asks
     /// again).
-    fn user_start(&mut self, now: Instant, user: UserId, last: Option<InboxSeq>) {
-        if let Some(slot) = self.users.get_mut(&user) {
-            slot.reading_start = false;
+    fn user_start(&mut self, now: Instant, user: UserId, read: u64, last: Option<InboxSeq>) {
+        match self.users.get_mut(&user) {
+            Some(slot) if slot.reading_start == Some(read) => slot.reading_start = None,
+            // Asked for an earlier slot of this user (who went offline and
+            // came back while it was in flight): the slot now has a read
+            // of its own coming, made after it existed, which is what the
+            // start must be (`InboxOrder::start`). Applied, this answer
+            // would start the stream a second time, or too early.
+            _ => return,
         }
         let Some(last) = last else {
             for id in self.user_conns(user) {

@@ -22,8 +22,9 @@ pub(crate) struct UserSlot {
     pub grace_gen: u64,
     /// A gap read is in flight.
     pub refilling: bool,
-    /// The read of the stream's starting point is in flight.
-    pub reading_start: bool,
+    /// The read of the stream's starting point in flight: its id, so that
+    /// the answer to a read made for an earlier slot is told apart.
+    pub reading_start: Option<u64>,
     /// Send tokens (bucket of `send_burst`, `send_rate_per_s` refill).
     tokens: f64,
     refilled: Instant,
@@ -39,7 +40,7 @@ impl UserSlot {
             order: InboxOrder::default(),
             grace_gen: 0,
             refilling: false,
-            reading_start: false,
+            reading_start: None,
             tokens: burst as f64,
             refilled: now,
             typing: SmallVec::new(),

@@ -291,11 +291,14 @@ fn a_failed_start_read_closes_the_waiting_devices_and_the_next_device_asks_again
         1,
         "one read for the user, not one per device"
     );
-    w.reads.clear();
+    let Some((_, Output::ReadLastInboxSeq { read, .. })) = w.reads.pop() else {
+        panic!("a start read was asked for");
+    };
     w.shards[core].handle(
         w.now,
         Input::LastInboxSeq {
             user: BOB,
+            read,
             last: None,
         },
     );
@@ -315,4 +318,27 @@ fn a_failed_start_read_closes_the_waiting_devices_and_the_next_device_asks_again
     assert_eq!(w.replays.len(), 1);
     w.replay(0);
     assert!(w.received(core, third).closed.is_none());
+}
+
+#[test]
+fn a_start_read_made_for_an_earlier_slot_does_not_start_the_stream_of_the_next() {
+    let mut w = World::new(1);
+    // The user's first device asks where the stream starts, and leaves
+    // before the answer; the user goes offline (the grace period passes).
+    let (core, first) = w.connect(ALICE, PHONE, InboxSeq::ZERO);
+    w.disconnect(core, first);
+    w.tick(Duration::from_secs(5));
+    // Back, with a read of its own; the first read is answered only now,
+    // then a message is stored, then the second read is answered (it sees
+    // the message).
+    let (_, conn) = w.connect(ALICE, PHONE, InboxSeq::ZERO);
+    assert_eq!(w.reads.len(), 2, "the new slot asked again");
+    w.answer_read(0);
+    let (channel, members) = (ChannelId(102), [ALICE, BOB, UserId(3)]);
+    w.send(ALICE, PHONE, conn, channel, &members);
+    w.answer_read(0);
+    w.settle();
+    let r = w.received(core, conn);
+    assert_gapless(r);
+    assert_eq!(r.inbox.last().copied(), Some(w.log.last(ALICE)));
 }

@@ -190,7 +190,7 @@ impl World {
                 Output::Wake(conn) => self.drain_conn(core, conn),
                 Output::Closing(conn) => self.closing.push((core, conn)),
                 Output::Replay { conn, from, to } => self.replays.push((core, conn, from, to)),
-                o @ (Output::ReadLastInboxSeq(_) | Output::ReadGap { .. }) => {
+                o @ (Output::ReadLastInboxSeq { .. } | Output::ReadGap { .. }) => {
                     self.reads.push((core, o))
                 }
                 Output::PresenceAnswered { .. }
@@ -307,8 +307,9 @@ impl World {
     pub(super) fn answer_read(&mut self, i: usize) {
         let (core, out) = self.reads.remove(i);
         let input = match out {
-            Output::ReadLastInboxSeq(user) => Input::LastInboxSeq {
+            Output::ReadLastInboxSeq { user, read } => Input::LastInboxSeq {
                 user,
+                read,
                 last: Some(self.log.last(user)),
             },
             Output::ReadGap { user, after, limit } => Input::GapRead {
