@@ -216,11 +216,6 @@ impl Records {
         self.owe_key_update || self.alert.is_some()
     }
 
-    /// Bytes of an unfinished record held for the next read.
-    pub fn pending(&self) -> usize {
-        self.partial.len()
-    }
-
     /// Opens every whole record in what was kept from before followed by
     /// `input` (which is decrypted in place: it is scratch), appending the
     /// application data to `dst`. An unfinished record at the end is kept

@@ -272,6 +272,34 @@ mod tests {
         Arc::new(rustls::crypto::ring::default_provider())
     }
 
+    /// The server's config for its generated certificate, a client's that
+    /// trusts it (speaking `versions`), and a listener on loopback.
+    struct Setup {
+        _dir: tempfile::TempDir,
+        server_config: Arc<rustls::ServerConfig>,
+        client_config: rustls::ClientConfig,
+        listener: TcpListener,
+    }
+
+    async fn setup(versions: &[&'static rustls::SupportedProtocolVersion]) -> Setup {
+        let dir = tempfile::tempdir().unwrap();
+        let id = super::super::tls::load_or_generate(None, dir.path()).unwrap();
+        let server_config = super::super::tls::websocket_config(&id).unwrap();
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(id.chain[0].clone()).unwrap();
+        let client_config = rustls::ClientConfig::builder_with_provider(provider())
+            .with_protocol_versions(versions)
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        Setup {
+            _dir: dir,
+            server_config,
+            client_config,
+            listener: TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        }
+    }
+
     struct Pair {
         server: TlsStream,
         client: tokio_rustls::client::TlsStream<TcpStream>,
@@ -284,17 +312,12 @@ mod tests {
         versions: &[&'static rustls::SupportedProtocolVersion],
         early: &[u8],
     ) -> io::Result<Pair> {
-        let dir = tempfile::tempdir().unwrap();
-        let id = super::super::tls::load_or_generate(None, dir.path()).unwrap();
-        let server_config = super::super::tls::websocket_config(&id).unwrap();
-        let mut roots = rustls::RootCertStore::empty();
-        roots.add(id.chain[0].clone()).unwrap();
-        let client_config = rustls::ClientConfig::builder_with_provider(provider())
-            .with_protocol_versions(versions)
-            .unwrap()
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let Setup {
+            _dir,
+            server_config,
+            client_config,
+            listener,
+        } = setup(versions).await;
         let addr = listener.local_addr().unwrap();
         let early = early.to_vec();
         let client = tokio::spawn(async move {
@@ -468,17 +491,12 @@ mod tests {
     /// the hand-over would drop, leaving the client unable to read us).
     #[tokio::test]
     async fn a_key_update_that_comes_with_the_finished_is_answered() {
-        let dir = tempfile::tempdir().unwrap();
-        let id = super::super::tls::load_or_generate(None, dir.path()).unwrap();
-        let server_config = super::super::tls::websocket_config(&id).unwrap();
-        let mut roots = rustls::RootCertStore::empty();
-        roots.add(id.chain[0].clone()).unwrap();
-        let client_config = rustls::ClientConfig::builder_with_provider(provider())
-            .with_protocol_versions(&[&rustls::version::TLS13])
-            .unwrap()
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let Setup {
+            _dir,
+            server_config,
+            client_config,
+            listener,
+        } = setup(&[&rustls::version::TLS13]).await;
         let addr = listener.local_addr().unwrap();
         let client = std::thread::spawn(move || -> io::Result<Vec<u8>> {
             use std::io::{Read, Write};
@@ -531,17 +549,12 @@ mod tests {
 
     #[tokio::test]
     async fn a_tls12_only_client_is_refused_with_an_alert() {
-        let dir = tempfile::tempdir().unwrap();
-        let id = super::super::tls::load_or_generate(None, dir.path()).unwrap();
-        let server_config = super::super::tls::websocket_config(&id).unwrap();
-        let mut roots = rustls::RootCertStore::empty();
-        roots.add(id.chain[0].clone()).unwrap();
-        let client_config = rustls::ClientConfig::builder_with_provider(provider())
-            .with_protocol_versions(&[&rustls::version::TLS12])
-            .unwrap()
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let Setup {
+            _dir,
+            server_config,
+            client_config,
+            listener,
+        } = setup(&[&rustls::version::TLS12]).await;
         let addr = listener.local_addr().unwrap();
         let client = tokio::spawn(async move {
             let tcp = TcpStream::connect(addr).await.unwrap();
