@@ -68,20 +68,17 @@ pub struct ChannelList {
     channels: Vec<ChannelView>,
 }
 
-/// The channel and the caller's role in it; 404 for an unknown channel, 403
-/// for a non-member (including a removed member), before anything else is
-/// read.
+/// The channel and the caller's role in it; 403 `NOT_A_MEMBER` for a
+/// non-member (including a removed member) and for an unknown channel
+/// alike, before anything else is read: an outsider cannot tell whether a
+/// channel exists (the gateway's rule too).
 pub(crate) async fn require_member(
     state: &ApiState,
     channel_id: u64,
     user_id: u64,
 ) -> ApiResult<(Channel, Role)> {
     match state.store().membership(channel_id, user_id).await? {
-        Membership::NoChannel => Err(ApiError::not_found(
-            "UNKNOWN_CHANNEL",
-            format!("no channel {channel_id}"),
-        )),
-        Membership::Outsider(_) => Err(ApiError::NotMember(channel_id)),
+        Membership::NoChannel | Membership::Outsider(_) => Err(ApiError::NotMember(channel_id)),
         Membership::Member(channel, role) => Ok((channel, role)),
     }
 }

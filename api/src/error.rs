@@ -59,7 +59,7 @@ pub enum ApiError {
     #[error("{0}")]
     Forbidden(String),
     /// 404 with a code saying what is unknown (`UNKNOWN_USER`,
-    /// `UNKNOWN_CHANNEL`, `UNKNOWN_DEVICE`, `UNKNOWN_MEMBER`,
+    /// `UNKNOWN_DEVICE`, `UNKNOWN_MEMBER`,
     /// `NO_FRIEND_REQUEST`, `NOT_FOUND`).
     #[error("{message}")]
     NotFound {
@@ -218,9 +218,9 @@ impl From<StoreError> for ApiError {
             StoreError::UnknownUser(id) => {
                 ApiError::not_found("UNKNOWN_USER", format!("no user {id}"))
             }
-            StoreError::UnknownChannel(id) => {
-                ApiError::not_found("UNKNOWN_CHANNEL", format!("no channel {id}"))
-            }
+            // As for a channel the caller is not in: existence is not
+            // revealed to outsiders.
+            StoreError::UnknownChannel(id) => ApiError::NotMember(id),
             StoreError::UnknownMember { channel, user } => ApiError::not_found(
                 "UNKNOWN_MEMBER",
                 format!("user {user} is not a member of channel {channel}"),

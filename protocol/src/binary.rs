@@ -16,9 +16,21 @@ use crate::frame::*;
 use crate::varint::{get_varint, put_varint, write_varint, MAX_VARINT_LEN};
 use crate::{DecodeError, ErrorCode};
 
-/// Default largest frame: a 100,000-character message of 4-byte characters
-/// with its header fits, and so does a JSON frame of one with escapes.
-pub const DEFAULT_MAX_FRAME_BYTES: usize = 1 << 20;
+/// Default largest frame, 1.25 MiB, sized from the worst-case encoding of
+/// a maximal text: in JSON every character may be written as a `\u`
+/// escape, and one outside the Basic Multilingual Plane as two (12 bytes),
+/// so 100,000 characters take up to 1,200,000 bytes; the rest is room for
+/// the frame's other members and some whitespace. In binary the same text
+/// takes at most 400,000 bytes.
+pub const DEFAULT_MAX_FRAME_BYTES: usize = 1_310_720;
+
+const _: () = assert!(
+    DEFAULT_MAX_FRAME_BYTES >= crate::limits::MAX_TEXT_CHARS * MAX_ESCAPED_CHAR_BYTES + 65_536
+);
+
+/// The most bytes one character takes in the JSON encoding: a surrogate
+/// pair written as two `\u` escapes.
+pub const MAX_ESCAPED_CHAR_BYTES: usize = 12;
 
 /// Bytes reserved in front of a body for its length prefix: frames are
 /// limited to `u32::MAX` bytes, which takes at most five varint bytes.
@@ -306,7 +318,18 @@ pub fn decode_exact(buf: &[u8], max_frame: usize) -> Result<Frame, DecodeError> 
 pub fn decode_bytes(buf: Bytes, max_frame: usize) -> Result<Frame, DecodeError> {
     let extent = frame_extent(&buf, max_frame)?.ok_or(DecodeError::Incomplete)?;
     if buf.len() < extent.total() {
-        return Err(DecodeError::Incomplete);
+        // The buffer is the whole frame or nothing: a frame cut short is a
+        // malformed frame of its type, which an error can name.
+        return Err(match buf.get(extent.header_len) {
+            Some(&ty) => match FrameType::from_u8(ty) {
+                Some(frame) => DecodeError::Malformed {
+                    frame,
+                    reason: "the frame ends early",
+                },
+                None => DecodeError::UnknownType(ty),
+            },
+            None => DecodeError::Incomplete,
+        });
     }
     let frame = decode_body(&buf.slice(extent.header_len..extent.total()))?;
     if extent.total() != buf.len() {

@@ -136,6 +136,32 @@ fn documented_examples() {
         json::encode(&send),
         r#"{"type":"send","client_msg_id":1,"target":{"channel":300},"text":"hi"}"#
     );
+    // Welcome with the server's defaults (section 8.1).
+    let welcome = Frame::Welcome(Welcome {
+        version: 1,
+        user_id: UserId(10),
+        session_id: 77,
+        heartbeat_interval_ms: 30_000,
+        limits: Limits {
+            max_frame_bytes: DEFAULT_MAX_FRAME_BYTES as u32,
+            max_text_chars: 100_000,
+            max_group_members: 100,
+            max_page: 256,
+            max_presence_users: 500,
+            send_rate_per_s: 50,
+        },
+    });
+    assert_eq!(
+        binary::encode_to_vec(&welcome),
+        [
+            0x13, 0x41, 0x01, 0x0a, 0x4d, 0xb0, 0xea, 0x01, 0x80, 0x80, 0x50, 0xa0, 0x8d, 0x06,
+            0x64, 0x80, 0x02, 0xf4, 0x03, 0x32
+        ]
+    );
+    assert_eq!(
+        json::encode(&welcome),
+        r#"{"type":"welcome","version":1,"user_id":10,"session_id":77,"heartbeat_interval_ms":30000,"limits":{"max_frame_bytes":1310720,"max_text_chars":100000,"max_group_members":100,"max_page":256,"max_presence_users":500,"send_rate_per_s":50}}"#
+    );
     let hb = Frame::Heartbeat(Heartbeat { nonce: 5 });
     assert_eq!(binary::encode_to_vec(&hb), [0x02, 0x0a, 0x05]);
     let err = Frame::Error(Error {

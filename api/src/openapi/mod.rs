@@ -106,8 +106,9 @@ fn error_responses() -> Value {
                       INVALID_PUSH_TOKEN, INVALID_ARGUMENT or NOT_A_GROUP"),
         "401": error("UNAUTHENTICATED, INVALID_TOKEN, TOKEN_EXPIRED, TOKEN_REVOKED, \
                       INVALID_CREDENTIALS or INVALID_REFRESH_TOKEN"),
-        "403": error("NOT_A_MEMBER or FORBIDDEN (role does not allow it)"),
-        "404": error("UNKNOWN_USER, UNKNOWN_CHANNEL, UNKNOWN_MEMBER, UNKNOWN_DEVICE, \
+        "403": error("NOT_A_MEMBER (also for a channel that does not exist) or FORBIDDEN \
+                      (role does not allow it)"),
+        "404": error("UNKNOWN_USER, UNKNOWN_MEMBER, UNKNOWN_DEVICE, \
                       NO_FRIEND_REQUEST or NOT_FRIENDS"),
         "409": error("USERNAME_TAKEN or GROUP_FULL"),
         "413": error("PAYLOAD_TOO_LARGE"),

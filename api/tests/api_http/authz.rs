@@ -138,8 +138,8 @@ pub async fn authorization_matrix(b: Backend) {
             .await;
         assert_eq!(
             (r.status, r.code()),
-            (404, "UNKNOWN_CHANNEL"),
-            "unknown channel: {what}"
+            (403, "NOT_A_MEMBER"),
+            "an unknown channel answers as one the caller is not in: {what}"
         );
         for r in [call(&outsider.access).await, call(&removed.access).await] {
             let text = r.body.to_string();

@@ -283,7 +283,7 @@ pub async fn group_input_is_validated(b: Backend) {
 
     t.patch("/v1/groups/424242", &ada.access, json!({"name": "x"}))
         .await
-        .expect_error(404, "UNKNOWN_CHANNEL");
+        .expect_error(403, "NOT_A_MEMBER");
     t.patch(&path, &cat.access, json!({"name": "x"}))
         .await
         .expect_error(403, "NOT_A_MEMBER");

@@ -66,7 +66,7 @@ pub async fn mute_is_per_member_and_members_only(b: Backend) {
     .expect_error(403, "NOT_A_MEMBER");
     t.get("/v1/channels/999999/mute", &ada.access)
         .await
-        .expect_error(404, "UNKNOWN_CHANNEL");
+        .expect_error(403, "NOT_A_MEMBER");
     t.call(
         "PUT",
         &path,

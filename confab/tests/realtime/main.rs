@@ -8,6 +8,7 @@
 mod common;
 
 mod client;
+mod conformance;
 mod delivery;
 mod presence;
 mod push;

@@ -75,7 +75,12 @@ fn a_bad_token_is_refused_with_a_typed_error() {
             ws,
             welcome: placeholder_welcome(),
         };
-        assert_eq!(c.error().await.code, ErrorCode::Unauthenticated);
+        // The error answers the `Hello` (section 9.1: frame_type 1).
+        let e = c.error().await;
+        assert_eq!(
+            (e.code, e.frame_type, e.request_id),
+            (ErrorCode::Unauthenticated, 1, 0)
+        );
         match c.recv().await {
             Frame::Close(close) => assert_eq!(close.code, ErrorCode::Unauthenticated.code()),
             other => panic!("{other:?}"),

@@ -73,12 +73,15 @@ impl OutFrame {
 /// Why a connection closes, and so what its last frames are.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CloseReason {
-    /// A clean end (the client said `Close`, or the session is over): a
-    /// `Close` frame with code 0.
-    Normal(&'static str),
     /// A wire error ends the session: an `Error` frame, then `Close` with
     /// the error's code.
     Error(ErrorCode, String),
+    /// The client ended the session (its `Close`, or its transport's
+    /// close or end): the protocol says the receiver of a `Close` sends
+    /// nothing more, so only the transport closes (WebSocket answers with
+    /// its own Close frame, as RFC 6455 requires; QUIC finishes the
+    /// stream).
+    PeerClosed,
     /// The peer broke the transport's framing (a WebSocket protocol
     /// error): only a transport-level close with this code is sent.
     BrokenFraming {
@@ -95,7 +98,7 @@ impl CloseReason {
     /// has no framing of its own to close with (QUIC).
     pub fn code(&self) -> u16 {
         match self {
-            CloseReason::Normal(_) => 0,
+            CloseReason::PeerClosed => 0,
             CloseReason::Error(code, _) => code.code(),
             CloseReason::BrokenFraming { .. } => ErrorCode::BadFrame.code(),
         }
@@ -104,7 +107,7 @@ impl CloseReason {
     /// The human-readable reason.
     pub fn message(&self) -> &str {
         match self {
-            CloseReason::Normal(m) => m,
+            CloseReason::PeerClosed => "client closed",
             CloseReason::Error(_, m) => m,
             CloseReason::BrokenFraming { reason, .. } => reason,
         }
@@ -305,11 +308,11 @@ mod tests {
         let mut q = OutQueue::default();
         assert_eq!(q.frames.capacity(), 0);
         assert!(!q.has_work());
-        q.close(CloseReason::Normal("client closed"));
+        q.close(CloseReason::PeerClosed);
         q.close(CloseReason::error(ErrorCode::GoingAway, "later"));
         assert!(q.has_work());
         let (reason, _) = q.take(&mut Vec::new());
-        assert_eq!(reason, Some(CloseReason::Normal("client closed")));
+        assert_eq!(reason, Some(CloseReason::PeerClosed));
     }
 
     #[test]

@@ -10,6 +10,10 @@ use super::paging::{batch_budget, keep_back, keep_front};
 use super::Session;
 
 pub(super) async fn handle(s: &Session, req: frame::History) {
+    if req.limit == 0 {
+        let why = "limit must be at least 1";
+        return s.error(ErrorCode::InvalidArgument, why, &Frame::History(req));
+    }
     if let Err(code) = membership(s, req.channel_id).await {
         return s.error(code, "not a member of this channel", &Frame::History(req));
     }
@@ -19,7 +23,7 @@ pub(super) async fn handle(s: &Session, req: frame::History) {
         HistoryAnchor::Before(seq) => confab_storage::HistoryAnchor::Before(seq),
         HistoryAnchor::After(seq) => confab_storage::HistoryAnchor::After(seq),
     };
-    let limit = (req.limit as usize).clamp(1, settings.max_page as usize);
+    let limit = (req.limit as usize).min(settings.max_page as usize);
     let (log, channel) = (s.shared().log.clone(), req.channel_id);
     let page =
         tokio::task::spawn_blocking(move || log.channel_history(channel, anchor, limit)).await;

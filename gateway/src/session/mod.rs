@@ -18,7 +18,7 @@ mod typing;
 use std::rc::Rc;
 use std::time::Instant;
 
-use confab_protocol::frame::Frame;
+use confab_protocol::frame::{Frame, FrameType};
 use confab_protocol::{Encoding, ErrorCode};
 use confab_types::{DeviceId, UserId};
 
@@ -73,11 +73,21 @@ impl Session {
     }
 
     /// Answers bytes that were not a valid frame; `frame_type` is the type
-    /// byte they carried, when one was read.
-    pub fn bad_frame(&self, code: ErrorCode, message: &str) {
+    /// they carried when the failure is in the body of a known type.
+    pub fn bad_frame(&self, code: ErrorCode, message: &str, frame_type: Option<FrameType>) {
         self.core.metrics.frame_in_invalid();
-        self.core.state().send_error(self.conn, code, message, None);
+        self.core
+            .state()
+            .send_decode_error(self.conn, code, message, frame_type);
         self.core.pump();
+    }
+
+    /// The stream can no longer be split into frames: the session closes
+    /// with `BAD_FRAME` (a bad length prefix, on every transport).
+    pub fn broken_stream(&self, code: ErrorCode, message: String) -> CloseReason {
+        self.core.metrics.frame_in_invalid();
+        self.core.metrics.error(code);
+        CloseReason::Error(code, message)
     }
 
     /// Closes the session after what is queued.
@@ -148,7 +158,7 @@ impl Session {
         match frame {
             Frame::PresenceUnsubscribe(q) => presence::unsubscribe(self, q),
             Frame::Heartbeat(h) => heartbeat::handle(self, h),
-            Frame::Close(_) => return Err(CloseReason::Normal("client closed")),
+            Frame::Close(_) => return Err(CloseReason::PeerClosed),
             f @ Frame::Hello(_) => {
                 self.error(ErrorCode::UnexpectedFrame, "already in a session", &f)
             }

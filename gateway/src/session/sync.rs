@@ -9,8 +9,18 @@ use super::paging::{batch_budget, keep_front};
 use super::Session;
 
 pub(super) async fn handle(s: &Session, req: frame::Sync) {
+    if req.limit == 0 {
+        let why = "limit must be at least 1";
+        return s.error(ErrorCode::InvalidArgument, why, &Frame::Sync(req));
+    }
+    if req.request_id == 0 {
+        // 0 marks the replay after `Hello`; an answer carrying it would be
+        // taken for part of that replay.
+        let why = "request_id 0 is reserved for the replay";
+        return s.error(ErrorCode::InvalidArgument, why, &Frame::Sync(req));
+    }
     let settings = s.core.settings();
-    let limit = (req.limit as usize).clamp(1, settings.max_page as usize);
+    let limit = (req.limit as usize).min(settings.max_page as usize);
     let (log, user, after) = (s.shared().log.clone(), s.user, req.after);
     let page = tokio::task::spawn_blocking(move || log.inbox(user, after, limit)).await;
     let Ok(Ok(page)) = page else {

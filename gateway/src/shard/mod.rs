@@ -35,7 +35,7 @@ pub use self::mailbox::Mailbox;
 pub use self::msg::{Entries, Input, Output, PushEvent, ReadReceipt, ShardMsg, TypingNotice};
 pub use self::pending::PendingSend;
 pub use self::signal::Signal;
-pub use self::state::{error_frame, Opening, ShardConfig, ShardState};
+pub use self::state::{decode_error_frame, error_frame, Opening, ShardConfig, ShardState};
 
 use confab_types::UserId;
 

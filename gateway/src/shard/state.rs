@@ -9,7 +9,7 @@ use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use confab_protocol::frame::{self, Frame};
+use confab_protocol::frame::{self, Frame, FrameType};
 use confab_protocol::{Encoding, ErrorCode};
 use confab_types::{DeviceId, InboxSeq, UserId};
 
@@ -281,6 +281,19 @@ impl ShardState {
     ) {
         self.metrics.error(code);
         self.send(conn, &error_frame(code, message, answering));
+    }
+
+    /// Answers bytes that did not decode: the frame's type when the
+    /// failure was in the body of a known type, request id 0.
+    pub fn send_decode_error(
+        &mut self,
+        conn: ConnId,
+        code: ErrorCode,
+        message: &str,
+        frame_type: Option<FrameType>,
+    ) {
+        self.metrics.error(code);
+        self.send(conn, &decode_error_frame(code, message, frame_type));
     }
 
     /// Closes a connection after what is queued.
@@ -584,6 +597,19 @@ impl ShardState {
             },
         );
     }
+}
+
+/// An `Error` frame answering bytes that did not decode: `frame_type` is
+/// the type of a frame whose body was malformed (0 when there is none, as
+/// for an unknown type or an oversize frame); the request id could not be
+/// read.
+pub fn decode_error_frame(code: ErrorCode, message: &str, frame_type: Option<FrameType>) -> Frame {
+    Frame::Error(frame::Error {
+        code,
+        message: message.into(),
+        frame_type: frame_type.map_or(0, FrameType::as_u8),
+        request_id: 0,
+    })
 }
 
 /// An `Error` frame answering `answering` (its type and request id), or

@@ -7,7 +7,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
-use confab_protocol::frame::{self, Frame};
+use confab_protocol::frame::{self, Frame, FrameType};
 use confab_protocol::{Encoding, ErrorCode};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
@@ -18,7 +18,7 @@ use super::ws::message::{decode_frame, wrap};
 use super::ws::{self, close, Decoder, Event};
 use crate::metrics::Transport;
 use crate::session::Hello;
-use crate::shard::{error_frame, owner_core, Core};
+use crate::shard::{decode_error_frame, owner_core, Core};
 
 /// A stream the handshake runs on: plain TCP, or TLS over it; either can
 /// be taken apart for the hand-over.
@@ -43,18 +43,20 @@ impl HandshakeStream for TlsStream {
 }
 
 /// Writes an `Error` and a close to a connection that never became a
-/// session.
+/// session; `answering` is the type of the frame refused (`Hello`, or
+/// whatever came instead), when it is known.
 async fn refuse<S: AsyncRead + AsyncWrite + Unpin>(
     stream: &mut S,
     encoding: Encoding,
     code: ErrorCode,
     why: &str,
+    answering: Option<FrameType>,
 ) {
     let mut out = Vec::new();
     wrap(
         &mut out,
         encoding,
-        &encoding.encode(&error_frame(code, why, None)),
+        &encoding.encode(&decode_error_frame(code, why, answering)),
     );
     let close_frame = Frame::Close(frame::Close {
         code: code.code(),
@@ -129,13 +131,21 @@ pub(super) async fn handshake<S: HandshakeStream>(
                 let _ = stream.write_all(&out).await;
                 return;
             }
+            Ok(Some(Event::TooBig { len, .. })) => {
+                let why = format!("message of at least {len} bytes exceeds the maximum of {max}");
+                return refuse(&mut stream, encoding, ErrorCode::FrameTooLarge, &why, None).await;
+            }
             Ok(Some(ev)) => match decode_frame(encoding, ev, max) {
                 Ok(Frame::Hello(h)) => break h,
-                Ok(_) => {
+                Ok(f) => {
                     let why = "the first frame must be Hello";
-                    return refuse(&mut stream, encoding, ErrorCode::UnexpectedFrame, why).await;
+                    let (code, ty) = (ErrorCode::UnexpectedFrame, Some(f.frame_type()));
+                    return refuse(&mut stream, encoding, code, why, ty).await;
                 }
-                Err(e) => return refuse(&mut stream, encoding, e.code(), &e.to_string()).await,
+                Err(e) => {
+                    let why = e.to_string();
+                    return refuse(&mut stream, encoding, e.code(), &why, e.frame_type()).await;
+                }
             },
             Ok(None) => {}
             Err(e) => {
@@ -152,7 +162,9 @@ pub(super) async fn handshake<S: HandshakeStream>(
     };
     let hello = match Hello::verify(&core, &hello, transport, encoding) {
         Ok(h) => h,
-        Err((code, why)) => return refuse(&mut stream, encoding, code, why).await,
+        Err((code, why)) => {
+            return refuse(&mut stream, encoding, code, why, Some(FrameType::Hello)).await
+        }
     };
     let Ok((socket, tls, unread)) = stream.into_parts() else {
         return;

@@ -21,6 +21,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::BytesMut;
+use confab_protocol::ErrorCode;
 use tokio::time::Sleep;
 
 use super::buffers;
@@ -179,7 +180,7 @@ impl WsSession {
         match self.poll_fill(cx) {
             Poll::Pending => false,
             Poll::Ready(Ok(0) | Err(_)) => {
-                self.stop_reading(CloseReason::Normal("closed"));
+                self.stop_reading(CloseReason::PeerClosed);
                 true
             }
             Poll::Ready(Ok(_)) => {
@@ -216,9 +217,14 @@ impl WsSession {
                 }
                 Event::Pong(_) => {}
                 Event::Close(_) => {
-                    self.stop_reading(CloseReason::Normal("client closed"));
+                    self.stop_reading(CloseReason::PeerClosed);
                     return true;
                 }
+                Event::TooBig { len, .. } => self.s.bad_frame(
+                    ErrorCode::FrameTooLarge,
+                    &format!("message of at least {len} bytes exceeds the maximum of {max}"),
+                    None,
+                ),
                 ev => match decode_frame(self.s.encoding, ev, max) {
                     Ok(f) => match self.s.handle_now(f) {
                         Ok(Ok(())) => {}
@@ -232,7 +238,12 @@ impl WsSession {
                             return true;
                         }
                     },
-                    Err(e) => self.s.bad_frame(e.code(), &e.to_string()),
+                    Err(e) if e.is_fatal() => {
+                        let reason = self.s.broken_stream(e.code(), e.to_string());
+                        self.stop_reading(reason);
+                        return true;
+                    }
+                    Err(e) => self.s.bad_frame(e.code(), &e.to_string(), e.frame_type()),
                 },
             }
         }

@@ -82,7 +82,10 @@ fn put_close(out: &mut BytesMut, encoding: Encoding, reason: &CloseReason) {
             ws::encode_close(*ws_code, reason, out);
             return;
         }
-        CloseReason::Normal(_) => close::NORMAL,
+        CloseReason::PeerClosed => {
+            ws::encode_close(close::NORMAL, "", out);
+            return;
+        }
         CloseReason::Error(code, message) => {
             put_frame(out, encoding, &error_frame(*code, message, None));
             if *code == ErrorCode::GoingAway {

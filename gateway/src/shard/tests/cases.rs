@@ -217,7 +217,7 @@ fn a_slow_consumer_loses_ephemeral_frames_first_then_the_connection() {
     );
     assert!(w.shards[core].is_closing(bob), "nothing left to shed");
     // The reader is told, once, even though the writer never took a wake-up.
-    w.shards[core].close(bob, CloseReason::Normal("again"));
+    w.shards[core].close(bob, CloseReason::PeerClosed);
     while let Some(out) = w.shards[core].poll_output() {
         if let Output::Closing(conn) = out {
             w.closing.push((core, conn));

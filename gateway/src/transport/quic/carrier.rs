@@ -82,9 +82,13 @@ fn spawn_carrier(open: Option<SendStream>, conn: Connection, credit: Arc<LinkCre
     Carrier { queue, task }
 }
 
-/// The bytes of a close: our `Error` (for an error) then `Close`.
+/// The bytes of a close: our `Error` (for an error) then `Close`; none
+/// when the client closed (the receiver of a `Close` sends nothing more).
 pub fn close_bytes(reason: &CloseReason) -> Vec<u8> {
     let mut v = Vec::new();
+    if *reason == CloseReason::PeerClosed {
+        return v;
+    }
     if let CloseReason::Error(code, message) = reason {
         binary::encode(&error_frame(*code, message, None), &mut v);
     }

@@ -71,7 +71,7 @@ pub fn adopt(core: &Rc<Core>, h: QuicHandover) {
         let writer = tokio::task::spawn_local(write_loop(core.clone(), conn, io, home.clone()));
         let session = started.catch_up().await;
         let ended = read_loop(&session, &home).await;
-        session.close(ended.err().unwrap_or(CloseReason::Normal("closed")));
+        session.close(ended.err().unwrap_or(CloseReason::PeerClosed));
         let _ = writer.await;
         session.end();
         HOME.with(|m| m.borrow_mut().remove(&home.id));
@@ -95,14 +95,13 @@ async fn read_loop(s: &Session, home: &HomeLink) -> Result<(), CloseReason> {
                     code,
                     message,
                     fatal,
+                    frame_type,
                 } => {
                     s.heard();
                     if fatal {
-                        s.core.metrics.frame_in_invalid();
-                        s.core.metrics.error(code);
-                        return Err(CloseReason::Error(code, message));
+                        return Err(s.broken_stream(code, message));
                     }
-                    s.bad_frame(code, &message);
+                    s.bad_frame(code, &message, frame_type);
                 }
                 LinkIn::Closed => return Ok(()),
             }

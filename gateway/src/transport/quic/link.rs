@@ -18,7 +18,7 @@ use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-use confab_protocol::{ErrorCode, Frame};
+use confab_protocol::{ErrorCode, Frame, FrameType};
 use tokio::sync::Notify;
 
 use crate::fanout::{CloseReason, OutFrame, Priority};
@@ -39,6 +39,8 @@ pub enum LinkIn {
         message: String,
         /// The stream can no longer be read: close the session.
         fatal: bool,
+        /// The type of the frame, when its body was malformed.
+        frame_type: Option<FrameType>,
     },
     /// The transport is gone.
     Closed,

@@ -18,18 +18,18 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
-use confab_protocol::frame::Frame;
+use confab_protocol::binary;
+use confab_protocol::frame::{self, Frame, FrameType};
 use confab_protocol::{Encoding, ErrorCode, FrameReader};
 use quinn::{Connection, RecvStream, SendStream, VarInt};
 use tokio::sync::watch;
 
 use self::home::QuicHandover;
 use self::link::{LinkCredit, LinkIn, LinkOut, LinkQueue};
-use crate::fanout::CloseReason;
 use crate::metrics::Transport;
 use crate::session::Hello;
 pub use crate::settings::QuicSettings;
-use crate::shard::{owner_core, Core};
+use crate::shard::{decode_error_frame, owner_core, Core};
 
 /// QUIC application error code for streams a client may not open.
 pub const STREAM_REFUSED: u32 = 0x10;
@@ -146,10 +146,23 @@ pub async fn accept_loop(
     }
 }
 
-/// Refuses a session before it starts: `Error` and `Close` on the control
-/// stream, then the connection closes with the error code.
-async fn refuse(conn: &Connection, mut send: SendStream, code: ErrorCode, why: &str) {
-    let v = carrier::close_bytes(&CloseReason::error(code, why));
+/// Refuses a session before it starts: `Error` (answering the frame of
+/// type `answering`, when known) and `Close` on the control stream, then
+/// the connection closes with the error code.
+async fn refuse(
+    conn: &Connection,
+    mut send: SendStream,
+    code: ErrorCode,
+    why: &str,
+    answering: Option<FrameType>,
+) {
+    let mut v = Vec::new();
+    binary::encode(&decode_error_frame(code, why, answering), &mut v);
+    let close = Frame::Close(frame::Close {
+        code: code.code(),
+        message: why.into(),
+    });
+    binary::encode(&close, &mut v);
     if send.write_all(&v).await.is_ok() && send.finish().is_ok() {
         let _ = tokio::time::timeout(Duration::from_secs(1), send.stopped()).await;
     }
@@ -168,6 +181,7 @@ fn drain(reader: &mut FrameReader, into: &mut Vec<LinkIn>) -> bool {
                     code: e.code(),
                     message: e.to_string(),
                     fatal,
+                    frame_type: e.frame_type(),
                 });
                 if fatal {
                     return false;
@@ -204,16 +218,17 @@ async fn serve(core: Rc<Core>, incoming: quinn::Incoming) {
     let hello = loop {
         match reader.next_frame() {
             Ok(Some(Frame::Hello(h))) => break h,
-            Ok(Some(_)) => {
+            Ok(Some(f)) => {
                 return refuse(
                     &conn,
                     send,
                     ErrorCode::UnexpectedFrame,
                     "the first frame must be Hello",
+                    Some(f.frame_type()),
                 )
                 .await
             }
-            Err(e) => return refuse(&conn, send, e.code(), &e.to_string()).await,
+            Err(e) => return refuse(&conn, send, e.code(), &e.to_string(), e.frame_type()).await,
             Ok(None) => {}
         }
         match tokio::time::timeout_at(deadline, recv.read_chunk(READ_CHUNK, true)).await {
@@ -232,7 +247,7 @@ async fn serve(core: Rc<Core>, incoming: quinn::Incoming) {
     }
     let hello = match Hello::verify(&core, &hello, Transport::Quic, Encoding::Binary) {
         Ok(h) => h,
-        Err((code, why)) => return refuse(&conn, send, code, why).await,
+        Err((code, why)) => return refuse(&conn, send, code, why, Some(FrameType::Hello)).await,
     };
     let mut early = Vec::new();
     let readable = drain(&mut reader, &mut early);

@@ -293,46 +293,76 @@ fn malformed_frames_fail_with_their_close_code() {
 }
 
 #[test]
-fn oversize_message_is_refused_from_the_header() {
+fn oversize_message_is_reported_from_the_header_and_skipped() {
     let max = 1000;
-    // Only the header is there: the error comes before any payload.
+    // Only the header is there: the report comes before any payload.
     let mut bytes = vec![0x82, 0xFE];
     bytes.extend_from_slice(&1001u16.to_be_bytes());
-    let e = error_of(&bytes, max);
-    assert_eq!(e, WsError::MessageTooBig { len: 1001, max });
-    assert_eq!(e.close_code(), 1009);
-    // A huge announced length, without the mask key even.
+    bytes.extend_from_slice(&KEY);
+    let mut dec = Decoder::new(max);
+    let mut buf = BytesMut::from(&bytes[..]);
+    assert_eq!(
+        dec.decode(&mut buf),
+        Ok(Some(Event::TooBig { len: 1001, max }))
+    );
+    assert!(buf.is_empty());
+    assert_eq!(dec.pending_frame_len(), 0);
+    // Its payload is discarded as it comes, in pieces, then the next
+    // message is decoded.
+    let payload = vec![9u8; 1001];
+    for chunk in payload.chunks(300) {
+        buf.extend_from_slice(chunk);
+        assert_eq!(dec.decode(&mut buf), Ok(None));
+        assert!(buf.is_empty());
+    }
+    buf.extend_from_slice(&frame(true, 2, b"next"));
+    assert_eq!(
+        dec.decode(&mut buf),
+        Ok(Some(Event::Binary(Bytes::from_static(b"next"))))
+    );
+    // A huge announced length is reported the same way.
     let mut bytes = vec![0x82, 0xFF];
     bytes.extend_from_slice(&(1u64 << 40).to_be_bytes());
-    assert_eq!(
-        error_of(&bytes, max),
-        WsError::MessageTooBig { len: 1 << 40, max }
-    );
+    bytes.extend_from_slice(&KEY);
+    let (events, err) = decode_all(&mut Decoder::new(max), &bytes);
+    assert_eq!(events, vec![Event::TooBig { len: 1 << 40, max }]);
+    assert_eq!(err, None);
     // Exactly the maximum is fine.
     let (events, err) = decode_all(&mut Decoder::new(max), &frame(true, 2, &[1; 1000]));
     assert_eq!((events.len(), err), (1, None));
 }
 
 #[test]
-fn oversize_message_is_refused_across_fragments() {
+fn oversize_message_is_skipped_across_fragments() {
     let max = 1000;
-    let mut bytes = frame(false, 2, &[0; 600]);
+    let mut bytes = frame(false, 1, &[b'a'; 600]);
     bytes.extend(frame(true, 9, b"ping in between"));
-    // Header of the second fragment only: 600 + 401 > 1000.
-    bytes.extend_from_slice(&[0x00, 0xFE, 0x01, 0x91]);
+    bytes.extend(frame(false, 0, &[b'b'; 401]));
+    bytes.extend(frame(true, 9, b"another"));
+    // Later fragments are discarded whatever they hold, even bytes that
+    // are not UTF-8.
+    bytes.extend(frame(true, 0, &[0xFF; 50]));
+    bytes.extend(frame(true, 1, b"after"));
     let mut dec = Decoder::new(max);
-    let (events, err) = decode_all(&mut dec, &bytes);
+    let (events, err) = decode_bytewise(&mut dec, &bytes);
+    assert_eq!(err, None);
     assert_eq!(
         events,
-        vec![Event::Ping(Bytes::from_static(b"ping in between"))]
+        vec![
+            Event::Ping(Bytes::from_static(b"ping in between")),
+            Event::TooBig { len: 1001, max },
+            Event::Ping(Bytes::from_static(b"another")),
+            Event::Text(Bytes::from_static(b"after")),
+        ]
     );
-    assert_eq!(err, Some(WsError::MessageTooBig { len: 1001, max }));
-    assert_eq!(err.unwrap().close_code(), 1009);
-    // The decoder stays failed.
-    assert_eq!(
-        dec.decode(&mut BytesMut::from(&frame(true, 2, b"x")[..])),
-        Err(WsError::Failed)
-    );
+    assert!(!dec.in_message());
+    // The skipped message's sequence rules still hold: a new message
+    // while it is unfinished breaks the stream.
+    let mut bytes = frame(false, 2, &[0; 1001]);
+    bytes.extend(frame(true, 2, b"x"));
+    let (events, err) = decode_all(&mut Decoder::new(max), &bytes);
+    assert_eq!(events, vec![Event::TooBig { len: 1001, max }]);
+    assert_eq!(err, Some(WsError::ExpectedContinuation));
     // Fragments adding up to exactly the maximum are fine.
     let mut bytes = frame(false, 2, &[0; 600]);
     bytes.extend(frame(true, 0, &[0; 400]));

@@ -1,6 +1,8 @@
 //! The decoder of the client's masked frames: headers checked on their
 //! own before a payload is buffered, payloads unmasked in place and split
-//! off the read buffer, fragments gathered once.
+//! off the read buffer, fragments gathered once. A message over the limit
+//! is reported once and its bytes are discarded as they arrive, so the
+//! connection goes on with the message after it.
 
 use bytes::{Buf, BytesMut};
 
@@ -41,21 +43,30 @@ struct Header {
     len: usize,
     /// Payload length.
     payload: u64,
+    /// The message this frame starts or continues is over the limit.
+    too_big: bool,
 }
 
 /// Decodes the client's frames into [`Event`]s, one connection's worth of
 /// state. See the module documentation for what it keeps.
 #[derive(Debug)]
 pub struct Decoder {
-    max_message_bytes: usize,
+    /// At most `u32::MAX - 16`, so that a frame with its header fits a
+    /// `u32` too: the decoder is kept per connection, and small.
+    max_message_bytes: u32,
     /// Payload bytes of the unfinished fragmented message, unmasked.
     fragments: BytesMut,
     /// How many leading bytes of `fragments` are known to be valid UTF-8
     /// (text messages only); the rest is at most an unfinished character.
-    utf8_valid: usize,
+    utf8_valid: u32,
     /// Total bytes the frame at the front of the buffer needs, header
     /// included, once its header is known; 0 otherwise.
-    pending: usize,
+    pending: u32,
+    /// Payload bytes of an oversize message's frame still to be discarded.
+    skip: u64,
+    /// The oversize message goes on in continuation frames, which are
+    /// discarded as well.
+    discarding: bool,
     fragmented: Fragmented,
     state: State,
 }
@@ -65,10 +76,14 @@ impl Decoder {
     /// payload bytes, fragments added up.
     pub fn new(max_message_bytes: usize) -> Decoder {
         Decoder {
-            max_message_bytes,
+            max_message_bytes: u32::try_from(max_message_bytes)
+                .unwrap_or(u32::MAX)
+                .min(u32::MAX - 16),
             fragments: BytesMut::new(),
             utf8_valid: 0,
             pending: 0,
+            skip: 0,
+            discarding: false,
             fragmented: Fragmented::None,
             state: State::Open,
         }
@@ -76,7 +91,7 @@ impl Decoder {
 
     /// The largest message this decoder accepts, in bytes.
     pub fn max_message_bytes(&self) -> usize {
-        self.max_message_bytes
+        self.max_message_bytes as usize
     }
 
     /// How many bytes the read buffer must hold for the frame at its front
@@ -85,7 +100,7 @@ impl Decoder {
     /// much so that a large message is read in few system calls, and only
     /// large messages grow the buffer.
     pub fn pending_frame_len(&self) -> usize {
-        self.pending
+        self.pending as usize
     }
 
     /// Whether a fragmented message is in progress.
@@ -105,7 +120,9 @@ impl Decoder {
     /// Fragments of a message are consumed and kept until the last one,
     /// so one call may consume several frames. A frame's header is checked
     /// as soon as it has arrived: a message that would exceed the maximum
-    /// fails with [`WsError::MessageTooBig`] before its payload is read.
+    /// is answered with one [`Event::TooBig`] before its payload is read,
+    /// and the rest of it (payload and later fragments) is discarded as it
+    /// arrives, never buffered; decoding goes on after it.
     ///
     /// After an error the connection must be failed: send a Close frame
     /// with [`WsError::close_code`] and close. Further calls return
@@ -124,6 +141,7 @@ impl Decoder {
         if result.is_err() {
             self.state = State::Failed;
             self.pending = 0;
+            self.skip = 0;
             self.fragments = BytesMut::new();
         }
         result
@@ -131,16 +149,52 @@ impl Decoder {
 
     fn decode_open(&mut self, buf: &mut BytesMut) -> Result<Option<Event>, WsError> {
         loop {
+            if self.skip > 0 {
+                let n = self.skip.min(buf.len() as u64);
+                buf.advance(n as usize);
+                self.skip -= n;
+                if self.skip > 0 {
+                    return Ok(None);
+                }
+            }
             let Some(header) = self.parse_header(buf)? else {
                 self.pending = 0;
                 return Ok(None);
             };
+            if header.too_big || (self.discarding && header.opcode == OpCode::Continuation) {
+                let announce = !self.discarding;
+                let len = self.fragments.len() as u64 + header.payload;
+                buf.advance(header.len);
+                self.pending = 0;
+                self.skip = header.payload;
+                self.fragments = BytesMut::new();
+                self.utf8_valid = 0;
+                if header.fin {
+                    self.fragmented = Fragmented::None;
+                    self.discarding = false;
+                } else {
+                    self.discarding = true;
+                    match header.opcode {
+                        OpCode::Text => self.fragmented = Fragmented::Text,
+                        OpCode::Binary => self.fragmented = Fragmented::Binary,
+                        _ => {}
+                    }
+                }
+                if announce {
+                    return Ok(Some(Event::TooBig {
+                        len,
+                        max: self.max_message_bytes as usize,
+                    }));
+                }
+                continue;
+            }
             // The header checks bound the payload by the message limit (a
-            // usize) or by 125, so the cast is lossless.
+            // u32) or by 125, so the cast is lossless.
             let payload_len = header.payload as usize;
             let total = header.len.saturating_add(payload_len);
             if buf.len() < total {
-                self.pending = total;
+                // Within the limit plus a header, so within u32.
+                self.pending = total as u32;
                 return Ok(None);
             }
             self.pending = 0;
@@ -256,19 +310,12 @@ impl Decoder {
             }
             n => (u64::from(n), 0),
         };
-        if opcode.is_control() {
-            if payload > MAX_CONTROL_PAYLOAD as u64 {
-                return Err(WsError::ControlTooLong(payload));
-            }
-        } else {
-            let len = self.fragments.len() as u64 + payload;
-            if len > self.max_message_bytes as u64 {
-                return Err(WsError::MessageTooBig {
-                    len,
-                    max: self.max_message_bytes,
-                });
-            }
+        if opcode.is_control() && payload > MAX_CONTROL_PAYLOAD as u64 {
+            return Err(WsError::ControlTooLong(payload));
         }
+        let too_big = !opcode.is_control()
+            && !self.discarding
+            && self.fragments.len() as u64 + payload > u64::from(self.max_message_bytes);
         let mask_at = 2 + len_bytes;
         let Some(mask) = buf.get(mask_at..mask_at + 4) else {
             return Ok(None);
@@ -279,6 +326,7 @@ impl Decoder {
             mask: [mask[0], mask[1], mask[2], mask[3]],
             len: mask_at + 4,
             payload,
+            too_big,
         }))
     }
 
@@ -286,13 +334,13 @@ impl Decoder {
     /// check. An unfinished character at the end is allowed until the last
     /// fragment; anything else invalid fails at once.
     fn check_utf8(&mut self, fin: bool) -> Result<(), WsError> {
-        match std::str::from_utf8(&self.fragments[self.utf8_valid..]) {
+        match std::str::from_utf8(&self.fragments[self.utf8_valid as usize..]) {
             Ok(_) => {
-                self.utf8_valid = self.fragments.len();
+                self.utf8_valid = self.fragments.len() as u32;
                 Ok(())
             }
             Err(e) if e.error_len().is_none() && !fin => {
-                self.utf8_valid += e.valid_up_to();
+                self.utf8_valid += e.valid_up_to() as u32;
                 Ok(())
             }
             Err(_) => Err(WsError::InvalidUtf8),

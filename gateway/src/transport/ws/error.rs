@@ -136,16 +136,6 @@ pub enum WsError {
     /// A new text or binary frame while a fragmented message is unfinished.
     #[error("new message before the fragmented one was finished")]
     ExpectedContinuation,
-    /// The message (all its fragments so far plus the announced frame) is
-    /// larger than the decoder's maximum. Reported from the frame header,
-    /// before its payload is buffered.
-    #[error("message of at least {len} bytes exceeds the maximum of {max}")]
-    MessageTooBig {
-        /// The message size the header announced (with earlier fragments).
-        len: u64,
-        /// The configured maximum.
-        max: usize,
-    },
     /// A text message that is not valid UTF-8 (detected as early as the
     /// fragment that breaks it).
     #[error("text message is not valid UTF-8")]
@@ -167,11 +157,10 @@ pub enum WsError {
 
 impl WsError {
     /// The close code to send before closing the connection: 1007 for bad
-    /// UTF-8, 1009 for an oversize message, 1002 for everything else.
+    /// UTF-8, 1002 for everything else.
     pub fn close_code(&self) -> u16 {
         match self {
             WsError::InvalidUtf8 | WsError::InvalidCloseReason => close::INVALID_PAYLOAD,
-            WsError::MessageTooBig { .. } => close::TOO_BIG,
             _ => close::PROTOCOL_ERROR,
         }
     }
@@ -190,7 +179,6 @@ impl WsError {
             WsError::NonMinimalLength => "payload length not minimal",
             WsError::UnexpectedContinuation => "unexpected continuation frame",
             WsError::ExpectedContinuation => "expected continuation frame",
-            WsError::MessageTooBig { .. } => "message too big",
             WsError::InvalidUtf8 => "invalid UTF-8 in text message",
             WsError::CloseTooShort => "close payload too short",
             WsError::InvalidCloseCode(_) => "invalid close code",
@@ -267,12 +255,6 @@ mod tests {
         assert_eq!(WsError::InvalidCloseCode(1005).close_code(), 1002);
         assert_eq!(WsError::InvalidUtf8.close_code(), 1007);
         assert_eq!(WsError::InvalidCloseReason.close_code(), 1007);
-        assert_eq!(WsError::MessageTooBig { len: 2, max: 1 }.close_code(), 1009);
-        assert!(
-            WsError::MessageTooBig { len: 2, max: 1 }
-                .close_reason()
-                .len()
-                <= 123
-        );
+        assert!(WsError::NonMinimalLength.close_reason().len() <= 123);
     }
 }

@@ -110,4 +110,14 @@ pub enum Event {
     /// frame carried no status code. Answer with a Close frame and close
     /// the connection. The decoder ignores whatever follows.
     Close(Option<CloseFrame>),
+    /// A message longer than the decoder's maximum: `len` is its length
+    /// as far as it is known (the fragments so far and the frame that
+    /// went over). Its bytes are discarded as they arrive; the message
+    /// after it is decoded normally.
+    TooBig {
+        /// The message's length so far, in bytes.
+        len: u64,
+        /// The decoder's maximum.
+        max: usize,
+    },
 }
