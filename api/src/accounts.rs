@@ -78,11 +78,21 @@ async fn open_session(state: &ApiState, user_id: u64) -> ApiResult<TokenResponse
     })
 }
 
-/// Creates an account and logs it in (201).
+/// Creates an account and logs it in (201). Rate-limited per client IP:
+/// each signup costs a password hash.
 pub async fn signup(
     State(state): State<ApiState>,
+    ClientIp(ip): ClientIp,
     JsonBody(req): JsonBody<SignupRequest>,
 ) -> ApiResult<(StatusCode, Json<TokenResponse>)> {
+    let exempt = state.settings().exempt_loopback && ip.is_loopback();
+    if !exempt {
+        if let Err(wait) = state.signup_limiter().check(ip, Instant::now()) {
+            return Err(ApiError::RateLimited {
+                retry_after_secs: wait.as_secs_f64().ceil().max(1.0) as u64,
+            });
+        }
+    }
     validate::username(&req.username)?;
     validate::password(&req.password)?;
     let display_name = match &req.display_name {
@@ -133,7 +143,7 @@ pub async fn login(
         Some((id, hash)) => (Some(id), Some(hash)),
         None => (None, None),
     };
-    let matched = state.passwords().verify(req.password, hash).await;
+    let matched = state.passwords().verify(req.password, hash).await?;
     match (matched, user_id) {
         (true, Some(user_id)) => Ok(Json(open_session(&state, user_id).await?)),
         _ => {

@@ -32,6 +32,25 @@ pub struct ApiConfig {
     pub login_burst: u32,
     /// Login attempts regained per minute, per username and per client IP.
     pub login_per_minute: u32,
+    /// Signups allowed in a burst per client IP (each costs a password
+    /// hash).
+    pub signup_burst: u32,
+    /// Signups regained per minute per client IP.
+    pub signup_per_minute: u32,
+    /// Connections one client address may hold open to the API at once.
+    pub max_connections_per_address: u32,
+    /// Whether clients on loopback addresses are spared the signup limit
+    /// and the per-address connection cap (a load generator or the node's
+    /// own tools on the same machine; a proxy on the same machine must
+    /// then set `trust_forwarded_for`, or every client counts as loopback).
+    pub exempt_loopback: bool,
+    /// A request's header must arrive within this many seconds of the
+    /// connection opening or of the previous response; an idle kept-alive
+    /// connection closes after as long.
+    pub header_timeout_secs: u64,
+    /// A request's body and handler must finish within this many seconds
+    /// (408 beyond).
+    pub request_timeout_secs: u64,
     /// argon2id memory per password hash, in KiB.
     pub password_memory_kib: u32,
     /// argon2id passes per password hash.
@@ -62,6 +81,12 @@ impl Default for ApiConfig {
             max_body_bytes: 64 * 1024,
             login_burst: 10,
             login_per_minute: 5,
+            signup_burst: 5,
+            signup_per_minute: 5,
+            max_connections_per_address: 256,
+            exempt_loopback: true,
+            header_timeout_secs: 10,
+            request_timeout_secs: 30,
             password_memory_kib: 19 * 1024,
             password_iterations: 2,
             trust_forwarded_for: false,
@@ -121,6 +146,30 @@ impl ApiConfig {
         }
         if self.login_per_minute == 0 {
             return invalid("api.login_per_minute", "must be at least 1".into());
+        }
+        if self.signup_burst == 0 {
+            return invalid("api.signup_burst", "must be at least 1".into());
+        }
+        if self.signup_per_minute == 0 {
+            return invalid("api.signup_per_minute", "must be at least 1".into());
+        }
+        if self.max_connections_per_address == 0 {
+            return invalid(
+                "api.max_connections_per_address",
+                "must be at least 1".into(),
+            );
+        }
+        if !(1..=3600).contains(&self.header_timeout_secs) {
+            return invalid(
+                "api.header_timeout_secs",
+                format!("{} is outside 1..=3600", self.header_timeout_secs),
+            );
+        }
+        if !(1..=3600).contains(&self.request_timeout_secs) {
+            return invalid(
+                "api.request_timeout_secs",
+                format!("{} is outside 1..=3600", self.request_timeout_secs),
+            );
         }
         if !(8..=1 << 20).contains(&self.password_memory_kib) {
             return invalid(

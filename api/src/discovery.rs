@@ -6,24 +6,27 @@
 //! the one to use now, `gateways` lists every candidate in order of
 //! preference, so a later version can choose by load or by user shard
 //! without changing clients. No authentication: a client may ask before
-//! logging in.
+//! logging in. Only what the node serves to the asking client is
+//! advertised: plain `ws://` only where the gateway's `plain_ws` policy
+//! lets that client use it.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use axum::extract::State;
 use axum::http::{header, HeaderMap};
 use axum::Json;
 use serde::Serialize;
 
+use super::extract::ClientIp;
 use super::{ApiState, DiscoverySettings};
 
 /// One gateway's addresses.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct GatewayEndpoint {
-    /// `ws://host:port/v1/ws` or `wss://…`.
+    /// The URL to connect to: `ws://host:port/v1/ws` where the gateway
+    /// serves this client plain `ws://`, else `wss://…`.
     pub websocket_url: String,
-    /// The same port over TLS: `wss://host:port/v1/ws` (plain `ws://` is
-    /// served to loopback clients only by default).
+    /// The same port over TLS: `wss://host:port/v1/ws`.
     pub secure_websocket_url: String,
     /// `host:port` (UDP) for QUIC.
     pub quic_addr: String,
@@ -62,12 +65,15 @@ fn advertised(addr: SocketAddr, request_host: Option<&str>) -> String {
     }
 }
 
-/// This node's gateway, as seen by a client that reached the API at
-/// `request_host`.
-pub fn endpoint(settings: &DiscoverySettings, request_host: Option<&str>) -> GatewayEndpoint {
+/// This node's gateway, as seen by a client at `client` that reached the
+/// API at `request_host`.
+pub fn endpoint(
+    settings: &DiscoverySettings,
+    request_host: Option<&str>,
+    client: IpAddr,
+) -> GatewayEndpoint {
     let host = advertised(settings.ws_addr, request_host);
-    // Plain ws:// is for loopback clients; anyone else is pointed at wss://.
-    let scheme = if settings.ws_addr.ip().is_loopback() {
+    let scheme = if settings.plain_ws.allows(client) {
         "ws"
     } else {
         "wss"
@@ -92,12 +98,16 @@ pub fn endpoint(settings: &DiscoverySettings, request_host: Option<&str>) -> Gat
 }
 
 /// Where to connect.
-pub async fn gateway(State(state): State<ApiState>, headers: HeaderMap) -> Json<Discovery> {
+pub async fn gateway(
+    State(state): State<ApiState>,
+    ClientIp(client): ClientIp,
+    headers: HeaderMap,
+) -> Json<Discovery> {
     let host = headers
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
         .and_then(host_only);
-    let me = endpoint(&state.settings().discovery, host);
+    let me = endpoint(&state.settings().discovery, host, client);
     Json(Discovery {
         websocket_url: me.websocket_url.clone(),
         secure_websocket_url: me.secure_websocket_url.clone(),
@@ -109,20 +119,26 @@ pub async fn gateway(State(state): State<ApiState>, headers: HeaderMap) -> Json<
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::PlainWs;
 
     fn settings(ws: &str, quic: &str) -> DiscoverySettings {
         DiscoverySettings {
             websocket_url: None,
             ws_addr: ws.parse().unwrap(),
             quic_addr: quic.into(),
+            plain_ws: PlainWs::Loopback,
         }
     }
+
+    const LOCAL: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+    const REMOTE: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(203, 0, 113, 7));
 
     #[test]
     fn concrete_addresses_are_advertised_as_they_are() {
         let e = endpoint(
             &settings("127.0.0.1:8081", "127.0.0.1:8443"),
             Some("api.example"),
+            LOCAL,
         );
         assert_eq!(e.websocket_url, "ws://127.0.0.1:8081/v1/ws");
         assert_eq!(e.secure_websocket_url, "wss://127.0.0.1:8081/v1/ws");
@@ -131,7 +147,11 @@ mod tests {
 
     #[test]
     fn wildcard_addresses_take_the_host_the_client_used() {
-        let e = endpoint(&settings("0.0.0.0:8081", "[::]:8443"), Some("chat.example"));
+        let e = endpoint(
+            &settings("0.0.0.0:8081", "[::]:8443"),
+            Some("chat.example"),
+            REMOTE,
+        );
         // Plain ws:// is loopback-only: a remote client is sent to wss://.
         assert_eq!(e.websocket_url, "wss://chat.example:8081/v1/ws");
         assert_eq!(e.secure_websocket_url, "wss://chat.example:8081/v1/ws");
@@ -145,8 +165,25 @@ mod tests {
     fn a_configured_public_url_wins() {
         let mut s = settings("0.0.0.0:8081", "quic.example:443");
         s.websocket_url = Some("wss://chat.example/v1/ws".into());
-        let e = endpoint(&s, None);
+        let e = endpoint(&s, None, REMOTE);
         assert_eq!(e.websocket_url, "wss://chat.example/v1/ws");
         assert_eq!(e.quic_addr, "quic.example:443");
+    }
+
+    #[test]
+    fn plain_ws_is_advertised_only_to_the_clients_it_is_served_to() {
+        let mut s = settings("0.0.0.0:8081", "0.0.0.0:8443");
+        let url = |s: &DiscoverySettings, ip| endpoint(s, Some("h"), ip).websocket_url;
+        assert_eq!(url(&s, LOCAL), "ws://h:8081/v1/ws");
+        assert_eq!(url(&s, REMOTE), "wss://h:8081/v1/ws");
+        s.plain_ws = PlainWs::Never;
+        assert_eq!(url(&s, LOCAL), "wss://h:8081/v1/ws");
+        s.plain_ws = PlainWs::Always;
+        assert_eq!(url(&s, REMOTE), "ws://h:8081/v1/ws");
+        // The secure URL is always there: every node serves wss://.
+        assert_eq!(
+            endpoint(&s, Some("h"), REMOTE).secure_websocket_url,
+            "wss://h:8081/v1/ws"
+        );
     }
 }

@@ -90,6 +90,13 @@ pub enum ApiError {
         /// Seconds until an attempt is allowed again.
         retry_after_secs: u64,
     },
+    /// The node is at its limit for this kind of work (password hashing):
+    /// retry shortly (503 `UNAVAILABLE`, with `Retry-After`).
+    #[error("the server is busy; retry shortly")]
+    Busy,
+    /// The request did not arrive or finish in time (408 `REQUEST_TIMEOUT`).
+    #[error("the request took longer than {0} s")]
+    RequestTimeout(u64),
     /// A failure of ours, logged with its detail (500 `INTERNAL`).
     #[error("internal error")]
     Internal(String),
@@ -131,6 +138,8 @@ impl ApiError {
             PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Busy => StatusCode::SERVICE_UNAVAILABLE,
+            RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -159,6 +168,8 @@ impl ApiError {
             PayloadTooLarge(_) => "PAYLOAD_TOO_LARGE",
             UnsupportedMediaType => "UNSUPPORTED_MEDIA_TYPE",
             RateLimited { .. } => "RATE_LIMITED",
+            Busy => "UNAVAILABLE",
+            RequestTimeout(_) => "REQUEST_TIMEOUT",
             Internal(_) => "INTERNAL",
         }
     }
@@ -192,6 +203,12 @@ impl IntoResponse for ApiError {
         match &self {
             ApiError::RateLimited { retry_after_secs } => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
+            }
+            ApiError::Busy => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(1u64));
+            }
+            ApiError::RequestTimeout(_) => {
+                headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
             }
             ApiError::MissingToken | ApiError::Token(_) => {
                 headers.insert(
@@ -264,7 +281,10 @@ impl From<QueryRejection> for ApiError {
 
 impl From<confab_directory::auth::PasswordError> for ApiError {
     fn from(e: confab_directory::auth::PasswordError) -> Self {
-        ApiError::Internal(e.to_string())
+        match e {
+            confab_directory::auth::PasswordError::Busy => ApiError::Busy,
+            e => ApiError::Internal(e.to_string()),
+        }
     }
 }
 
@@ -292,6 +312,13 @@ mod tests {
                 "INVALID_TOKEN",
             ),
             (ApiError::NotMember(1), 403, "NOT_A_MEMBER"),
+            (StoreError::UnknownChannel(7).into(), 403, "NOT_A_MEMBER"),
+            (
+                confab_directory::auth::PasswordError::Busy.into(),
+                503,
+                "UNAVAILABLE",
+            ),
+            (ApiError::RequestTimeout(30), 408, "REQUEST_TIMEOUT"),
             (StoreError::UnknownUser(9).into(), 404, "UNKNOWN_USER"),
             (StoreError::UsernameTaken.into(), 409, "USERNAME_TAKEN"),
             (

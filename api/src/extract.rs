@@ -4,7 +4,9 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
-use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Path, Query, Request};
+use axum::extract::{
+    ConnectInfo, FromRequest, FromRequestParts, Path, Query, RawPathParams, Request,
+};
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use axum::Json;
@@ -95,7 +97,10 @@ impl<T: DeserializeOwned> FromRequest<ApiState> for JsonBody<T> {
     }
 }
 
-/// Path parameters (ids); a non-number is a 400.
+/// Path parameters (ids); anything but an id written in canonical decimal
+/// is a 400: `+5`, `05` or ` 5` would otherwise name id 5 under a second
+/// spelling, which caches, logs and rate limits keyed on the path do not
+/// expect.
 #[derive(Debug, Clone, Copy)]
 pub struct Ids<T>(pub T);
 
@@ -103,9 +108,24 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for Ids<T> 
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let raw = RawPathParams::from_request_parts(parts, state)
+            .await
+            .map_err(|r| ApiError::InvalidParameter(r.body_text()))?;
+        for (name, value) in &raw {
+            if !is_canonical_decimal(value) {
+                return Err(ApiError::InvalidParameter(format!(
+                    "{name} must be an id in decimal digits, without sign or leading zeros"
+                )));
+            }
+        }
         let Path(v) = Path::<T>::from_request_parts(parts, state).await?;
         Ok(Ids(v))
     }
+}
+
+/// `0`, or digits without a leading zero.
+fn is_canonical_decimal(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) && (s == "0" || !s.starts_with('0'))
 }
 
 /// A query string; a bad value is a 400.

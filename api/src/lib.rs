@@ -26,6 +26,7 @@ mod mute;
 pub mod openapi;
 pub mod ratelimit;
 mod receipts;
+pub mod serve;
 mod users;
 pub mod validate;
 
@@ -38,6 +39,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, patch, post};
 use axum::Router;
 use confab_storage::MessageLog;
+pub use confab_types::PlainWs;
 
 pub use error::{ApiError, ApiResult};
 pub use extract::{Auth, ClientIp, Ids, JsonBody, QueryParams};
@@ -49,7 +51,7 @@ use confab_directory::auth::{
 };
 use confab_directory::events::EventBus;
 use confab_directory::store::{Store, StoreError};
-use ratelimit::{LoginLimiter, RateLimit};
+use ratelimit::{IpLimiter, LoginLimiter, RateLimit};
 
 /// Now in Unix seconds (the API's clock for tokens).
 pub fn now() -> u64 {
@@ -69,6 +71,9 @@ pub struct DiscoverySettings {
     pub ws_addr: SocketAddr,
     /// The QUIC address to advertise.
     pub quic_addr: String,
+    /// Which clients the gateway serves plain `ws://` to; discovery
+    /// advertises `ws://` only to those.
+    pub plain_ws: PlainWs,
 }
 
 /// The API's tunables (see `ApiConfig` for what each means).
@@ -82,6 +87,10 @@ pub struct ApiSettings {
     pub max_body_bytes: usize,
     /// Login bucket shape, per username and per IP.
     pub login_limit: RateLimit,
+    /// Signup bucket shape, per IP.
+    pub signup_limit: RateLimit,
+    /// Whether loopback clients are spared the signup limit.
+    pub exempt_loopback: bool,
     /// argon2id cost.
     pub password: PasswordParams,
     /// Whether to read the client IP from `X-Forwarded-For`.
@@ -94,8 +103,14 @@ pub struct ApiSettings {
 
 impl ApiSettings {
     /// The settings `[api]` asks for, advertising the gateway at `ws_addr`
-    /// and `quic_addr` unless the section names public addresses.
-    pub fn from_config(api: &ApiConfig, ws_addr: SocketAddr, quic_addr: SocketAddr) -> Self {
+    /// and `quic_addr` unless the section names public addresses, and plain
+    /// `ws://` to the clients `plain_ws` says the gateway serves it to.
+    pub fn from_config(
+        api: &ApiConfig,
+        ws_addr: SocketAddr,
+        quic_addr: SocketAddr,
+        plain_ws: PlainWs,
+    ) -> Self {
         ApiSettings {
             access_token_ttl_secs: api.access_token_ttl_secs,
             refresh_token_ttl_secs: api.refresh_token_ttl_secs,
@@ -104,6 +119,11 @@ impl ApiSettings {
                 burst: api.login_burst,
                 per_minute: api.login_per_minute,
             },
+            signup_limit: RateLimit {
+                burst: api.signup_burst,
+                per_minute: api.signup_per_minute,
+            },
+            exempt_loopback: api.exempt_loopback,
             password: PasswordParams {
                 memory_kib: api.password_memory_kib,
                 iterations: api.password_iterations,
@@ -117,6 +137,7 @@ impl ApiSettings {
                     .public_quic_addr
                     .clone()
                     .unwrap_or_else(|| quic_addr.to_string()),
+                plain_ws,
             },
         }
     }
@@ -129,6 +150,7 @@ impl Default for ApiSettings {
             &ApiConfig::default(),
             ([127, 0, 0, 1], 8081).into(),
             ([127, 0, 0, 1], 8443).into(),
+            PlainWs::Loopback,
         )
     }
 }
@@ -160,6 +182,7 @@ struct Inner {
     verifier: TokenVerifier,
     passwords: Passwords,
     limiter: LoginLimiter,
+    signups: IpLimiter,
     settings: ApiSettings,
 }
 
@@ -188,6 +211,7 @@ impl ApiState {
                 verifier: TokenVerifier::new(token_key),
                 passwords: Passwords::new(settings.password)?,
                 limiter: LoginLimiter::new(settings.login_limit),
+                signups: IpLimiter::new(settings.signup_limit),
                 settings,
             }),
         })
@@ -251,6 +275,10 @@ impl ApiState {
     /// The settings in force.
     pub fn settings(&self) -> &ApiSettings {
         &self.inner.settings
+    }
+
+    pub(crate) fn signup_limiter(&self) -> &IpLimiter {
+        &self.inner.signups
     }
 
     pub(crate) fn limiter(&self) -> &LoginLimiter {

@@ -1,6 +1,8 @@
-//! Login rate limiting: a token bucket per username and one per client IP.
-//! An attempt spends one token from both; when either is empty the attempt
-//! is refused with 429 and `Retry-After`, before any password work.
+//! Rate limiting of the requests that cost a password hash: login (a token
+//! bucket per username and one per client IP; an attempt spends one token
+//! from both) and signup (a bucket per client IP). When a bucket is empty
+//! the request is refused with 429 and `Retry-After`, before any password
+//! work.
 //!
 //! The buckets live in this node's memory: with several API nodes behind a
 //! load balancer each node enforces the limit on what it sees (so a client
@@ -87,6 +89,32 @@ impl<K: Hash + Eq + Clone> Buckets<K> {
         });
         self.refill(b, now);
         b.tokens = (b.tokens - 1.0).max(0.0);
+    }
+}
+
+/// The signup limiter: one bucket per client IP.
+#[derive(Debug)]
+pub struct IpLimiter {
+    ips: Buckets<IpAddr>,
+}
+
+impl IpLimiter {
+    /// A limiter of this shape per IP.
+    pub fn new(limit: RateLimit) -> Self {
+        IpLimiter {
+            ips: Buckets::new(limit),
+        }
+    }
+
+    /// Spends one request for `ip`, or says how long to wait.
+    pub fn check(&self, ip: IpAddr, now: Instant) -> Result<(), Duration> {
+        let mut ips = self.ips.map.lock().unwrap_or_else(|e| e.into_inner());
+        let wait = self.ips.wait(&mut ips, &ip, now);
+        if wait > 0.0 {
+            return Err(Duration::from_secs_f64(wait));
+        }
+        self.ips.spend(&mut ips, ip, now);
+        Ok(())
     }
 }
 

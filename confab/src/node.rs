@@ -9,9 +9,11 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use confab_admission::Admission;
+use confab_api::serve::HttpLimits;
 use confab_api::{ApiSettings, ApiState};
 use confab_directory::auth::{TokenSigner, TokenVerifier};
 use confab_directory::store::Store;
@@ -157,6 +159,9 @@ impl Node {
                    or set tls.cert_path and tls.key_path");
         }
         let mut settings = config.gateway.settings();
+        // After the open-file limit was raised: the budget is what it
+        // allows, less a reserve.
+        settings.admission = Admission::from_open_file_limit();
         settings.tls = Some(tls::websocket_config(&identity).context("TLS for wss://")?);
         settings.quic = Some(QuicSettings {
             addr: config.gateway.quic_addr,
@@ -177,6 +182,14 @@ impl Node {
         pool.stats()
             .register(&registry)
             .context("registering storage metrics")?;
+        settings
+            .admission
+            .register(&registry)
+            .context("registering admission metrics")?;
+        info!(
+            connections = settings.admission.budget(),
+            "connection budget (the open-file limit less a reserve)"
+        );
 
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let shutdown = Arc::new(shutdown_tx);
@@ -353,6 +366,7 @@ impl Roles {
             &config.api,
             config.gateway.ws_addr,
             config.gateway.quic_addr,
+            config.gateway.plain_ws,
         );
         let api = ApiState::open(
             &config.api,
@@ -395,6 +409,7 @@ impl Roles {
         };
 
         let ws_addr = settings.ws_addr;
+        let admission = settings.admission.clone();
         let gateway = Gateway::start(
             settings,
             Parts {
@@ -426,15 +441,27 @@ impl Roles {
             .await
             .with_context(|| format!("binding metrics.addr {}", config.metrics.addr))?;
         let (api_addr, metrics_addr) = (api_listener.local_addr()?, metrics_listener.local_addr()?);
+        let limits = HttpLimits {
+            header_timeout: Duration::from_secs(config.api.header_timeout_secs),
+            request_timeout: Duration::from_secs(config.api.request_timeout_secs),
+        };
         services.push(Box::new(HttpService {
             name: "api",
             listener: api_listener,
             router: metrics::health_routes(ready).merge(confab_api::router(api.clone())),
+            gate: admission.gate(
+                "api",
+                config.api.max_connections_per_address,
+                config.api.exempt_loopback,
+            ),
+            limits,
         }));
         services.push(Box::new(HttpService {
             name: "metrics",
             listener: metrics_listener,
             router: metrics::metrics_routes(registry),
+            gate: admission.gate("metrics", METRICS_CONNECTIONS_PER_ADDRESS, false),
+            limits,
         }));
         services.push(Box::new(RevocationSync(api.clone())));
         Ok(Started {
@@ -495,6 +522,10 @@ async fn shutdown_signal() -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// A scraper needs one or two connections; a few more leave room for a
+/// person with curl.
+const METRICS_CONNECTIONS_PER_ADDRESS: u32 = 16;
 
 /// Every connection holds a descriptor, and the usual soft limit (1024) is
 /// far below what a node serves: raise it to the hard limit, which only

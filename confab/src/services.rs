@@ -1,12 +1,12 @@
 //! The node's services: each wraps one role's start-up product and turns
 //! the node's shutdown watch into that role's way of stopping.
 
-use std::future::IntoFuture;
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use axum::Router;
+use confab_admission::Gate;
+use confab_api::serve::HttpLimits;
 use confab_api::ApiState;
 use confab_gateway::Gateway;
 use confab_push::PushWorker;
@@ -85,6 +85,10 @@ pub struct HttpService {
     pub listener: TcpListener,
     /// What it serves.
     pub router: Router,
+    /// Who may connect.
+    pub gate: Gate,
+    /// Deadlines of each connection.
+    pub limits: HttpLimits,
 }
 
 impl Service for HttpService {
@@ -94,15 +98,16 @@ impl Service for HttpService {
 
     fn run(self: Box<Self>, shutdown: ShutdownWatch) -> ServiceFuture {
         Box::pin(async move {
-            // Connect info: the login rate limiter keys on the client IP.
-            let app = self
-                .router
-                .into_make_service_with_connect_info::<SocketAddr>();
-            axum::serve(self.listener, app)
-                .with_graceful_shutdown(stopped(shutdown))
-                .into_future()
-                .await
-                .with_context(|| format!("serving {}", self.name))
+            let name = self.name;
+            confab_api::serve::serve(
+                self.listener,
+                self.router,
+                self.gate,
+                self.limits,
+                stopped(shutdown),
+            )
+            .await
+            .with_context(|| format!("serving {name}"))
         })
     }
 }

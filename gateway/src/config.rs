@@ -43,6 +43,12 @@ pub struct GatewayConfig {
     /// Who may use plain `ws://` on `ws_addr` (TLS clients are told apart
     /// by their first byte): `loopback` (default), `always` or `never`.
     pub plain_ws: PlainWs,
+    /// WebSocket connections one client address may hold open at once
+    /// (carrier NAT puts many phones behind one address: keep it high).
+    pub max_connections_per_address: u32,
+    /// Whether clients on loopback addresses are spared that cap (a load
+    /// generator on the node's own machine).
+    pub exempt_loopback: bool,
 }
 
 impl GatewayConfig {
@@ -68,6 +74,8 @@ impl GatewayConfig {
             send_rate_per_s: self.send_rate_per_s,
             send_burst: self.send_burst,
             plain_ws: self.plain_ws,
+            max_connections_per_address: self.max_connections_per_address,
+            exempt_loopback: self.exempt_loopback,
             ..Settings::default()
         }
     }
@@ -75,6 +83,12 @@ impl GatewayConfig {
     /// Checks values that types alone do not constrain.
     pub fn validate(&self) -> Result<(), InvalidConfig> {
         let invalid = |key: &'static str, message: String| Err(InvalidConfig::new(key, message));
+        if self.max_connections_per_address == 0 {
+            return invalid(
+                "gateway.max_connections_per_address",
+                "must be at least 1".into(),
+            );
+        }
         if self.cores > 1024 {
             return invalid(
                 "gateway.cores",
@@ -128,6 +142,8 @@ impl Default for GatewayConfig {
             send_rate_per_s: d.send_rate_per_s,
             send_burst: d.send_burst,
             plain_ws: d.plain_ws,
+            max_connections_per_address: d.max_connections_per_address,
+            exempt_loopback: d.exempt_loopback,
         }
     }
 }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use confab_protocol::frame::Limits;
+pub use confab_types::PlainWs;
 
 use serde::{Deserialize, Serialize};
 
@@ -61,36 +62,15 @@ pub struct Settings {
     pub tls: Option<Arc<rustls::ServerConfig>>,
     /// Who may use plain `ws://`.
     pub plain_ws: PlainWs,
+    /// The node's connection admission (its budget is shared with the
+    /// API's listener).
+    pub admission: confab_admission::Admission,
+    /// WebSocket connections one client address may hold open at once.
+    pub max_connections_per_address: u32,
+    /// Whether loopback clients are spared `max_connections_per_address`.
+    pub exempt_loopback: bool,
     /// The QUIC transport; `None` serves WebSocket only.
     pub quic: Option<QuicSettings>,
-}
-
-/// Who may connect with plain `ws://` (unencrypted).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum PlainWs {
-    /// Clients on loopback addresses only (development on one machine).
-    Loopback,
-    /// Everyone (behind a TLS-terminating proxy, say).
-    Always,
-    /// No one: TLS is required.
-    Never,
-}
-
-impl PlainWs {
-    /// Whether a client at `ip` may connect without TLS.
-    pub fn allows(self, ip: std::net::IpAddr) -> bool {
-        match self {
-            PlainWs::Always => true,
-            PlainWs::Never => false,
-            PlainWs::Loopback => match ip {
-                std::net::IpAddr::V4(v4) => v4.is_loopback(),
-                std::net::IpAddr::V6(v6) => {
-                    v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
-                }
-            },
-        }
-    }
 }
 
 impl Default for Settings {
@@ -115,6 +95,9 @@ impl Default for Settings {
             outbound_limit_bytes: 4 << 20,
             tls: None,
             plain_ws: PlainWs::Loopback,
+            admission: confab_admission::Admission::new(usize::MAX),
+            max_connections_per_address: 10_000,
+            exempt_loopback: true,
             quic: None,
         }
     }

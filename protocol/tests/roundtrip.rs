@@ -136,7 +136,8 @@ fn documented_examples() {
         json::encode(&send),
         r#"{"type":"send","client_msg_id":1,"target":{"channel":300},"text":"hi"}"#
     );
-    // Welcome with the server's defaults (section 8.1).
+    // Welcome (section 8.1), with the server's default heartbeat and frame
+    // maximum.
     let welcome = Frame::Welcome(Welcome {
         version: 1,
         user_id: UserId(10),

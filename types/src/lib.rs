@@ -5,12 +5,14 @@
 mod config;
 mod ids;
 mod message;
+mod plain_ws;
 mod text;
 mod time;
 
 pub use config::InvalidConfig;
 pub use ids::{ChannelId, DeviceId, InboxSeq, Seq, UserId};
 pub use message::StoredMessage;
+pub use plain_ws::PlainWs;
 pub use text::Text;
 pub use time::now_ms;
 

@@ -507,3 +507,53 @@ pub async fn revocations_reach_other_nodes(b: Backend) {
     );
     task.abort();
 }
+
+pub async fn signup_is_rate_limited_per_address(b: Backend) {
+    let t = TestApi::start_with(b, |s| {
+        s.signup_limit.burst = 2;
+        s.signup_limit.per_minute = 1;
+        s.exempt_loopback = false;
+        s.trust_forwarded_for = true;
+    })
+    .await;
+    let signup = |user: &'static str, ip: &'static str| {
+        let body =
+            serde_json::to_vec(&json!({"username": user, "password": "password-1"})).unwrap();
+        let t = &t;
+        async move {
+            let headers = [
+                ("content-type", "application/json"),
+                ("x-forwarded-for", ip),
+            ];
+            t.raw("POST", "/v1/signup", &headers, body).await
+        }
+    };
+    signup("sig1", "10.0.0.1").await.expect(201);
+    signup("sig2", "10.0.0.1").await.expect(201);
+    let r = signup("sig3", "10.0.0.1")
+        .await
+        .expect_error(429, "RATE_LIMITED");
+    let retry: u64 = r.headers["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=60).contains(&retry), "Retry-After {retry}");
+    // Nothing was created, and other addresses are unaffected.
+    t.call(
+        "POST",
+        "/v1/login",
+        None,
+        Some(json!({"username": "sig3", "password": "password-1"})),
+    )
+    .await
+    .expect_error(401, "INVALID_CREDENTIALS");
+    signup("sig3", "10.0.0.2").await.expect(201);
+
+    // By default loopback clients (a load generator on the node's own
+    // machine) are not limited.
+    let t = TestApi::start_with(b, |s| {
+        s.signup_limit.burst = 1;
+        s.signup_limit.per_minute = 1;
+    })
+    .await;
+    for user in ["loop1", "loop2", "loop3"] {
+        t.signup(user).await;
+    }
+}

@@ -189,16 +189,21 @@ impl TestApi {
     pub async fn serve(state: ApiState, log: Arc<RocksLog>, dir: TempDir) -> TestApi {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let app =
-            confab_api::router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
+        let router = confab_api::router(state.clone());
+        let gate = confab_admission::Admission::new(usize::MAX).gate("api", u32::MAX, true);
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async {
+            confab_api::serve::serve(
+                listener,
+                router,
+                gate,
+                confab_api::serve::HttpLimits::default(),
+                async {
                     let _ = stopped.await;
-                })
-                .await
-                .unwrap();
+                },
+            )
+            .await
+            .unwrap();
         });
         let http = Client::builder(TokioExecutor::new()).build_http();
         TestApi {

@@ -48,6 +48,7 @@ both_backends! {
         signup_validates_its_input,
         login_succeeds_and_fails_alike_for_unknown_users,
         login_is_rate_limited_per_username_and_per_ip,
+        signup_is_rate_limited_per_address,
         refresh_rotates_and_a_reused_token_revokes_the_session,
         logout_revokes_the_session_at_once,
         expired_forged_and_missing_tokens_are_refused,

@@ -24,9 +24,12 @@ pub async fn discovery_advertises_the_gateway(b: Backend) {
             }])
         );
     }
+    // A node that serves plain ws:// to no one never advertises it, even
+    // to a loopback client.
     let t = TestApi::start_with(b, |s| {
         s.discovery.ws_addr = "0.0.0.0:9001".parse().unwrap();
         s.discovery.quic_addr = "0.0.0.0:9443".into();
+        s.discovery.plain_ws = confab_api::PlainWs::Never;
     })
     .await;
     let r = t
@@ -38,8 +41,11 @@ pub async fn discovery_advertises_the_gateway(b: Backend) {
         )
         .await
         .expect(200);
-    // Plain ws:// is for loopback clients only: remote ones get wss://.
     assert_eq!(r.body["websocket_url"], "wss://chat.example:9001/v1/ws");
+    assert_eq!(
+        r.body["gateways"][0]["websocket_url"],
+        "wss://chat.example:9001/v1/ws"
+    );
     assert_eq!(r.body["quic_addr"], "chat.example:9443");
 }
 

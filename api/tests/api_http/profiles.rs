@@ -80,6 +80,20 @@ pub async fn users_can_be_looked_up_and_searched(b: Backend) {
     t.get("/v1/users/-1", &ada.access)
         .await
         .expect_error(400, "INVALID_PARAMETER");
+    // One spelling per id: no sign, no leading zeros, no spaces.
+    let me = ada.user_id;
+    for bad in [
+        format!("+{me}"),
+        format!("0{me}"),
+        format!("%20{me}"),
+        format!("{me}%20"),
+    ] {
+        let r = t.get(&format!("/v1/users/{bad}"), &ada.access).await;
+        assert_eq!((r.status, r.code()), (400, "INVALID_PARAMETER"), "{bad}");
+    }
+    t.get(&format!("/v1/users/{me}"), &ada.access)
+        .await
+        .expect(200);
     t.call("GET", &format!("/v1/users/{}", alan.user_id), None, None)
         .await
         .expect_error(401, "UNAUTHENTICATED");

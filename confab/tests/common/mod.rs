@@ -56,9 +56,21 @@ impl TestNode {
         tweak: impl FnOnce(&mut Settings) + Send + 'static,
         writers: WriterConfig,
     ) -> TestNode {
+        TestNode::start_configured(io, |_| {}, tweak, writers)
+    }
+
+    /// A node whose [`test_config`] is edited by `edit` first.
+    pub fn start_configured(
+        io: IoMode,
+        edit: impl FnOnce(&mut Config),
+        tweak: impl FnOnce(&mut Settings) + Send + 'static,
+        writers: WriterConfig,
+    ) -> TestNode {
         let dir = tempfile::tempdir().unwrap();
         let push = Arc::new(RecordedPushes::default());
-        let node = Node::builder(test_config(dir.path(), io))
+        let mut config = test_config(dir.path(), io);
+        edit(&mut config);
+        let node = Node::builder(config)
             .gateway(tweak)
             .push_sink(push.clone())
             .writers(writers)

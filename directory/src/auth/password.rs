@@ -3,13 +3,16 @@
 //! Hashing is deliberately slow and memory-hard, so it runs on tokio's
 //! blocking pool, and at most a few hashes run at once: a burst of logins
 //! queues instead of allocating `memory × requests` and starving the node.
+//! The queue is bounded too: beyond it a request is refused at once
+//! ([`PasswordError::Busy`]) instead of waiting behind a flood it cannot
+//! outlast.
 //!
 //! A login for an unknown username verifies the password against a dummy
 //! hash made with the same parameters, so it costs the same argon2 work as
 //! one with a wrong password: the response time does not tell whether the
 //! account exists.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
@@ -48,7 +51,13 @@ pub enum PasswordError {
     /// The blocking task was cancelled (runtime shutting down).
     #[error("password hashing task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
+    /// Every hashing slot is taken and the queue behind them is full.
+    #[error("too many password checks in progress")]
+    Busy,
 }
+
+/// Requests allowed to wait for a hashing slot, per slot.
+const QUEUED_PER_SLOT: usize = 8;
 
 /// Hashes and verifies passwords; shared by the API's handlers.
 #[derive(Clone)]
@@ -60,7 +69,31 @@ struct Inner {
     argon2: Argon2<'static>,
     dummy_hash: String,
     permits: Semaphore,
+    /// Requests holding or waiting for a permit.
+    admitted: AtomicUsize,
+    /// Most requests holding or waiting for a permit.
+    max_admitted: usize,
     verifications: AtomicU64,
+}
+
+/// A request's place among those holding or waiting for a hashing slot.
+struct Admitted<'a>(&'a Inner);
+
+impl Drop for Admitted<'_> {
+    fn drop(&mut self) {
+        self.0.admitted.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl Inner {
+    fn admit(&self) -> Result<Admitted<'_>, PasswordError> {
+        let before = self.admitted.fetch_add(1, Ordering::AcqRel);
+        let admitted = Admitted(self);
+        if before >= self.max_admitted {
+            return Err(PasswordError::Busy);
+        }
+        Ok(admitted)
+    }
 }
 
 impl std::fmt::Debug for Passwords {
@@ -97,6 +130,8 @@ impl Passwords {
                 argon2,
                 dummy_hash,
                 permits: Semaphore::new(parallel),
+                admitted: AtomicUsize::new(0),
+                max_admitted: parallel * (1 + QUEUED_PER_SLOT),
                 verifications: AtomicU64::new(0),
             }),
         })
@@ -104,6 +139,7 @@ impl Passwords {
 
     /// The argon2id hash of `password` in PHC string format.
     pub async fn hash(&self, password: String) -> Result<String, PasswordError> {
+        let _admitted = self.inner.admit()?;
         let _permit = self
             .inner
             .permits
@@ -122,8 +158,14 @@ impl Passwords {
 
     /// Whether `password` matches `stored`. With `stored = None` (no such
     /// user) the password is checked against the dummy hash, which costs the
-    /// same and always fails.
-    pub async fn verify(&self, password: String, stored: Option<String>) -> bool {
+    /// same and always fails. `Busy` when the queue is full (known and
+    /// unknown users alike, so it tells nothing about the account).
+    pub async fn verify(
+        &self,
+        password: String,
+        stored: Option<String>,
+    ) -> Result<bool, PasswordError> {
+        let _admitted = self.inner.admit()?;
         let _permit = self
             .inner
             .permits
@@ -150,7 +192,7 @@ impl Passwords {
         })
         .await
         .unwrap_or(false);
-        matched && known
+        Ok(matched && known)
     }
 
     /// How many argon2 verifications ran (dummy ones included): lets tests
@@ -179,20 +221,57 @@ mod tests {
         let b = p.hash("correct horse".into()).await.unwrap();
         assert!(a.starts_with("$argon2id$v=19$m=64,t=1,p=1$"), "{a}");
         assert_ne!(a, b, "a fresh salt per hash");
-        assert!(p.verify("correct horse".into(), Some(a.clone())).await);
-        assert!(!p.verify("wrong horse".into(), Some(a)).await);
+        assert!(p
+            .verify("correct horse".into(), Some(a.clone()))
+            .await
+            .unwrap());
+        assert!(!p.verify("wrong horse".into(), Some(a)).await.unwrap());
     }
 
     #[tokio::test]
     async fn unknown_users_and_corrupt_hashes_cost_a_verification_and_fail() {
         let p = cheap();
         let before = p.verifications();
-        assert!(!p.verify("anything".into(), None).await);
-        assert!(
-            !p.verify("anything".into(), Some("not a phc string".into()))
-                .await
-        );
+        assert!(!p.verify("anything".into(), None).await.unwrap());
+        assert!(!p
+            .verify("anything".into(), Some("not a phc string".into()))
+            .await
+            .unwrap());
         assert_eq!(p.verifications(), before + 2);
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_refuses_at_once_and_frees_as_work_finishes() {
+        // Costly enough that the first requests are still running while
+        // the rest arrive.
+        let p = Passwords::new(PasswordParams {
+            memory_kib: 8 * 1024,
+            iterations: 4,
+        })
+        .unwrap();
+        let limit = p.inner.max_admitted;
+        let tasks: Vec<_> = (0..limit + 20)
+            .map(|_| {
+                let p = p.clone();
+                tokio::spawn(async move { p.hash("pw".into()).await })
+            })
+            .collect();
+        let mut busy = 0;
+        let mut hashed = 0;
+        for t in tasks {
+            match t.await.unwrap() {
+                Ok(_) => hashed += 1,
+                Err(PasswordError::Busy) => busy += 1,
+                Err(e) => panic!("{e}"),
+            }
+        }
+        // All arrive while the first hashes run: the queue's worth is
+        // served, the rest refused.
+        assert!(busy >= 20, "{busy} refused of {}", limit + 20);
+        assert_eq!(busy + hashed, limit + 20);
+        // Nothing is left admitted, and the next request runs.
+        assert_eq!(p.inner.admitted.load(Ordering::Acquire), 0);
+        assert!(p.verify("pw".into(), None).await.is_ok());
     }
 
     #[test]

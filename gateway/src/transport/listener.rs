@@ -2,7 +2,9 @@
 //! with `SO_REUSEPORT`, so the kernel spreads new connections over the
 //! cores without a shared accept queue. The first byte of a connection
 //! tells a TLS client hello (0x16) from an HTTP request, so `ws://` and
-//! `wss://` share the port.
+//! `wss://` share the port. Each connection is admitted through the
+//! node's [`Gate`] first (its budget, the per-address cap), and holds its
+//! permit for as long as it lives.
 
 use std::io;
 use std::net::SocketAddr;
@@ -10,6 +12,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
+use confab_admission::{Gate, Permit};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::{watch, Semaphore};
 
@@ -43,7 +46,14 @@ pub async fn accept_loop(
             return;
         }
     };
-    let handshakes = Arc::new(Semaphore::new(core.settings().max_handshakes.max(1)));
+    let settings = core.settings();
+    let handshakes = Arc::new(Semaphore::new(settings.max_handshakes.max(1)));
+    let gate: Gate = settings.admission.gate(
+        "ws",
+        settings.max_connections_per_address,
+        settings.exempt_loopback,
+    );
+    let mut backoff = Duration::ZERO;
     loop {
         // A connection is accepted only when a handshake slot is free;
         // until then it waits in the listen backlog.
@@ -57,16 +67,23 @@ pub async fn accept_loop(
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
+                    backoff = Duration::ZERO;
+                    // A refused connection closes at once, so its
+                    // descriptor is free before the next accept.
+                    let Ok(permit) = gate.admit(peer.ip()) else {
+                        continue;
+                    };
                     let _ = stream.set_nodelay(true);
                     let core = core.clone();
                     tokio::task::spawn_local(async move {
-                        accept_one(core, stream, peer).await;
+                        accept_one(core, stream, peer, permit).await;
                         drop(slot);
                     });
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    backoff = gate.accept_failed(&e, backoff);
+                    tracing::warn!(error = %e, wait_ms = backoff.as_millis() as u64, "accept failed");
+                    tokio::time::sleep(backoff).await;
                 }
             },
             _ = shutdown.wait_for(|stop| *stop) => break,
@@ -75,7 +92,12 @@ pub async fn accept_loop(
 }
 
 /// Tells TLS from plain HTTP and applies the plain-text policy.
-async fn accept_one(core: Rc<Core>, stream: tokio::net::TcpStream, peer: SocketAddr) {
+async fn accept_one(
+    core: Rc<Core>,
+    stream: tokio::net::TcpStream,
+    peer: SocketAddr,
+    permit: Permit,
+) {
     let settings = core.settings();
     let mut first = [0u8; 1];
     match tokio::time::timeout(settings.handshake_timeout, stream.peek(&mut first)).await {
@@ -90,12 +112,12 @@ async fn accept_one(core: Rc<Core>, stream: tokio::net::TcpStream, peer: SocketA
         };
         let accept = super::tls_accept::accept(stream, config);
         match tokio::time::timeout(settings.handshake_timeout, accept).await {
-            Ok(Ok(tls)) => handshake(core, tls, Transport::Wss).await,
+            Ok(Ok(tls)) => handshake(core, tls, Transport::Wss, permit).await,
             Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
             Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
         }
     } else if settings.plain_ws.allows(peer.ip()) {
-        handshake(core, stream, Transport::Ws).await
+        handshake(core, stream, Transport::Ws, permit).await
     } else {
         let mut stream = stream;
         let body = "plain ws:// is served to loopback clients only; connect with wss://\n";

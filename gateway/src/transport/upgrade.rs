@@ -90,6 +90,7 @@ pub(super) async fn handshake<S: HandshakeStream>(
     core: Rc<Core>,
     mut stream: S,
     transport: Transport,
+    permit: confab_admission::Permit,
 ) {
     let settings = core.settings();
     let deadline = tokio::time::Instant::now() + settings.handshake_timeout;
@@ -177,6 +178,7 @@ pub(super) async fn handshake<S: HandshakeStream>(
         buf,
         decoder,
         hello,
+        permit,
     };
     // The session always runs as a task of its own, on its user's core,
     // and this one ends: the session's task is sized for the session

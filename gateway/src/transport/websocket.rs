@@ -45,6 +45,8 @@ pub struct Handover {
     pub decoder: Decoder,
     /// Who the session is for.
     pub hello: Hello,
+    /// The connection's place in the node's admission budget.
+    pub permit: confab_admission::Permit,
 }
 
 /// How long a closing session still reads (for the client's close) and
@@ -72,6 +74,7 @@ pub fn spawn(core: Rc<Core>, h: Handover) {
         buf,
         decoder,
         hello,
+        permit,
     } = h;
     let stream = match Stream::adopt(socket, core.io.io, tls) {
         Ok(s) => Rc::new(s),
@@ -99,6 +102,7 @@ pub fn spawn(core: Rc<Core>, h: Handover) {
         linger: None,
         reading: true,
         writing: true,
+        _permit: permit,
     });
 }
 
@@ -120,6 +124,8 @@ struct WsSession {
     reading: bool,
     /// Ours is: the shard's frames are still written.
     writing: bool,
+    /// Released with the session.
+    _permit: confab_admission::Permit,
 }
 
 impl Future for WsSession {
