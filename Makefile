@@ -3,7 +3,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 export PATH := $(HOME)/.cargo/bin:$(PATH)
-FUZZ_SECONDS ?= 30
+FUZZ_RUNS ?= 10000000
 
 .PHONY: deps run test postgres fmt fmt-check lint bench fuzz fuzz-build clean
 
@@ -54,12 +54,10 @@ bench: deps
 
 fuzz-build:
 	@./scripts/deps.sh --fuzz
-	cd fuzz && $(CARGO) +nightly fuzz build
+	cd fuzz && $(CARGO) +nightly fuzz build -O
 
 fuzz: fuzz-build
-	cd fuzz && for t in $$($(CARGO) +nightly fuzz list); do \
-		$(CARGO) +nightly fuzz run $$t -- -max_total_time=$(FUZZ_SECONDS) || exit 1; \
-	done
+	FUZZ_RUNS=$(FUZZ_RUNS) ./scripts/fuzz.sh
 
 clean:
 	$(CARGO) clean

@@ -4,6 +4,7 @@
 //! deadlines, so that a client cannot hold a connection or a descriptor
 //! by sending nothing, or sending slowly.
 //!
+//! - **Header size**: at most [`MAX_HEADER_BYTES`].
 //! - **Header deadline**: a request's header must arrive within
 //!   `header_timeout` of the connection opening, or of the previous
 //!   response on a kept-alive connection; that is also how long an idle
@@ -31,6 +32,11 @@ use tokio::sync::watch;
 use tower::ServiceExt;
 
 use crate::ApiError;
+
+/// Largest request head (request line and headers) accepted; a larger
+/// one is answered `431` and the connection closed. Our requests carry a
+/// token and a few short headers.
+pub const MAX_HEADER_BYTES: usize = 16 * 1024;
 
 /// The deadlines of every connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,7 +105,8 @@ pub async fn serve(
             let mut builder = hyper::server::conn::http1::Builder::new();
             builder
                 .timer(TokioTimer::new())
-                .header_read_timeout(limits.header_timeout);
+                .header_read_timeout(limits.header_timeout)
+                .max_header_size(MAX_HEADER_BYTES);
             let conn = builder.serve_connection(TokioIo::new(stream), service);
             let mut conn = std::pin::pin!(conn);
             let stopping = tokio::select! {

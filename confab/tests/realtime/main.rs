@@ -8,6 +8,7 @@
 mod common;
 
 mod admission;
+mod bad_input;
 mod client;
 mod conformance;
 mod delivery;

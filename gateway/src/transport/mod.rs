@@ -17,6 +17,8 @@ pub mod tls_accept;
 pub mod upgrade;
 pub mod websocket;
 pub mod writer;
-pub mod ws;
+/// The WebSocket codec, sans-IO (its own crate, so it can be fuzzed
+/// without the gateway's IO and storage).
+pub use confab_ws as ws;
 
 pub use self::runtime::IoMode;

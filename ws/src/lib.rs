@@ -1,6 +1,7 @@
-//! The gateway's WebSocket layer (RFC 6455), sans-IO: it turns bytes the
+//! confab's WebSocket layer (RFC 6455), sans-IO: it turns bytes the
 //! gateway has read into handshake decisions and events, and events into
-//! bytes to write, and never touches a socket. The thread-per-core IO loops
+//! bytes to write, and never touches a socket (so it is fuzzed on its own,
+//! see `fuzz/`). The thread-per-core IO loops
 //! (io_uring or epoll) own the buffers and drive it.
 //!
 //! # How a connection uses it
@@ -27,9 +28,10 @@
 //! known opcodes, unfragmented control frames of at most 125 bytes,
 //! continuation rules, shortest length encodings, a maximum message size
 //! checked from frame headers (before a payload is buffered, fragments
-//! added up), UTF-8 of text messages (checked fragment by fragment), and
-//! valid close codes and reasons. Each failure has its close code: 1002
-//! protocol error, 1007 invalid payload, 1009 message too big.
+//! added up; an oversize message is reported and skipped), UTF-8 of text
+//! messages (checked fragment by fragment), and valid close codes and
+//! reasons. Each failure has its close code: 1002 protocol error, 1007
+//! invalid payload.
 //!
 //! # Subprotocols and close codes
 //!

@@ -1,5 +1,5 @@
 //! The WebSocket codec over real sockets, against a client we did not
-//! write: a tiny echo server built only from `confab_gateway::ws` (the
+//! write: a tiny echo server built only from `confab_ws` (the
 //! handshake parser, the decoder and the encoders) on a tokio
 //! `TcpListener`, driven by tokio-tungstenite's client and by raw bytes.
 //!
@@ -11,8 +11,8 @@
 use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
-use confab_gateway::transport::ws::{
-    self, encode_close, encode_close_empty, encode_ping, encode_pong, encode_text, parse_upgrade,
+use confab_ws::{
+    encode_close, encode_close_empty, encode_ping, encode_pong, encode_text, parse_upgrade,
     write_header, Decoder, Encoding, Event, OpCode, Upgrade,
 };
 use futures_util::{SinkExt, StreamExt};
@@ -513,14 +513,14 @@ async fn raw_malformed_frames_get_the_right_close_code() {
     high_bit.extend_from_slice(&KEY);
 
     let cases: Vec<(&str, Vec<u8>, u16)> = vec![
-        ("unmasked", unmasked, ws::close::PROTOCOL_ERROR),
+        ("unmasked", unmasked, confab_ws::close::PROTOCOL_ERROR),
         ("rsv bits", rsv, 1002),
         ("reserved opcode", reserved_opcode, 1002),
         ("fragmented ping", fragmented_ping, 1002),
         ("126-byte ping", long_ping, 1002),
         ("lone continuation", lone_continuation, 1002),
         ("new message mid-fragment", new_message_mid_fragment, 1002),
-        ("bad utf-8", bad_utf8, ws::close::INVALID_PAYLOAD),
+        ("bad utf-8", bad_utf8, confab_ws::close::INVALID_PAYLOAD),
         ("bad utf-8 across fragments", bad_utf8_fragments, 1007),
         ("close code 1005", bad_close_code, 1002),
         ("close reason not utf-8", bad_close_reason, 1007),
