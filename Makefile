@@ -5,7 +5,7 @@ CARGO ?= cargo
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 FUZZ_RUNS ?= 10000000
 
-.PHONY: deps run test postgres fmt fmt-check lint bench fuzz fuzz-build clean
+.PHONY: deps run test postgres fmt fmt-check lint bench fuzz fuzz-build soak clean
 
 deps:
 	@./scripts/deps.sh
@@ -51,6 +51,12 @@ bench: deps
 	$(CARGO) build --release -p confab -p confab-loadgen
 	./target/release/confab-loadgen criterion --write docs/benchmarks.md
 	./target/release/confab-loadgen bench --confab ./target/release/confab --write docs/benchmarks.md
+
+# Fifty SIGKILL cycles of a release node under 1:1 and group traffic
+# (docs/testing.md, "Crash cycles"); CI runs five in `make test`.
+soak: deps
+	$(CARGO) build --release -p confab -p confab-loadgen
+	./target/release/confab-loadgen crash --confab ./target/release/confab --cycles 50 --json target/soak-crash.json
 
 fuzz-build:
 	@./scripts/deps.sh --fuzz

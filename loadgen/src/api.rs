@@ -227,6 +227,35 @@ impl Api {
         field_u64(&v, "channel_id")
     }
 
+    /// One page of a channel's history, newest first from `before` (the
+    /// latest without it): `(seq, text)` in ascending order, and whether
+    /// older messages remain.
+    pub async fn history_page(
+        &self,
+        reader: &Account,
+        channel: u64,
+        before: Option<u64>,
+    ) -> Result<(Vec<(u64, String)>, bool)> {
+        let mut path = format!("/v1/channels/{channel}/messages?limit=1000");
+        if let Some(b) = before {
+            path.push_str(&format!("&before={b}"));
+        }
+        let v = self
+            .expect(Method::GET, &path, Some(&reader.token), None)
+            .await?;
+        let messages = v["messages"]
+            .as_array()
+            .ok_or_else(|| anyhow!("history without messages: {v}"))?
+            .iter()
+            .map(|m| {
+                let seq = field_u64(m, "seq")?;
+                let text = m["text"].as_str().unwrap_or_default().to_owned();
+                Ok((seq, text))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok((messages, v["has_more"].as_bool().unwrap_or(false)))
+    }
+
     /// `GET /v1/gateway`.
     pub async fn discovery(&self) -> Result<Discovery> {
         let v = self.expect(Method::GET, "/v1/gateway", None, None).await?;

@@ -152,6 +152,19 @@ impl Ledger {
         out
     }
 
+    /// The ids of every acknowledged message.
+    pub fn acked_ids(&self) -> Vec<u64> {
+        let mut out = Vec::new();
+        for (k, shard) in self.shards.iter().enumerate() {
+            for (i, e) in shard.lock().unwrap().iter().enumerate() {
+                if e.acked {
+                    out.push((i * SHARDS + k) as u64);
+                }
+            }
+        }
+        out
+    }
+
     /// Deliveries that should have happened by now: of acknowledged
     /// messages, one per recipient device.
     pub fn expected_deliveries(&self) -> u64 {

@@ -11,6 +11,7 @@
 mod api;
 mod bench;
 mod cpu;
+mod crash;
 mod criterion;
 mod idle;
 mod ledger;
@@ -20,6 +21,7 @@ mod profile;
 mod prom;
 mod report;
 mod run;
+mod server;
 mod stats;
 mod tokens;
 
@@ -158,6 +160,46 @@ enum Command {
         #[arg(long, default_value_t = 30_000)]
         idle_connections: u64,
     },
+    /// Crash cycles under load: starts its own `confab serve`, keeps 1:1
+    /// and group traffic going while killing the server with SIGKILL at
+    /// random moments and restarting it on the same data, then checks that
+    /// every acknowledged message is stored and delivered exactly once.
+    /// Exits 2 when a message was lost or duplicated.
+    Crash {
+        /// The `confab` binary.
+        #[arg(long, default_value = "target/release/confab")]
+        confab: PathBuf,
+        /// Kills (each followed by a restart).
+        #[arg(long, default_value_t = 5)]
+        cycles: u32,
+        /// A built-in profile or a TOML file (the traffic).
+        #[arg(long, default_value = "smoke")]
+        profile: String,
+        /// Share of the profile's peak population.
+        #[arg(long)]
+        scale: Option<f64>,
+        /// Messages per second.
+        #[arg(long, default_value_t = 100.0)]
+        rate: f64,
+        /// The server's `storage.sync`: `batch`, `interval` or `none`.
+        #[arg(long, default_value = "batch")]
+        sync: String,
+        /// Least seconds the server runs between kills.
+        #[arg(long, default_value_t = 1.0)]
+        min_up: f64,
+        /// Most seconds the server runs between kills.
+        #[arg(long, default_value_t = 4.0)]
+        max_up: f64,
+        /// Seed of the kill moments and the traffic.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Writes the report as one JSON object.
+        #[arg(long)]
+        json: Option<PathBuf>,
+        /// No progress bar.
+        #[arg(long)]
+        quiet: bool,
+    },
     /// Rewrites the criterion section of docs/benchmarks.md from the
     /// latest `cargo bench -p confab-benches` results.
     Criterion {
@@ -226,6 +268,10 @@ struct RunArgs {
     /// profile's `traffic.reconnects_per_device_hour`.
     #[arg(long)]
     reconnects_per_device_hour: Option<f64>,
+    /// Reads every channel's history back at the end: each acknowledged
+    /// message stored exactly once, sequences without holes.
+    #[arg(long)]
+    check_history: bool,
     /// Writes the report as one JSON object.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -361,6 +407,58 @@ fn main_result() -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Run(args) => run_command(args),
+        Command::Crash {
+            confab,
+            cycles,
+            profile,
+            scale,
+            rate,
+            sync,
+            min_up,
+            max_up,
+            seed,
+            json,
+            quiet,
+        } => {
+            let profile = Profile::load(&profile)?;
+            let scale = scale.unwrap_or(profile.run.scale);
+            anyhow::ensure!(scale > 0.0 && scale <= 1.0, "--scale must be in (0, 1]");
+            anyhow::ensure!(rate.is_finite() && rate > 0.0, "--rate must be > 0");
+            anyhow::ensure!(cycles >= 1, "--cycles must be at least 1");
+            let (min_up, max_up) = (seconds("--min-up", min_up)?, seconds("--max-up", max_up)?);
+            anyhow::ensure!(min_up <= max_up, "--min-up must not exceed --max-up");
+            anyhow::ensure!(
+                ["batch", "interval", "none"].contains(&sync.as_str()),
+                "--sync must be batch, interval or none"
+            );
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()?;
+            let report = runtime.block_on(crash::crash(crash::CrashOptions {
+                confab,
+                cycles,
+                profile,
+                scale,
+                rate,
+                sync,
+                up: (min_up, max_up),
+                seed,
+                quiet,
+            }))?;
+            print!("{}", report.run.summary());
+            print!("{}", report.render());
+            if let Some(path) = &json {
+                std::fs::write(path, serde_json::to_vec_pretty(&report)?)
+                    .with_context(|| format!("writing {}", path.display()))?;
+            }
+            runtime.shutdown_timeout(Duration::from_secs(1));
+            Ok(if report.passed {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(2)
+            })
+        }
         Command::Criterion { dir, write } => {
             let rows = criterion::collect(&dir)?;
             let section = criterion::section(&rows, &bench::machine(), &bench::today());
@@ -451,6 +549,7 @@ fn run_command(args: RunArgs) -> Result<ExitCode> {
         quiet: args.quiet,
         seed: args.seed,
         reconnects_per_device_hour: args.reconnects_per_device_hour,
+        check_history: args.check_history,
         profile,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()

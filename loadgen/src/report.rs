@@ -33,6 +33,23 @@ pub struct SyncCheck {
     pub latency: Summary,
 }
 
+/// Every channel's stored history read back at the end of a run (with
+/// `--check-history`): each acknowledged message must be there exactly
+/// once, under gapless sequences from 1.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct HistoryCheck {
+    /// Channels read.
+    pub channels: u64,
+    /// Messages found.
+    pub messages: u64,
+    /// Acknowledged messages found in no channel's history.
+    pub missing: u64,
+    /// Messages found more than once.
+    pub duplicated: u64,
+    /// Sequences missing between 1 and a channel's last.
+    pub gaps: u64,
+}
+
 /// What the run measured, as handed to [`Report::build`].
 pub struct Inputs {
     pub profile: Profile,
@@ -69,6 +86,7 @@ pub struct Inputs {
     pub delivery_cdf: Vec<(u64, f64)>,
     pub timeline: Vec<Second>,
     pub sync: SyncCheck,
+    pub history: Option<HistoryCheck>,
     pub server_rss_bytes: Option<u64>,
     pub server_rss_before_connect: Option<u64>,
     pub server_rss_connected: Option<u64>,
@@ -142,6 +160,8 @@ pub struct Report {
     pub delivery: Summary,
     pub connect: Summary,
     pub sync: SyncCheck,
+    /// Channel histories read back, when the run was asked to.
+    pub history: Option<HistoryCheck>,
     pub server_rss_bytes: Option<u64>,
     /// (RSS with every device connected − RSS before) / connections.
     pub server_bytes_per_connection: Option<u64>,
@@ -227,6 +247,7 @@ impl Report {
             delivery: i.delivery,
             connect: i.connect,
             sync: i.sync,
+            history: i.history,
             server_rss_bytes: i.server_rss_bytes,
             server_bytes_per_connection: per_conn,
             cpu: i.cpu,
@@ -285,6 +306,13 @@ impl Report {
             "sync: {} users, {} messages, p50 {} µs",
             self.sync.users, self.sync.messages, self.sync_p50_us
         );
+        if let Some(h) = &self.history {
+            let _ = writeln!(
+                o,
+                "history: {} channels, {} messages, missing {} duplicated {} gaps {}",
+                h.channels, h.messages, h.missing, h.duplicated, h.gaps
+            );
+        }
         let _ = writeln!(
             o,
             "reconnects {} ({} forced by churn)  token refreshes {}",

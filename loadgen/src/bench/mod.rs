@@ -19,7 +19,6 @@
 mod markdown;
 mod scenarios;
 mod search;
-mod server;
 #[cfg(test)]
 mod tests;
 

@@ -6,12 +6,12 @@ use anyhow::Result;
 
 use super::markdown::section;
 use super::search::{sustained, sustained_at_target, sustained_group, Bench};
-use super::server::Server;
 use super::BenchOptions;
 use crate::cpu::us;
 use crate::profile::Profile;
 use crate::report::Report;
 use crate::run::TransportChoice;
+use crate::server::Server;
 
 /// Runs every scenario and returns the markdown section.
 pub fn bench(opts: &BenchOptions) -> Result<String> {

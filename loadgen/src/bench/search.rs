@@ -6,11 +6,11 @@ use std::time::Duration;
 
 use anyhow::Result;
 
-use super::server::Server;
 use super::BenchOptions;
 use crate::profile::Profile;
 use crate::report::Report;
 use crate::run::{self, RunOptions, TransportChoice};
+use crate::server::Server;
 
 /// Ack p99 a rate must keep to count as sustained (the mission's 1:1
 /// target is stated at p99 ≤ 10 ms).
@@ -58,6 +58,7 @@ impl Bench<'_> {
             quiet: true,
             seed: 1,
             reconnects_per_device_hour: None,
+            check_history: false,
         };
         let report = self.runtime.block_on(run::run(opts))?;
         let file = self.opts.reports.join(format!(

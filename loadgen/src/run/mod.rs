@@ -8,6 +8,7 @@
 //! from the due time, so a server that stalls shows up as latency and not
 //! as a politely lower send rate.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -29,7 +30,7 @@ use crate::ledger::{self, DeviceBook, ErrorCounts, Ledger};
 use crate::plan::Plan;
 use crate::profile::{Bucket, Profile};
 use crate::prom;
-use crate::report::{Report, SyncCheck};
+use crate::report::{HistoryCheck, Report, SyncCheck};
 use crate::stats::{Counters, Latency, Timeline};
 use crate::tokens::Tokens;
 
@@ -96,6 +97,10 @@ pub struct RunOptions {
     /// Forced reconnects per device per hour, replacing the profile's
     /// `traffic.reconnects_per_device_hour`.
     pub reconnects_per_device_hour: Option<f64>,
+    /// Read every channel's history back at the end and check that each
+    /// acknowledged message is stored exactly once, under gapless
+    /// sequences.
+    pub check_history: bool,
 }
 
 /// A channel the run created.
@@ -484,6 +489,11 @@ pub async fn run(opts: RunOptions) -> Result<Report> {
         unacked == 0,
     )
     .await;
+    let history = if opts.check_history {
+        Some(history_check(&api, &shared, &users, &tokens, &chans).await?)
+    } else {
+        None
+    };
     refresher.abort();
     tokens.clear_clients();
     let refresh_failures = tokens.failures.load(Ordering::Relaxed);
@@ -531,9 +541,9 @@ pub async fn run(opts: RunOptions) -> Result<Report> {
         expected_deliveries: shared.ledger.expected_deliveries(),
         measured_acked: shared.measured_acked.load(Ordering::Relaxed),
         measured_delivered: shared.measured_delivered.load(Ordering::Relaxed),
-        lost: owed + sync.missing,
-        duplicated: check.duplicated + sync.duplicated,
-        gaps: check.gaps + sync.gaps,
+        lost: owed + sync.missing + history.map_or(0, |h| h.missing),
+        duplicated: check.duplicated + sync.duplicated + history.map_or(0, |h| h.duplicated),
+        gaps: check.gaps + sync.gaps + history.map_or(0, |h| h.gaps),
         out_of_order: check.out_of_order,
         corrupted: shared.corrupted.load(Ordering::Relaxed),
         errors,
@@ -547,6 +557,7 @@ pub async fn run(opts: RunOptions) -> Result<Report> {
         delivery_cdf: shared.delivery.cdf(200),
         timeline: seconds,
         sync,
+        history,
         server_rss_bytes,
         server_rss_before_connect: rss_before,
         server_rss_connected: rss_connected,
@@ -564,6 +575,64 @@ pub async fn run(opts: RunOptions) -> Result<Report> {
         .map(|s| (s * 1e6) as u64),
     });
     Ok(report)
+}
+
+/// Reads every channel's whole history (as its first member) and checks it
+/// against the ledger: each acknowledged message once, sequences from 1
+/// without a hole.
+async fn history_check(
+    api: &Api,
+    shared: &Shared,
+    users: &[User],
+    tokens: &Tokens,
+    chans: &[Chan],
+) -> Result<HistoryCheck> {
+    let mut out = HistoryCheck::default();
+    let mut seen: HashMap<u64, u32> = HashMap::new();
+    for chan in chans {
+        let reader = current(users, tokens, chan.members[0]);
+        let mut seqs = Vec::new();
+        let mut before = None;
+        loop {
+            let (page, more) = api
+                .history_page(&reader, chan.id, before)
+                .await
+                .with_context(|| format!("reading channel {}'s history", chan.id))?;
+            before = page.first().map(|(seq, _)| *seq);
+            for (seq, text) in page {
+                seqs.push(seq);
+                if let Some(id) = ledger::parse_id(&text) {
+                    *seen.entry(id).or_insert(0) += 1;
+                }
+            }
+            if !more || before.is_none() {
+                break;
+            }
+        }
+        seqs.sort_unstable();
+        let distinct = {
+            let mut d = seqs.clone();
+            d.dedup();
+            d
+        };
+        out.duplicated += (seqs.len() - distinct.len()) as u64;
+        out.gaps += distinct
+            .last()
+            .map_or(0, |last| last - distinct.len() as u64);
+        out.channels += 1;
+        out.messages += seqs.len() as u64;
+    }
+    out.duplicated += seen
+        .values()
+        .map(|&n| u64::from(n.saturating_sub(1)))
+        .sum::<u64>();
+    out.missing = shared
+        .ledger
+        .acked_ids()
+        .into_iter()
+        .filter(|id| !seen.contains_key(id))
+        .count() as u64;
+    Ok(out)
 }
 
 async fn server_rss(api: &Api, metrics: &str) -> Option<u64> {

@@ -1,6 +1,8 @@
 //! The server under test: a `confab serve` process on free loopback ports
 //! with its own data directory, started fresh for each scenario so that no
-//! run measures what an earlier one left behind, and killed on drop.
+//! run measures what an earlier one left behind, and killed on drop. The
+//! crash cycles kill it with SIGKILL and start it again on the same data
+//! directory and ports.
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -10,12 +12,31 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 
 /// A `confab serve` process on free loopback ports, killed on drop.
-pub(super) struct Server {
+pub(crate) struct Server {
     child: Child,
     _dir: tempfile::TempDir,
     dir: PathBuf,
-    pub(super) api: u16,
-    pub(super) metrics: u16,
+    confab: PathBuf,
+    config: PathBuf,
+    pub(crate) api: u16,
+    pub(crate) metrics: u16,
+}
+
+/// `confab serve` on `config`, its log appended to `dir/server.log`.
+fn spawn(confab: &Path, config: &Path, dir: &Path) -> Result<Child> {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("server.log"))?;
+    Command::new(confab)
+        .arg("serve")
+        .arg("--config")
+        .arg(config)
+        .env("CONFAB_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .with_context(|| format!("starting {}", confab.display()))
 }
 
 fn free_port() -> Result<u16> {
@@ -29,7 +50,7 @@ fn free_udp_port() -> Result<u16> {
 }
 
 impl Server {
-    pub(super) fn start(confab: &Path, sync: &str) -> Result<Server> {
+    pub(crate) fn start(confab: &Path, sync: &str) -> Result<Server> {
         let dir = tempfile::tempdir()?;
         let (api, ws, quic, metrics) = (free_port()?, free_port()?, free_udp_port()?, free_port()?);
         // Cheap password hashing so that signing up thousands of virtual
@@ -56,25 +77,30 @@ sync = "{sync}"
         );
         let path = dir.path().join("bench.toml");
         std::fs::write(&path, config)?;
-        let log = std::fs::File::create(dir.path().join("server.log"))?;
-        let child = Command::new(confab)
-            .arg("serve")
-            .arg("--config")
-            .arg(&path)
-            .env("CONFAB_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .with_context(|| format!("starting {}", confab.display()))?;
+        let child = spawn(confab, &path, dir.path())?;
         let mut server = Server {
             child,
             dir: dir.path().to_owned(),
             _dir: dir,
+            confab: confab.to_owned(),
+            config: path,
             api,
             metrics,
         };
         server.wait_ready()?;
         Ok(server)
+    }
+
+    /// Kills the server with SIGKILL (no shutdown path runs: what it had
+    /// not written is lost as in a crash), then starts it again on the same
+    /// data directory and ports; returns how long it took to be ready.
+    pub(crate) fn crash_and_restart(&mut self) -> Result<Duration> {
+        self.child.kill().context("killing the server")?;
+        self.child.wait()?;
+        let started = Instant::now();
+        self.child = spawn(&self.confab, &self.config, &self.dir)?;
+        self.wait_ready()?;
+        Ok(started.elapsed())
     }
 
     fn wait_ready(&mut self) -> Result<()> {
@@ -101,7 +127,7 @@ sync = "{sync}"
         }
     }
 
-    pub(super) fn cert(&self) -> Option<PathBuf> {
+    pub(crate) fn cert(&self) -> Option<PathBuf> {
         std::fs::read_dir(self.dir.join("tls"))
             .ok()?
             .filter_map(|e| e.ok().map(|e| e.path()))
