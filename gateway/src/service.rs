@@ -94,13 +94,11 @@ impl Gateway {
         let mut udp: Vec<Option<std::net::UdpSocket>> = (0..cores).map(|_| None).collect();
         let mut quic_addr = None;
         if let Some(q) = &settings.quic {
-            let first = quic::reuseport_udp(q.addr)?;
-            let addr = first.local_addr()?;
-            udp[0] = Some(first);
-            for slot in udp.iter_mut().skip(1) {
-                *slot = Some(quic::reuseport_udp(addr)?);
+            let group = quic::reuseport_udp_group(q.addr, cores)?;
+            quic_addr = Some(group[0].local_addr()?);
+            for (slot, socket) in udp.iter_mut().zip(group) {
+                *slot = Some(socket);
             }
-            quic_addr = Some(addr);
         }
         let metrics =
             GatewayMetrics::new(&parts.registry, io.label()).map_err(std::io::Error::other)?;

@@ -67,8 +67,29 @@ pub fn transport_count() -> usize {
     TRANSPORTS.with(|t| t.borrow().len())
 }
 
-/// A UDP socket bound with `SO_REUSEPORT`, one per core.
-pub fn reuseport_udp(addr: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
+/// One UDP socket per core on `addr`, all bound with `SO_REUSEPORT`.
+///
+/// For port 0 the port is picked by a socket bound without reuse flags
+/// first (and closed before the group binds it): Linux's automatic UDP
+/// port choice treats a port held by another process's (or another node's)
+/// `SO_REUSEPORT` sockets of the same user as free, and a group joined by
+/// strangers spreads their packets over our sockets and ours over theirs,
+/// so QUIC handshakes there time out. TCP's automatic choice avoids such
+/// ports; UDP's does not.
+pub fn reuseport_udp_group(
+    addr: SocketAddr,
+    n: usize,
+) -> std::io::Result<Vec<std::net::UdpSocket>> {
+    let addr = if addr.port() == 0 {
+        std::net::UdpSocket::bind(addr)?.local_addr()?
+    } else {
+        addr
+    };
+    (0..n.max(1)).map(|_| reuseport_udp(addr)).collect()
+}
+
+/// A UDP socket bound with `SO_REUSEPORT`.
+fn reuseport_udp(addr: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
     use socket2::{Domain, Protocol, Socket, Type};
     let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
     socket.set_reuse_address(true)?;
@@ -333,6 +354,29 @@ async fn refuse_streams(conn: Connection) {
                 }
                 Err(_) => return,
             },
+        }
+    }
+}
+
+#[cfg(test)]
+mod bind_tests {
+    use super::*;
+
+    #[test]
+    fn a_group_on_port_0_gets_a_port_no_one_else_holds() {
+        // Strangers' SO_REUSEPORT sockets on automatically chosen ports.
+        let strangers: Vec<std::net::UdpSocket> = (0..300)
+            .map(|_| reuseport_udp(([127, 0, 0, 1], 0).into()).unwrap())
+            .collect();
+        let theirs: std::collections::HashSet<u16> = strangers
+            .iter()
+            .map(|s| s.local_addr().unwrap().port())
+            .collect();
+        for _ in 0..300 {
+            let group = reuseport_udp_group(([127, 0, 0, 1], 0).into(), 2).unwrap();
+            let port = group[0].local_addr().unwrap().port();
+            assert_eq!(group[1].local_addr().unwrap().port(), port);
+            assert!(!theirs.contains(&port), "port {port} is shared with a stranger");
         }
     }
 }
