@@ -52,11 +52,14 @@ bench: deps
 	./target/release/confab-loadgen criterion --write docs/benchmarks.md
 	./target/release/confab-loadgen bench --confab ./target/release/confab --write docs/benchmarks.md
 
-# Fifty SIGKILL cycles of a release node under 1:1 and group traffic
-# (docs/testing.md, "Crash cycles"); CI runs five in `make test`.
+# Fifty SIGKILL cycles of a release node under 1:1 and group traffic, then
+# an hour of traffic with churn and reconnect storms whose memory,
+# descriptors and queues must stay flat (docs/testing.md); CI runs five
+# crash cycles in `make test`.
 soak: deps
 	$(CARGO) build --release -p confab -p confab-loadgen
 	./target/release/confab-loadgen crash --confab ./target/release/confab --cycles 50 --json target/soak-crash.json
+	./target/release/confab-loadgen soak --confab ./target/release/confab --minutes 60 --json target/soak.json
 
 fuzz-build:
 	@./scripts/deps.sh --fuzz

@@ -176,7 +176,7 @@ impl Gate {
             inner.open.fetch_sub(1, Ordering::AcqRel);
             return Err(self.refuse(Refusal::Budget));
         }
-        let peer = canonical(peer);
+        let peer = address_key(peer);
         let counted = !(self.0.exempt_loopback && peer.is_loopback());
         if counted {
             let mut map = self.shard(peer).lock().unwrap_or_else(|e| e.into_inner());
@@ -213,6 +213,16 @@ impl Gate {
         (previous * 2).clamp(Duration::from_millis(5), Duration::from_millis(500))
     }
 
+    /// Counts a refusal this gate's listener decided on its own (`reason`
+    /// labels it), such as too many handshakes from one address.
+    pub fn count_refusal(&self, reason: &str) {
+        self.0
+            .inner
+            .refused
+            .with_label_values(&[self.0.name, reason])
+            .inc();
+    }
+
     fn refuse(&self, why: Refusal) -> Refusal {
         self.0
             .inner
@@ -228,10 +238,20 @@ impl Gate {
     }
 }
 
-/// An IPv4 peer seen through an IPv6 socket counts as itself.
-fn canonical(ip: IpAddr) -> IpAddr {
+/// The address a peer is counted under: an IPv4 peer seen through an
+/// IPv6 socket counts as itself, and an IPv6 peer as its /64 (one host
+/// holds a whole /64 and could otherwise take a fresh address per
+/// connection). Rate limits key on it too.
+pub fn address_key(ip: IpAddr) -> IpAddr {
     match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None if v6.is_loopback() => ip,
+            None => {
+                let s = v6.segments();
+                IpAddr::V6(std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+            }
+        },
         v4 => v4,
     }
 }
@@ -343,6 +363,21 @@ mod tests {
         );
         let _last = exempt.admit(ip("::1")).unwrap();
         assert_eq!(exempt.admit(ip("127.0.0.1")).unwrap_err(), Refusal::Budget);
+    }
+
+    #[test]
+    fn an_ipv6_host_counts_as_its_64() {
+        let a = Admission::new(100);
+        let gate = a.gate("api", 2, false);
+        let _one = gate.admit(ip("2001:db8:1:2::1")).unwrap();
+        let _two = gate.admit(ip("2001:db8:1:2:ffff::9")).unwrap();
+        assert_eq!(
+            gate.admit(ip("2001:db8:1:2:aaaa::3")).unwrap_err(),
+            Refusal::PerAddress
+        );
+        let _other = gate.admit(ip("2001:db8:1:3::1")).unwrap();
+        assert_eq!(address_key(ip("::1")), ip("::1"));
+        assert_eq!(address_key(ip("::ffff:10.1.2.3")), ip("10.1.2.3"));
     }
 
     #[test]

@@ -94,8 +94,8 @@ pub enum ApiError {
     /// retry shortly (503 `UNAVAILABLE`, with `Retry-After`).
     #[error("the server is busy; retry shortly")]
     Busy,
-    /// The request did not arrive or finish in time (408 `REQUEST_TIMEOUT`).
-    #[error("the request took longer than {0} s")]
+    /// The request's body did not arrive in time (408 `REQUEST_TIMEOUT`).
+    #[error("the request body did not arrive within {0} s")]
     RequestTimeout(u64),
     /// A failure of ours, logged with its detail (500 `INTERNAL`).
     #[error("internal error")]
@@ -255,6 +255,14 @@ impl From<StoreError> for ApiError {
 impl ApiError {
     /// Maps a JSON body rejection; `limit` is the body size limit in force.
     pub(crate) fn from_json_rejection(r: JsonRejection, limit: usize) -> Self {
+        // A body that did not arrive in time (the server's body deadline).
+        let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&r);
+        while let Some(e) = source {
+            if let Some(t) = e.downcast_ref::<crate::serve::BodyTimedOut>() {
+                return ApiError::RequestTimeout(t.secs);
+            }
+            source = e.source();
+        }
         match r {
             JsonRejection::JsonSyntaxError(_) => ApiError::MalformedJson(r.body_text()),
             JsonRejection::JsonDataError(_) => ApiError::InvalidRequest(r.body_text()),

@@ -65,7 +65,7 @@ impl FromRequestParts<ApiState> for ClientIp {
                 .filter_map(|ip| ip.trim().parse::<IpAddr>().ok())
                 .next_back();
             if let Some(ip) = forwarded {
-                return Ok(ClientIp(ip));
+                return Ok(ClientIp(ip.to_canonical()));
             }
         }
         let peer = parts
@@ -74,7 +74,8 @@ impl FromRequestParts<ApiState> for ClientIp {
             .map(|c| c.0.ip());
         // Without connect info (a router served without it) every client
         // shares one bucket: stricter, never looser.
-        Ok(ClientIp(peer.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))))
+        let ip = peer.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+        Ok(ClientIp(ip.to_canonical()))
     }
 }
 
@@ -108,6 +109,12 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for Ids<T> 
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        // The parameters below are percent-decoded: `%31` would pass as 1.
+        if parts.uri.path().contains('%') {
+            return Err(ApiError::InvalidParameter(
+                "ids are decimal digits, not percent-encoded".into(),
+            ));
+        }
         let raw = RawPathParams::from_request_parts(parts, state)
             .await
             .map_err(|r| ApiError::InvalidParameter(r.body_text()))?;

@@ -106,8 +106,10 @@ impl IpLimiter {
         }
     }
 
-    /// Spends one request for `ip`, or says how long to wait.
+    /// Spends one request for `ip` (an IPv6 host counts as its /64), or
+    /// says how long to wait.
     pub fn check(&self, ip: IpAddr, now: Instant) -> Result<(), Duration> {
+        let ip = confab_admission::address_key(ip);
         let mut ips = self.ips.map.lock().unwrap_or_else(|e| e.into_inner());
         let wait = self.ips.wait(&mut ips, &ip, now);
         if wait > 0.0 {
@@ -138,6 +140,7 @@ impl LoginLimiter {
     /// long to wait when either bucket is empty (nothing is spent then, so
     /// a refused attempt does not extend the wait).
     pub fn check(&self, username: &str, ip: IpAddr, now: Instant) -> Result<(), Duration> {
+        let ip = confab_admission::address_key(ip);
         // One lock order everywhere: users, then IPs.
         let mut users = self.users.map.lock().unwrap_or_else(|e| e.into_inner());
         let mut ips = self.ips.map.lock().unwrap_or_else(|e| e.into_inner());

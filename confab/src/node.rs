@@ -449,9 +449,15 @@ impl Roles {
             name: "api",
             listener: api_listener,
             router: metrics::health_routes(ready).merge(confab_api::router(api.clone())),
+            // Behind a proxy every connection comes from the proxy's
+            // address: capping it would cap the whole service.
             gate: admission.gate(
                 "api",
-                config.api.max_connections_per_address,
+                if config.api.trust_forwarded_for {
+                    u32::MAX
+                } else {
+                    config.api.max_connections_per_address
+                },
                 config.api.exempt_loopback,
             ),
             limits,

@@ -266,14 +266,7 @@ impl Api {
     /// endpoint (`process_resident_memory_bytes`,
     /// `process_cpu_seconds_total`).
     pub async fn server_process(&self, metrics_url: &str) -> Result<ServerProcess> {
-        let (status, v) = self.call(Method::GET, metrics_url, None, None).await?;
-        if !status.is_success() {
-            bail!("GET {metrics_url}: {status}");
-        }
-        let text = v
-            .as_str()
-            .map(str::to_owned)
-            .unwrap_or_else(|| v.to_string());
+        let text = self.metrics_text(metrics_url).await?;
         let metric = |name: &str| {
             prom::value(&text, name).ok_or_else(|| anyhow!("{metrics_url} has no {name}"))
         };
@@ -282,6 +275,19 @@ impl Api {
             cpu_seconds: metric("process_cpu_seconds_total")?,
             fsync_buckets: prom::buckets(&text, "confab_storage_fsync_seconds"),
         })
+    }
+}
+
+impl Api {
+    /// The server's `/metrics` page.
+    pub async fn metrics_text(&self, metrics_url: &str) -> Result<String> {
+        let (status, v) = self.call(Method::GET, metrics_url, None, None).await?;
+        if !status.is_success() {
+            bail!("GET {metrics_url}: {status}");
+        }
+        Ok(v.as_str()
+            .map(str::to_owned)
+            .unwrap_or_else(|| v.to_string()))
     }
 }
 

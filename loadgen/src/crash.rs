@@ -96,10 +96,10 @@ impl CrashReport {
 
 /// Waits until the server has stored a message (the run's set-up is over
 /// and its traffic has begun), reading its metrics.
-fn wait_for_traffic(metrics_port: u16) -> Result<()> {
+fn wait_for_traffic(metrics_port: u16, over: &AtomicBool) -> Result<()> {
     use std::io::{Read, Write};
     let deadline = std::time::Instant::now() + Duration::from_secs(300);
-    while std::time::Instant::now() < deadline {
+    while std::time::Instant::now() < deadline && !over.load(Ordering::Acquire) {
         let mut body = String::new();
         if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", metrics_port)) {
             let _ = s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n");
@@ -124,26 +124,40 @@ pub async fn crash(opts: CrashOptions) -> Result<CrashReport> {
     let server = Server::start(&opts.confab, &opts.sync)?;
     let (api, metrics) = (server.api, server.metrics);
     let warmup = Duration::from_secs(2);
-    // Room for every cycle at its longest (with a restart of a few
-    // seconds), then quiet traffic before the drain.
-    let per_cycle = opts.up.1 + Duration::from_secs(3);
+    // Room for every cycle at its longest (with a slow restart), then
+    // quiet traffic before the drain.
+    let per_cycle = opts.up.1 + Duration::from_secs(5);
     let duration = per_cycle * opts.cycles + Duration::from_secs(3);
     let done = Arc::new(AtomicBool::new(false));
+    // Set when the run ends, early or not: no kill after it.
+    let over = Arc::new(AtomicBool::new(false));
     let chaos = {
-        let done = done.clone();
+        let (done, over) = (done.clone(), over.clone());
         let (cycles, up, seed) = (opts.cycles, opts.up, opts.seed);
         std::thread::spawn(move || -> Result<(Server, Vec<u64>)> {
             let mut server = server;
             let mut rng = StdRng::seed_from_u64(seed ^ 0xc4a5);
             let mut restarts = Vec::new();
             // Kills start once the traffic runs.
-            wait_for_traffic(metrics)?;
+            wait_for_traffic(metrics, &over)?;
+            // Every kill lands inside the traffic, never in the drain or
+            // the checks after it.
+            let traffic_end = std::time::Instant::now() + duration;
             for _ in 0..cycles {
                 let wait = rng.random_range(up.0.as_secs_f64()..=up.1.as_secs_f64());
-                std::thread::sleep(Duration::from_secs_f64(wait));
+                let at = std::time::Instant::now() + Duration::from_secs_f64(wait);
+                while std::time::Instant::now() < at {
+                    if over.load(Ordering::Acquire) {
+                        return Ok((server, restarts));
+                    }
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                if std::time::Instant::now() + Duration::from_secs(2) > traffic_end {
+                    break;
+                }
                 restarts.push(server.crash_and_restart()?.as_millis() as u64);
             }
-            done.store(true, Ordering::Release);
+            done.store(restarts.len() as u32 == cycles, Ordering::Release);
             Ok((server, restarts))
         })
     };
@@ -164,13 +178,17 @@ pub async fn crash(opts: CrashOptions) -> Result<CrashReport> {
         seed: opts.seed,
         reconnects_per_device_hour: Some(0.0),
         check_history: true,
+        storm_every: None,
     })
     .await;
-    let (server, restart_ms) = chaos
+    over.store(true, Ordering::Release);
+    let chaos = chaos
         .join()
-        .map_err(|_| anyhow!("the kill thread panicked"))??;
-    drop(server);
+        .map_err(|_| anyhow!("the kill thread panicked"))?;
+    // The run's own failure says more than the kill thread's.
     let run = report?;
+    let (server, restart_ms) = chaos?;
+    drop(server);
     let cycles = restart_ms.len() as u32;
     let passed = run.passed && cycles == opts.cycles && done.load(Ordering::Acquire);
     Ok(CrashReport {

@@ -22,6 +22,7 @@ mod prom;
 mod report;
 mod run;
 mod server;
+mod soak;
 mod stats;
 mod tokens;
 
@@ -200,6 +201,46 @@ enum Command {
         #[arg(long)]
         quiet: bool,
     },
+    /// A long run against its own `confab serve` at a steady rate with
+    /// churn and reconnect storms, sampling the server's memory, open
+    /// descriptors and queue depths: they must stay flat, and the ledger
+    /// clean. Exits 2 otherwise.
+    Soak {
+        /// The `confab` binary.
+        #[arg(long, default_value = "target/release/confab")]
+        confab: PathBuf,
+        /// Minutes of traffic.
+        #[arg(long, default_value_t = 60.0)]
+        minutes: f64,
+        /// A built-in profile or a TOML file (the traffic).
+        #[arg(long, default_value = "dau50m")]
+        profile: String,
+        /// Share of the profile's peak population (default 1,000 users).
+        #[arg(long, default_value_t = 0.0002)]
+        scale: f64,
+        /// Messages per second (with the dau50m mix of 1:1 and groups,
+        /// about twenty deliveries each).
+        #[arg(long, default_value_t = 400.0)]
+        rate: f64,
+        /// Forced reconnects per device per hour.
+        #[arg(long, default_value_t = 6.0)]
+        churn: f64,
+        /// Minutes between reconnect storms (every device at once).
+        #[arg(long, default_value_t = 10.0)]
+        storm_minutes: f64,
+        /// Seconds between readings of the server's metrics.
+        #[arg(long, default_value_t = 10.0)]
+        sample_seconds: f64,
+        /// Seed of the traffic.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Writes the report (with every sample) as one JSON object.
+        #[arg(long)]
+        json: Option<PathBuf>,
+        /// No progress bar.
+        #[arg(long)]
+        quiet: bool,
+    },
     /// Rewrites the criterion section of docs/benchmarks.md from the
     /// latest `cargo bench -p confab-benches` results.
     Criterion {
@@ -279,7 +320,7 @@ struct RunArgs {
     #[arg(long)]
     html: Option<PathBuf>,
     /// Loopback source addresses to spread connections over (127.0.0.1
-    /// to 127.0.0.N; default: one per 20,000 connections when the server
+    /// to 127.0.0.N; default: one per 10,000 connections when the server
     /// is on loopback).
     #[arg(long)]
     source_ips: Option<u32>,
@@ -407,6 +448,62 @@ fn main_result() -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Run(args) => run_command(args),
+        Command::Soak {
+            confab,
+            minutes,
+            profile,
+            scale,
+            rate,
+            churn,
+            storm_minutes,
+            sample_seconds,
+            seed,
+            json,
+            quiet,
+        } => {
+            let profile = Profile::load(&profile)?;
+            anyhow::ensure!(scale > 0.0 && scale <= 1.0, "--scale must be in (0, 1]");
+            anyhow::ensure!(rate.is_finite() && rate > 0.0, "--rate must be > 0");
+            let duration = seconds("--minutes", minutes * 60.0)?;
+            let storm_every = seconds("--storm-minutes", storm_minutes * 60.0)?;
+            let sample_every = seconds("--sample-seconds", sample_seconds)?;
+            anyhow::ensure!(
+                !duration.is_zero() && !storm_every.is_zero() && !sample_every.is_zero(),
+                "--minutes, --storm-minutes and --sample-seconds must be > 0"
+            );
+            anyhow::ensure!(
+                churn.is_finite() && (0.0..=36_000.0).contains(&churn),
+                "--churn must be in 0..=36000"
+            );
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()?;
+            let report = runtime.block_on(soak::soak(soak::SoakOptions {
+                confab,
+                duration,
+                profile,
+                scale,
+                rate,
+                churn_per_device_hour: churn,
+                storm_every,
+                sample_every,
+                seed,
+                quiet,
+            }))?;
+            print!("{}", report.run.summary());
+            print!("{}", report.render());
+            if let Some(path) = &json {
+                std::fs::write(path, serde_json::to_vec_pretty(&report)?)
+                    .with_context(|| format!("writing {}", path.display()))?;
+            }
+            runtime.shutdown_timeout(Duration::from_secs(1));
+            Ok(if report.passed {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(2)
+            })
+        }
         Command::Crash {
             confab,
             cycles,
@@ -550,6 +647,7 @@ fn run_command(args: RunArgs) -> Result<ExitCode> {
         seed: args.seed,
         reconnects_per_device_hour: args.reconnects_per_device_hour,
         check_history: args.check_history,
+        storm_every: None,
         profile,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -10,6 +10,19 @@ pub fn value(text: &str, name: &str) -> Option<f64> {
     })
 }
 
+/// The sum of a series' samples whose labels contain `label` (for
+/// example `queue="mailbox"`; empty: every sample of the series).
+pub fn sum(text: &str, name: &str, label: &str) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let (series, v) = l.rsplit_once(' ')?;
+            let (n, labels) = series.split_once('{').unwrap_or((series, ""));
+            (n == name && labels.contains(label)).then(|| v.trim().parse::<f64>().ok())?
+        })
+        .sum()
+}
+
 /// The buckets of an unlabelled histogram: (upper bound, cumulative count),
 /// in the order the text gives them (ascending bounds, `+Inf` last).
 pub fn buckets(text: &str, name: &str) -> Vec<(f64, f64)> {
@@ -68,6 +81,16 @@ pub fn quantile_between(before: &[(f64, f64)], after: &[(f64, f64)], q: f64) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sums_labelled_samples() {
+        let text =
+            "# HELP q x\nq{core=\"0\",queue=\"mailbox\"} 3\nq{core=\"1\",queue=\"mailbox\"} 4\n\
+                    q{core=\"0\",queue=\"storage\"} 10\nqq 99\n";
+        assert_eq!(sum(text, "q", "queue=\"mailbox\""), 7.0);
+        assert_eq!(sum(text, "q", ""), 17.0);
+        assert_eq!(sum(text, "absent", ""), 0.0);
+    }
 
     #[test]
     fn samples_are_found_by_exact_name() {

@@ -316,6 +316,8 @@ pub fn decode_exact(buf: &[u8], max_frame: usize) -> Result<Frame, DecodeError> 
 /// Decodes a buffer that must hold exactly one frame; message texts are
 /// slices of `buf` (no copy).
 pub fn decode_bytes(buf: Bytes, max_frame: usize) -> Result<Frame, DecodeError> {
+    // A prefix the message cuts short is an incomplete frame, which
+    // section 13.3 answers per frame (only a malformed prefix is fatal).
     let extent = frame_extent(&buf, max_frame)?.ok_or(DecodeError::Incomplete)?;
     if buf.len() < extent.total() {
         // The buffer is the whole frame or nothing: a frame cut short is a

@@ -87,6 +87,11 @@ pub async fn users_can_be_looked_up_and_searched(b: Backend) {
         format!("0{me}"),
         format!("%20{me}"),
         format!("{me}%20"),
+        // The id's own digits, percent-encoded.
+        me.to_string()
+            .bytes()
+            .map(|b| format!("%{b:02X}"))
+            .collect::<String>(),
     ] {
         let r = t.get(&format!("/v1/users/{bad}"), &ada.access).await;
         assert_eq!((r.status, r.code()), (400, "INVALID_PARAMETER"), "{bad}");

@@ -230,3 +230,78 @@ fn the_connection_budget_refuses_at_accept_and_recovers() {
         assert_eq!(served, Some(200));
     });
 }
+
+#[test]
+fn silent_connections_from_one_address_cannot_take_the_handshake_slots() {
+    let node = TestNode::start_configured(
+        IoMode::Epoll,
+        |c: &mut Config| c.gateway.exempt_loopback = false,
+        |_| {},
+        WriterConfig::default(),
+    );
+    let ws = node.node.ws_addr;
+    let alice = node.user("alice");
+    block_on(async {
+        // More silent connections than the node's handshake slots allow
+        // one address (8 per core, 2 cores).
+        let mut silent = Vec::new();
+        for _ in 0..40 {
+            silent.push(connect_from([127, 0, 0, 4], ws).await);
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let mut still_open = 0;
+        for s in &mut silent {
+            if closed_within(s, Duration::from_millis(20)).await.is_none() {
+                still_open += 1;
+            }
+        }
+        assert!(still_open <= 16, "{still_open} silent handshakes held");
+        assert!(
+            metric(
+                &node,
+                "confab_connections_refused_total{listener=\"ws\",reason=\"handshakes_per_address\"}"
+            ) >= 24
+        );
+        // Someone else's session starts at once.
+        let mut a = Client::connect(&node, alice, 1, 0).await;
+        a.replay().await;
+    });
+}
+
+#[test]
+fn a_client_that_stops_reading_its_responses_is_cut_off() {
+    let node = TestNode::start_configured(
+        IoMode::Epoll,
+        |c: &mut Config| c.api.request_timeout_secs = 1,
+        |_| {},
+        WriterConfig::default(),
+    );
+    let api = node.node.api_addr;
+    block_on(async {
+        // How big one answer is.
+        let mut one = connect_from([127, 0, 0, 1], api).await;
+        one.write_all(b"GET /v1/openapi.json HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut body = Vec::new();
+        one.read_to_end(&mut body).await.unwrap();
+        // Far more answers than the socket buffers hold, never read.
+        let n = (64 << 20) / body.len() + 1;
+        let mut s = connect_from([127, 0, 0, 1], api).await;
+        let req = b"GET /v1/openapi.json HTTP/1.1\r\nHost: x\r\n\r\n".repeat(n);
+        let (mut rd, mut wr) = s.split();
+        let _ = tokio::time::timeout(Duration::from_secs(5), wr.write_all(&req)).await;
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        // The server gave up on the stalled writes and closed: what the
+        // buffers held arrives, then the end, well short of every answer.
+        let mut got = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(20), rd.read_to_end(&mut got)).await;
+        assert!(read.is_ok(), "the connection is still open");
+        assert!(
+            got.len() < n * body.len() / 2,
+            "{} of {} bytes",
+            got.len(),
+            n * body.len()
+        );
+    });
+}

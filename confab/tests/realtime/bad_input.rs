@@ -538,6 +538,7 @@ fn every_class_of_bad_input_gets_its_answer_and_the_canary_keeps_chatting() {
                     held.push(s);
                 }
             }
+            assert!(held.len() > 20, "only {} connections opened", held.len());
             // At most the cap stay open; the canary and everyone else are
             // served meanwhile.
             tokio::time::sleep(Duration::from_millis(300)).await;
@@ -558,7 +559,7 @@ fn every_class_of_bad_input_gets_its_answer_and_the_canary_keeps_chatting() {
             stop.store(true, Ordering::Relaxed);
         };
         let (latencies, ()) = tokio::join!(canary, attacks);
-        assert!(classes >= 30, "{classes} classes");
+        assert!(classes >= 57, "{classes} classes");
         let mut sorted = latencies.clone();
         sorted.sort();
         let p99 = sorted[(sorted.len() * 99 / 100).min(sorted.len() - 1)];

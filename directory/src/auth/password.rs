@@ -18,7 +18,7 @@ use std::sync::Arc;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
 use rand::RngCore;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// argon2id cost parameters; stored inside each hash, so changing them
 /// affects new hashes only.
@@ -68,7 +68,10 @@ pub struct Passwords {
 struct Inner {
     argon2: Argon2<'static>,
     dummy_hash: String,
-    permits: Semaphore,
+    /// Held by a hash from before it is queued until its blocking job ends
+    /// (not until its caller stops waiting: a cancelled request's hash
+    /// still runs, and still counts).
+    permits: Arc<Semaphore>,
     /// Requests holding or waiting for a permit.
     admitted: AtomicUsize,
     /// Most requests holding or waiting for a permit.
@@ -77,22 +80,39 @@ struct Inner {
 }
 
 /// A request's place among those holding or waiting for a hashing slot.
-struct Admitted<'a>(&'a Inner);
+struct Admitted(Arc<Inner>);
 
-impl Drop for Admitted<'_> {
+impl Drop for Admitted {
     fn drop(&mut self) {
         self.0.admitted.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
-impl Inner {
-    fn admit(&self) -> Result<Admitted<'_>, PasswordError> {
-        let before = self.admitted.fetch_add(1, Ordering::AcqRel);
-        let admitted = Admitted(self);
-        if before >= self.max_admitted {
+/// A place in the queue and then a slot, both released when the blocking
+/// job that holds them ends.
+struct Slot {
+    _admitted: Admitted,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Passwords {
+    async fn slot(&self) -> Result<Slot, PasswordError> {
+        let before = self.inner.admitted.fetch_add(1, Ordering::AcqRel);
+        let admitted = Admitted(self.inner.clone());
+        if before >= self.inner.max_admitted {
             return Err(PasswordError::Busy);
         }
-        Ok(admitted)
+        let permit = self
+            .inner
+            .permits
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("semaphore never closed");
+        Ok(Slot {
+            _admitted: admitted,
+            _permit: permit,
+        })
     }
 }
 
@@ -129,7 +149,7 @@ impl Passwords {
             inner: Arc::new(Inner {
                 argon2,
                 dummy_hash,
-                permits: Semaphore::new(parallel),
+                permits: Arc::new(Semaphore::new(parallel)),
                 admitted: AtomicUsize::new(0),
                 max_admitted: parallel * (1 + QUEUED_PER_SLOT),
                 verifications: AtomicU64::new(0),
@@ -139,15 +159,10 @@ impl Passwords {
 
     /// The argon2id hash of `password` in PHC string format.
     pub async fn hash(&self, password: String) -> Result<String, PasswordError> {
-        let _admitted = self.inner.admit()?;
-        let _permit = self
-            .inner
-            .permits
-            .acquire()
-            .await
-            .expect("semaphore never closed");
+        let slot = self.slot().await?;
         let argon2 = self.inner.argon2.clone();
         tokio::task::spawn_blocking(move || {
+            let _slot = slot;
             argon2
                 .hash_password(password.as_bytes(), &salt())
                 .map(|h| h.to_string())
@@ -165,19 +180,14 @@ impl Passwords {
         password: String,
         stored: Option<String>,
     ) -> Result<bool, PasswordError> {
-        let _admitted = self.inner.admit()?;
-        let _permit = self
-            .inner
-            .permits
-            .acquire()
-            .await
-            .expect("semaphore never closed");
+        let slot = self.slot().await?;
         let argon2 = self.inner.argon2.clone();
         let known = stored.is_some();
         let hash = stored.unwrap_or_else(|| self.inner.dummy_hash.clone());
         let dummy = self.inner.dummy_hash.clone();
         self.inner.verifications.fetch_add(1, Ordering::Relaxed);
         let matched = tokio::task::spawn_blocking(move || {
+            let _slot = slot;
             let parsed = match PasswordHash::new(&hash) {
                 Ok(p) => p,
                 Err(e) => {

@@ -6,8 +6,10 @@
 //! node's [`Gate`] first (its budget, the per-address cap), and holds its
 //! permit for as long as it lives.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
@@ -54,6 +56,7 @@ pub async fn accept_loop(
         settings.exempt_loopback,
     );
     let mut backoff = Duration::ZERO;
+    let handshaking = Rc::new(Handshaking::default());
     loop {
         // A connection is accepted only when a handshake slot is free;
         // until then it waits in the listen backlog.
@@ -73,10 +76,18 @@ pub async fn accept_loop(
                     let Ok(permit) = gate.admit(peer.ip()) else {
                         continue;
                     };
+                    // One address may not hold many of the core's
+                    // handshake slots with connections that say nothing.
+                    let exempt = settings.exempt_loopback && peer.ip().is_loopback();
+                    let Some(turn) = handshaking.clone().enter(peer.ip(), exempt) else {
+                        gate.count_refusal("handshakes_per_address");
+                        continue;
+                    };
                     let _ = stream.set_nodelay(true);
                     let core = core.clone();
                     tokio::task::spawn_local(async move {
                         accept_one(core, stream, peer, permit).await;
+                        drop(turn);
                         drop(slot);
                     });
                 }
@@ -87,6 +98,46 @@ pub async fn accept_loop(
                 }
             },
             _ = shutdown.wait_for(|stop| *stop) => break,
+        }
+    }
+}
+
+/// Handshakes one address may have in progress on one core at once (of
+/// the core's `max_handshakes`).
+const HANDSHAKES_PER_ADDRESS: u32 = 8;
+
+/// This core's handshakes in progress, by client address.
+#[derive(Default)]
+struct Handshaking(RefCell<HashMap<IpAddr, u32>>);
+
+/// One handshake's place in [`Handshaking`], given back when it ends.
+struct Turn(Rc<Handshaking>, IpAddr);
+
+impl Handshaking {
+    fn enter(self: Rc<Self>, ip: IpAddr, exempt: bool) -> Option<Option<Turn>> {
+        if exempt {
+            return Some(None);
+        }
+        let key = confab_admission::address_key(ip);
+        let mut map = self.0.borrow_mut();
+        let n = map.entry(key).or_insert(0);
+        if *n >= HANDSHAKES_PER_ADDRESS {
+            return None;
+        }
+        *n += 1;
+        drop(map);
+        Some(Some(Turn(self, key)))
+    }
+}
+
+impl Drop for Turn {
+    fn drop(&mut self) {
+        let mut map = self.0 .0.borrow_mut();
+        if let Some(n) = map.get_mut(&self.1) {
+            *n -= 1;
+            if *n == 0 {
+                map.remove(&self.1);
+            }
         }
     }
 }

@@ -59,6 +59,7 @@ impl Bench<'_> {
             seed: 1,
             reconnects_per_device_hour: None,
             check_history: false,
+            storm_every: None,
         };
         let report = self.runtime.block_on(run::run(opts))?;
         let file = self.opts.reports.join(format!(

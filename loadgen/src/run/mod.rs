@@ -42,9 +42,12 @@ mod tasks;
 
 use helpers::{current, error_name, pick_bucket, pick_devices, progress, transport_urls};
 pub(crate) use helpers::{raise_fd_limit, run_tag};
-use tasks::{churn, device_events, schedule, sync_check};
+use tasks::{churn, device_events, schedule, storms, sync_check};
 
-const CONNECTIONS_PER_SOURCE: f64 = 20_000.0;
+/// Connections per loopback source address: within the ~28,000 ephemeral
+/// ports one address reaches a server port with, and within the gateway's
+/// default cap per client address (10,000) should loopback not be exempt.
+const CONNECTIONS_PER_SOURCE: f64 = 10_000.0;
 
 /// Which transports the devices use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
@@ -87,7 +90,7 @@ pub struct RunOptions {
     /// Users whose complete inbox a fresh device syncs at the end.
     pub sync_users: usize,
     /// Loopback source addresses to spread connections over (127.0.0.1 up
-    /// to 127.0.0.N); `None` picks one per 20,000 connections when the
+    /// to 127.0.0.N); `None` picks one per 10,000 connections when the
     /// server is on loopback.
     pub source_ips: Option<u32>,
     /// No progress bar.
@@ -101,6 +104,9 @@ pub struct RunOptions {
     /// acknowledged message is stored exactly once, under gapless
     /// sequences.
     pub check_history: bool,
+    /// Every this often, every connected device drops its connection at
+    /// once and reconnects (a reconnect storm).
+    pub storm_every: Option<Duration>,
 }
 
 /// A channel the run created.
@@ -406,6 +412,15 @@ pub async fn run(opts: RunOptions) -> Result<Report> {
         total,
         StdRng::seed_from_u64(opts.seed.wrapping_add(2)),
     ));
+    let stormer = opts.storm_every.map(|every| {
+        tokio::spawn(storms(
+            shared.clone(),
+            devices.clone(),
+            every,
+            traffic_start,
+            total,
+        ))
+    });
     let mut timeline = Timeline::new(&shared.counters);
     let mut warm_timeline = 0;
     let mut cpu_from = if opts.warmup.is_zero() {
@@ -441,6 +456,9 @@ pub async fn run(opts: RunOptions) -> Result<Report> {
     let cpu_from = cpu_from.unwrap_or_else(|| cpu_to.clone());
     sender.await?;
     churner.await?;
+    if let Some(s) = stormer {
+        s.await?;
+    }
 
     // Drain: every ack and every delivery, or the deadline.
     let drain_deadline = Instant::now() + opts.drain;
@@ -594,10 +612,21 @@ async fn history_check(
         let mut seqs = Vec::new();
         let mut before = None;
         loop {
-            let (page, more) = api
-                .history_page(&reader, chan.id, before)
-                .await
-                .with_context(|| format!("reading channel {}'s history", chan.id))?;
+            // A node just restarted may refuse a moment: a few tries.
+            let mut tries = 0;
+            let (page, more) = loop {
+                match api.history_page(&reader, chan.id, before).await {
+                    Ok(page) => break page,
+                    Err(_) if tries < 5 => {
+                        tries += 1;
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                    Err(e) => {
+                        return Err(e)
+                            .with_context(|| format!("reading channel {}'s history", chan.id))
+                    }
+                }
+            };
             before = page.first().map(|(seq, _)| *seq);
             for (seq, text) in page {
                 seqs.push(seq);

@@ -181,6 +181,30 @@ pub(super) async fn churn(
     }
 }
 
+/// Every `every`, drops every connected device's connection at once: each
+/// reconnects after its backoff and resumes from its cursor, as after a
+/// node restart.
+pub(super) async fn storms(
+    shared: Arc<Shared>,
+    devices: Arc<Vec<Arc<Device>>>,
+    every: Duration,
+    start: tokio::time::Instant,
+    total: Duration,
+) {
+    let mut at = every;
+    while at < total {
+        tokio::time::sleep_until(start + at).await;
+        for device in devices.iter() {
+            if device.client.state() == confab_client::ConnectionState::Connected
+                && device.client.reconnect().is_ok()
+            {
+                shared.forced_reconnects.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        at += every;
+    }
+}
+
 pub(super) fn tag_len(id: u64) -> u32 {
     format!("lg{id:x} ").len() as u32
 }

@@ -376,7 +376,10 @@ mod bind_tests {
             let group = reuseport_udp_group(([127, 0, 0, 1], 0).into(), 2).unwrap();
             let port = group[0].local_addr().unwrap().port();
             assert_eq!(group[1].local_addr().unwrap().port(), port);
-            assert!(!theirs.contains(&port), "port {port} is shared with a stranger");
+            assert!(
+                !theirs.contains(&port),
+                "port {port} is shared with a stranger"
+            );
         }
     }
 }

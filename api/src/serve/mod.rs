@@ -9,11 +9,17 @@
 //!   `header_timeout` of the connection opening, or of the previous
 //!   response on a kept-alive connection; that is also how long an idle
 //!   kept-alive connection stays open.
-//! - **Request deadline**: a request's body and handler must finish within
-//!   `request_timeout`; past it the client gets `408 REQUEST_TIMEOUT` and
-//!   the connection closes.
+//! - **Body deadline**: a request's body must have arrived within
+//!   `request_timeout` of its header; past it the client gets `408
+//!   REQUEST_TIMEOUT` and the connection closes. Handlers are never cut
+//!   off half-way (a signup is not left with its account made and no
+//!   tokens).
+//! - **Write deadline**: a response write that makes no progress for
+//!   `request_timeout` (a client that stopped reading) closes the
+//!   connection.
 //! - **Graceful shutdown**: on the shutdown signal the listener closes,
-//!   in-flight requests finish, idle connections close.
+//!   in-flight requests finish, idle connections close; a connection still
+//!   busy after `request_timeout` more is dropped, so shutdown always ends.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -22,7 +28,6 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::extract::ConnectInfo;
-use axum::response::IntoResponse;
 use axum::Router;
 use confab_admission::Gate;
 use hyper::body::Incoming;
@@ -31,7 +36,10 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tower::ServiceExt;
 
-use crate::ApiError;
+mod deadline;
+
+pub use deadline::BodyTimedOut;
+use deadline::{DeadlineBody, StallGuard};
 
 /// Largest request head (request line and headers) accepted; a larger
 /// one is answered `431` and the connection closed. Our requests carry a
@@ -43,7 +51,7 @@ pub const MAX_HEADER_BYTES: usize = 16 * 1024;
 pub struct HttpLimits {
     /// For a request's header (and for an idle kept-alive connection).
     pub header_timeout: Duration,
-    /// For a request's body and handler together.
+    /// For a request's body to arrive, and for a blocked response write.
     pub request_timeout: Duration,
 }
 
@@ -102,12 +110,13 @@ pub async fn serve(
             let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
                 handle(router.clone(), peer, limits.request_timeout, req)
             });
+            let io = TokioIo::new(StallGuard::new(stream, limits.request_timeout));
             let mut builder = hyper::server::conn::http1::Builder::new();
             builder
                 .timer(TokioTimer::new())
                 .header_read_timeout(limits.header_timeout)
                 .max_header_size(MAX_HEADER_BYTES);
-            let conn = builder.serve_connection(TokioIo::new(stream), service);
+            let conn = builder.serve_connection(io, service);
             let mut conn = std::pin::pin!(conn);
             let stopping = tokio::select! {
                 _ = conn.as_mut() => false,
@@ -115,7 +124,7 @@ pub async fn serve(
             };
             if stopping {
                 conn.as_mut().graceful_shutdown();
-                let _ = conn.await;
+                let _ = tokio::time::timeout(limits.request_timeout, conn).await;
             }
             drop(permit);
         });
@@ -127,18 +136,15 @@ pub async fn serve(
     Ok(())
 }
 
-/// One request: the peer's address for the extractors, the router, the
-/// deadline.
+/// One request: the peer's address for the extractors, the body's
+/// deadline, the router.
 async fn handle(
     router: Router,
     peer: SocketAddr,
-    deadline: Duration,
+    body_deadline: Duration,
     req: hyper::Request<Incoming>,
 ) -> Result<axum::response::Response, Infallible> {
-    let mut req = req.map(axum::body::Body::new);
+    let mut req = req.map(|b| axum::body::Body::new(DeadlineBody::new(b, body_deadline)));
     req.extensions_mut().insert(ConnectInfo(peer));
-    match tokio::time::timeout(deadline, router.oneshot(req)).await {
-        Ok(response) => response,
-        Err(_) => Ok(ApiError::RequestTimeout(deadline.as_secs()).into_response()),
-    }
+    router.oneshot(req).await
 }
