@@ -1,6 +1,7 @@
 //! The HTTP upgrade parser on arbitrary bytes: never panics, answers the
-//! same whether the request arrives whole or byte by byte, accepts only
-//! within the size limit, and every answer is a complete HTTP response.
+//! same whether the request arrives whole or in reads of any size (the
+//! first byte picks it), accepts only within the size limit, and every
+//! answer is a complete HTTP response.
 #![no_main]
 
 use confab_ws::parse_upgrade;
@@ -9,12 +10,18 @@ use libfuzzer_sys::fuzz_target;
 const PATH: &str = "/v1/ws";
 const MAX: usize = 2048;
 
-fuzz_target!(|data: &[u8]| {
+fuzz_target!(|input: &[u8]| {
+    let Some((&c, data)) = input.split_first() else {
+        return;
+    };
     let whole = parse_upgrade(data, PATH, MAX);
-    // Fed as a slow client sends it: the first verdict that is not
-    // "need more" must be the one the whole request gets.
+    // Fed as a client sends it, `chunk` bytes per read: the first verdict
+    // that is not "need more" must be the one the whole request gets.
+    let chunk = usize::from(c.max(1));
     let mut first = None;
-    for end in 0..=data.len() {
+    let mut end = 0;
+    while end < data.len() {
+        end = (end + chunk).min(data.len());
         match parse_upgrade(&data[..end], PATH, MAX) {
             Ok(None) => continue,
             verdict => {
@@ -26,7 +33,7 @@ fuzz_target!(|data: &[u8]| {
     match (&whole, first) {
         (Ok(None), None) => {}
         (w, Some(f)) => assert_eq!(format!("{w:?}"), format!("{f:?}")),
-        (w, None) => panic!("whole: {w:?}, byte by byte: need more"),
+        (w, None) => panic!("whole: {w:?}, in pieces: need more"),
     }
     match whole {
         Ok(Some(u)) => {

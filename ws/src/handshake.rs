@@ -97,10 +97,14 @@ pub fn parse_upgrade(
 ) -> Result<Option<Upgrade>, HandshakeError> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut headers);
-    let consumed = match req.parse(buf) {
-        Ok(httparse::Status::Complete(n)) if n <= max_request_bytes => n,
-        Ok(httparse::Status::Complete(_)) => return Err(HandshakeError::TooLarge),
-        Ok(httparse::Status::Partial) if buf.len() >= max_request_bytes => {
+    // Only the first `max_request_bytes` are looked at, so the verdict does
+    // not depend on how much one read brought: a request with a bad byte
+    // past the limit is too large, whether it arrived in one piece or in
+    // many.
+    let window = &buf[..buf.len().min(max_request_bytes)];
+    let consumed = match req.parse(window) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) if window.len() >= max_request_bytes => {
             return Err(HandshakeError::TooLarge)
         }
         Ok(httparse::Status::Partial) => return Ok(None),
@@ -268,6 +272,24 @@ mod tests {
 
     fn refuse(req: &str) -> HandshakeError {
         parse_upgrade(req.as_bytes(), PATH, MAX).expect_err("refused")
+    }
+
+    #[test]
+    fn the_verdict_does_not_depend_on_how_the_request_arrived() {
+        // A bad byte past the size limit: too large, whole or in pieces
+        // (found by the http_upgrade fuzz target).
+        let mut req = b"GET /v1/ws HTTP/1.1\r\nHost: x\r\nX-Filler: ".to_vec();
+        req.extend(std::iter::repeat_n(b'a', 3000));
+        req.extend_from_slice(b"\x01\r\n\r\n");
+        assert_eq!(
+            parse_upgrade(&req, "/v1/ws", 2048),
+            Err(HandshakeError::TooLarge)
+        );
+        assert_eq!(
+            parse_upgrade(&req[..2048], "/v1/ws", 2048),
+            Err(HandshakeError::TooLarge)
+        );
+        assert_eq!(parse_upgrade(&req[..2047], "/v1/ws", 2048), Ok(None));
     }
 
     #[test]
