@@ -105,12 +105,7 @@ fn wait_for_traffic(metrics_port: u16, over: &AtomicBool) -> Result<()> {
             let _ = s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n");
             let _ = s.read_to_string(&mut body);
         }
-        let stored: f64 = body
-            .lines()
-            .filter(|l| l.starts_with("confab_messages_stored_total"))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum();
-        if stored > 0.0 {
+        if crate::prom::sum(&body, "confab_messages_stored_total", "") > 0.0 {
             return Ok(());
         }
         std::thread::sleep(Duration::from_millis(100));

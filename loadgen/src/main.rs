@@ -491,18 +491,8 @@ fn main_result() -> Result<ExitCode> {
                 seed,
                 quiet,
             }))?;
-            print!("{}", report.run.summary());
-            print!("{}", report.render());
-            if let Some(path) = &json {
-                std::fs::write(path, serde_json::to_vec_pretty(&report)?)
-                    .with_context(|| format!("writing {}", path.display()))?;
-            }
-            runtime.shutdown_timeout(Duration::from_secs(1));
-            Ok(if report.passed {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(2)
-            })
+            let text = format!("{}{}", report.run.summary(), report.render());
+            finish(runtime, &text, &report, json.as_deref(), report.passed)
         }
         Command::Crash {
             confab,
@@ -543,18 +533,8 @@ fn main_result() -> Result<ExitCode> {
                 seed,
                 quiet,
             }))?;
-            print!("{}", report.run.summary());
-            print!("{}", report.render());
-            if let Some(path) = &json {
-                std::fs::write(path, serde_json::to_vec_pretty(&report)?)
-                    .with_context(|| format!("writing {}", path.display()))?;
-            }
-            runtime.shutdown_timeout(Duration::from_secs(1));
-            Ok(if report.passed {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(2)
-            })
+            let text = format!("{}{}", report.run.summary(), report.render());
+            finish(runtime, &text, &report, json.as_deref(), report.passed)
         }
         Command::Criterion { dir, write } => {
             let rows = criterion::collect(&dir)?;
@@ -611,6 +591,29 @@ fn seconds(name: &str, v: f64) -> Result<Duration> {
         "{name} must be a number of seconds ≥ 0"
     );
     Ok(Duration::from_secs_f64(v))
+}
+
+/// The end of a command that ran its own node: prints `text`, writes the
+/// JSON report when asked, lets the runtime go without waiting for client
+/// tasks, and exits 2 unless the run passed.
+fn finish(
+    runtime: tokio::runtime::Runtime,
+    text: &str,
+    report: &impl serde::Serialize,
+    json: Option<&std::path::Path>,
+    passed: bool,
+) -> Result<ExitCode> {
+    print!("{text}");
+    if let Some(path) = json {
+        std::fs::write(path, serde_json::to_vec_pretty(report)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    Ok(if passed {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(2)
+    })
 }
 
 fn run_command(args: RunArgs) -> Result<ExitCode> {
