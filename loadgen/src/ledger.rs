@@ -28,6 +28,8 @@ struct Entry {
     delivered: u32,
     /// Its length in characters.
     chars: u32,
+    /// When the acknowledgement came (ns since the run's start).
+    acked_ns: u64,
     /// The server acknowledged it.
     acked: bool,
     /// The send failed for good.
@@ -95,9 +97,17 @@ impl Ledger {
         shard.get_mut(id as usize / SHARDS).map(f)
     }
 
-    /// The server acknowledged message `id`.
-    pub fn acked(&self, id: u64) {
-        self.with(id, |e| e.acked = true);
+    /// The server acknowledged message `id`, `at_ns` after the run's start.
+    pub fn acked(&self, id: u64, at_ns: u64) {
+        self.with(id, |e| {
+            e.acked = true;
+            e.acked_ns = at_ns;
+        });
+    }
+
+    /// When message `id` was acknowledged (ns since the run's start).
+    pub fn acked_at(&self, id: u64) -> Option<u64> {
+        self.with(id, |e| e.acked.then_some(e.acked_ns)).flatten()
     }
 
     /// Message `id` failed for good.
@@ -297,13 +307,14 @@ mod tests {
         for id in 0..3u64 {
             ledger.register(id, 0, 0, 3, 10, true);
         }
-        ledger.acked(0);
-        ledger.acked(1);
+        ledger.acked(0, 5);
+        ledger.acked(1, 6);
         ledger.failed(2);
         for _ in 0..3 {
             assert!(ledger.delivered(0, &message_text(0, 10)).is_some());
         }
         assert!(ledger.delivered(1, &message_text(1, 10)).is_some());
+        assert_eq!((ledger.acked_at(1), ledger.acked_at(2)), (Some(6), None));
         // Message 1 still owes two deliveries; 2 failed and owes nothing.
         assert_eq!(ledger.outstanding(), (2, 0));
         assert_eq!(ledger.expected_deliveries(), 6);

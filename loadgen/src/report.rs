@@ -87,6 +87,7 @@ pub struct Inputs {
     pub timeline: Vec<Second>,
     pub sync: SyncCheck,
     pub history: Option<HistoryCheck>,
+    pub lost_acked_unix_ms: Vec<u64>,
     pub server_rss_bytes: Option<u64>,
     pub server_rss_before_connect: Option<u64>,
     pub server_rss_connected: Option<u64>,
@@ -162,6 +163,11 @@ pub struct Report {
     pub sync: SyncCheck,
     /// Channel histories read back, when the run was asked to.
     pub history: Option<HistoryCheck>,
+    /// When each acknowledged message missing from the histories was
+    /// acknowledged (ms since the Unix epoch): what the crash cycles hold
+    /// against the moments of their power cuts.
+    #[serde(skip)]
+    pub lost_acked_unix_ms: Vec<u64>,
     pub server_rss_bytes: Option<u64>,
     /// (RSS with every device connected − RSS before) / connections.
     pub server_bytes_per_connection: Option<u64>,
@@ -248,6 +254,7 @@ impl Report {
             connect: i.connect,
             sync: i.sync,
             history: i.history,
+            lost_acked_unix_ms: i.lost_acked_unix_ms,
             server_rss_bytes: i.server_rss_bytes,
             server_bytes_per_connection: per_conn,
             cpu: i.cpu,

@@ -2,7 +2,8 @@
 //! with its own data directory, started fresh for each scenario so that no
 //! run measures what an earlier one left behind, and killed on drop. The
 //! crash cycles kill it with SIGKILL and start it again on the same data
-//! directory and ports.
+//! directory and ports; with power cuts, its data directory is a
+//! [`PowerCut`] filesystem that forgets every unsynced write at each kill.
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -10,12 +11,18 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+use confab_powercut::{Cut, PowerCut};
 
 /// A `confab serve` process on free loopback ports, killed on drop.
 pub(crate) struct Server {
     child: Child,
+    /// Unmounted (on drop) after the child is killed and before the
+    /// directory holding it is removed.
+    power: Option<PowerCut>,
     _dir: tempfile::TempDir,
     dir: PathBuf,
+    /// `data_dir`: `dir` itself, or the power-cut mount inside it.
+    data: PathBuf,
     confab: PathBuf,
     config: PathBuf,
     pub(crate) api: u16,
@@ -51,14 +58,28 @@ fn free_udp_port() -> Result<u16> {
 
 impl Server {
     pub(crate) fn start(confab: &Path, sync: &str) -> Result<Server> {
+        Server::start_on(confab, sync, false)
+    }
+
+    /// A server whose data directory is a power-cut filesystem (`power`)
+    /// or a plain directory.
+    pub(crate) fn start_on(confab: &Path, sync: &str, power: bool) -> Result<Server> {
         let dir = tempfile::tempdir()?;
+        let (data, power) = if power {
+            let (disk, data) = (dir.path().join("disk"), dir.path().join("data"));
+            std::fs::create_dir(&disk)?;
+            std::fs::create_dir(&data)?;
+            (data.clone(), Some(PowerCut::mount(&disk, &data)?))
+        } else {
+            (dir.path().to_owned(), None)
+        };
         let (api, ws, quic, metrics) = (free_port()?, free_port()?, free_udp_port()?, free_port()?);
         // Cheap password hashing so that signing up thousands of virtual
         // users measures the API and not argon2; a send limit far above
         // any one virtual user's rate, so that only the server's capacity
         // limits the run.
         let config = format!(
-            r#"data_dir = "{dir}"
+            r#"data_dir = "{data}"
 [api]
 addr = "127.0.0.1:{api}"
 password_memory_kib = 64
@@ -73,14 +94,16 @@ addr = "127.0.0.1:{metrics}"
 [storage]
 sync = "{sync}"
 "#,
-            dir = dir.path().display()
+            data = data.display()
         );
         let path = dir.path().join("bench.toml");
         std::fs::write(&path, config)?;
         let child = spawn(confab, &path, dir.path())?;
         let mut server = Server {
             child,
+            power,
             dir: dir.path().to_owned(),
+            data,
             _dir: dir,
             confab: confab.to_owned(),
             config: path,
@@ -92,15 +115,22 @@ sync = "{sync}"
     }
 
     /// Kills the server with SIGKILL (no shutdown path runs: what it had
-    /// not written is lost as in a crash), then starts it again on the same
-    /// data directory and ports; returns how long it took to be ready.
-    pub(crate) fn crash_and_restart(&mut self) -> Result<Duration> {
+    /// not written is lost as in a crash), cuts the power when its data is
+    /// on a power-cut filesystem (once it is dead, so that nothing it wrote
+    /// lands after the cut), then starts it again on the same data
+    /// directory and ports; returns how long it took to be ready and what
+    /// the cut took back.
+    pub(crate) fn crash_and_restart(&mut self) -> Result<(Duration, Option<Cut>)> {
         self.child.kill().context("killing the server")?;
         self.child.wait()?;
+        let cut = match &self.power {
+            Some(p) => Some(p.cut().context("cutting the power")?),
+            None => None,
+        };
         let started = Instant::now();
         self.child = spawn(&self.confab, &self.config, &self.dir)?;
         self.wait_ready()?;
-        Ok(started.elapsed())
+        Ok((started.elapsed(), cut))
     }
 
     fn wait_ready(&mut self) -> Result<()> {
@@ -128,7 +158,7 @@ sync = "{sync}"
     }
 
     pub(crate) fn cert(&self) -> Option<PathBuf> {
-        std::fs::read_dir(self.dir.join("tls"))
+        std::fs::read_dir(self.data.join("tls"))
             .ok()?
             .filter_map(|e| e.ok().map(|e| e.path()))
             .find(|p| p.extension().is_some_and(|e| e == "crt"))

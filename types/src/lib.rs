@@ -3,6 +3,7 @@
 //! sequence or a message is without depending on each other.
 
 mod config;
+mod durable_file;
 mod ids;
 mod message;
 mod plain_ws;
@@ -10,6 +11,7 @@ mod text;
 mod time;
 
 pub use config::InvalidConfig;
+pub use durable_file::write_durably;
 pub use ids::{ChannelId, DeviceId, InboxSeq, Seq, UserId};
 pub use message::StoredMessage;
 pub use plain_ws::PlainWs;

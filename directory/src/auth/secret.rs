@@ -2,9 +2,9 @@
 //! into the data directory, readable by the server's user only, so that
 //! tokens survive a restart and `make run` needs no set-up.
 
-use std::fs::{self, OpenOptions};
-use std::io::{self, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::fs;
+use std::io;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use rand::RngCore;
@@ -69,8 +69,8 @@ fn read(path: &Path) -> Result<Vec<u8>, SecretError> {
 
 /// Reads the key at `path`, or creates it (32 random bytes as hex, mode
 /// 0600) when it does not exist. Two processes racing to create it end up
-/// with the same key: the file is created exclusively, and the loser reads
-/// the winner's.
+/// with the same key: the file is moved into place only if it is still
+/// absent, and the loser reads the winner's.
 pub fn load_or_create_secret(path: &Path) -> Result<Vec<u8>, SecretError> {
     let io_err = |source| SecretError::Io {
         path: path.to_owned(),
@@ -84,15 +84,10 @@ pub fn load_or_create_secret(path: &Path) -> Result<Vec<u8>, SecretError> {
     let mut key = vec![0u8; MIN_SECRET_BYTES];
     rand::rng().fill_bytes(&mut key);
     let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
-    match OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-    {
-        Ok(mut f) => {
-            f.write_all(format!("{hex}\n").as_bytes()).map_err(io_err)?;
-            f.sync_all().map_err(io_err)?;
+    // Whole or absent after a crash: an empty key file would keep the
+    // node from starting.
+    match confab_types::write_durably(path, format!("{hex}\n").as_bytes(), 0o600, false) {
+        Ok(()) => {
             tracing::info!(path = %path.display(), "generated a new access token key");
             Ok(key)
         }

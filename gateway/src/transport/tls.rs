@@ -99,24 +99,16 @@ pub fn load_or_generate(
     let generated =
         rcgen::generate_simple_self_signed(names).map_err(|e| TlsError::Generate(e.to_string()))?;
     std::fs::create_dir_all(&dir).map_err(|e| file_err(&dir, e))?;
-    write_private(&key, generated.signing_key.serialize_pem().as_bytes())?;
-    std::fs::write(&cert, generated.cert.pem()).map_err(|e| file_err(&cert, e))?;
+    // Each file whole or absent after a crash (an empty certificate would
+    // keep the node from starting); a pair left half-written is made anew.
+    let key_pem = generated.signing_key.serialize_pem();
+    confab_types::write_durably(&key, key_pem.as_bytes(), 0o600, true)
+        .map_err(|e| file_err(&key, e))?;
+    confab_types::write_durably(&cert, generated.cert.pem().as_bytes(), 0o644, true)
+        .map_err(|e| file_err(&cert, e))?;
     let mut id = load(&cert, &key)?;
     id.generated = true;
     Ok(id)
-}
-
-/// Writes a key readable by its owner only.
-fn write_private(path: &Path, bytes: &[u8]) -> Result<(), TlsError> {
-    use std::io::Write;
-    #[cfg(unix)]
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    options.mode(0o600);
-    let mut f = options.open(path).map_err(|e| file_err(path, e))?;
-    f.write_all(bytes).map_err(|e| file_err(path, e))
 }
 
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {

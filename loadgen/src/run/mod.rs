@@ -507,10 +507,11 @@ pub async fn run(opts: RunOptions) -> Result<Report> {
         unacked == 0,
     )
     .await;
-    let history = if opts.check_history {
-        Some(history_check(&api, &shared, &users, &tokens, &chans).await?)
+    let (history, lost_acked_unix_ms) = if opts.check_history {
+        let (check, missing) = history_check(&api, &shared, &users, &tokens, &chans).await?;
+        (Some(check), missing)
     } else {
-        None
+        (None, Vec::new())
     };
     refresher.abort();
     tokens.clear_clients();
@@ -576,6 +577,7 @@ pub async fn run(opts: RunOptions) -> Result<Report> {
         timeline: seconds,
         sync,
         history,
+        lost_acked_unix_ms,
         server_rss_bytes,
         server_rss_before_connect: rss_before,
         server_rss_connected: rss_connected,
@@ -597,14 +599,15 @@ pub async fn run(opts: RunOptions) -> Result<Report> {
 
 /// Reads every channel's whole history (as its first member) and checks it
 /// against the ledger: each acknowledged message once, sequences from 1
-/// without a hole.
+/// without a hole. Also returns when each acknowledged message it did not
+/// find was acknowledged (ms since the Unix epoch).
 async fn history_check(
     api: &Api,
     shared: &Shared,
     users: &[User],
     tokens: &Tokens,
     chans: &[Chan],
-) -> Result<HistoryCheck> {
+) -> Result<(HistoryCheck, Vec<u64>)> {
     let mut out = HistoryCheck::default();
     let mut seen: HashMap<u64, u32> = HashMap::new();
     for chan in chans {
@@ -655,13 +658,20 @@ async fn history_check(
         .values()
         .map(|&n| u64::from(n.saturating_sub(1)))
         .sum::<u64>();
-    out.missing = shared
+    let started_unix_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .saturating_sub(shared.start.elapsed())
+        .as_millis() as u64;
+    let missing: Vec<u64> = shared
         .ledger
         .acked_ids()
         .into_iter()
         .filter(|id| !seen.contains_key(id))
-        .count() as u64;
-    Ok(out)
+        .map(|id| started_unix_ms + shared.ledger.acked_at(id).unwrap_or(0) / 1_000_000)
+        .collect();
+    out.missing = missing.len() as u64;
+    Ok((out, missing))
 }
 
 async fn server_rss(api: &Api, metrics: &str) -> Option<u64> {

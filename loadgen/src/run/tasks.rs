@@ -125,7 +125,7 @@ async fn await_ack(
     match fut.await {
         Ok(ack) => {
             let now = shared.since_start_ns();
-            shared.ledger.acked(id);
+            shared.ledger.acked(id, now);
             dev.own
                 .lock()
                 .unwrap()
