@@ -52,13 +52,17 @@ bench: deps
 	./target/release/confab-loadgen criterion --write docs/benchmarks.md
 	./target/release/confab-loadgen bench --confab ./target/release/confab --write docs/benchmarks.md
 
-# Fifty SIGKILL cycles of a release node under 1:1 and group traffic, then
-# an hour of traffic with churn and reconnect storms whose memory,
-# descriptors and queues must stay flat (docs/testing.md); CI runs five
-# crash cycles in `make test`.
+# Fifty SIGKILL cycles of a release node under 1:1 and group traffic,
+# twenty power cuts under `sync = batch` and twenty under `interval:100`
+# (the data directory on the power-cut filesystem: needs /dev/fuse and
+# root), then an hour of traffic with churn and reconnect storms whose
+# memory, descriptors and queues must stay flat (docs/testing.md); CI runs
+# five crash cycles and twenty power cuts in `make test`.
 soak: deps
 	$(CARGO) build --release -p confab -p confab-loadgen
 	./target/release/confab-loadgen crash --confab ./target/release/confab --cycles 50 --json target/soak-crash.json
+	./target/release/confab-loadgen crash --confab ./target/release/confab --cycles 20 --power-cut --sync batch --json target/soak-power-batch.json
+	./target/release/confab-loadgen crash --confab ./target/release/confab --cycles 20 --power-cut --sync interval:100 --json target/soak-power-interval.json
 	./target/release/confab-loadgen soak --confab ./target/release/confab --minutes 60 --json target/soak.json
 
 fuzz-build:
