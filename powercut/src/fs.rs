@@ -143,6 +143,20 @@ impl Shared {
         change(pending)
     }
 
+    /// Removes `name` from `parent` with `remove` (a file or a directory);
+    /// a file created there later gets a new number.
+    fn remove(
+        &self,
+        parent: INodeNo,
+        name: &OsStr,
+        remove: fn(&Path) -> io::Result<()>,
+    ) -> Result<(), Errno> {
+        let path = self.child(parent, name)?;
+        remove(&path)?;
+        self.nodes().remove(&path);
+        Ok(())
+    }
+
     fn set_len(&self, ino: u64, file: &Arc<File>, len: u64) -> io::Result<()> {
         // Opening with O_TRUNC an empty or new file changes nothing.
         if !self.files().pending.contains_key(&ino) && file.metadata()?.len() == len {
@@ -226,6 +240,14 @@ fn timestamp(t: Option<TimeOrNow>) -> rustix::fs::Timespec {
                 tv_nsec: d.subsec_nanos().into(),
             }
         }
+    }
+}
+
+/// Answers a request that returns nothing but success or an error.
+fn answer(reply: ReplyEmpty, result: Result<(), Errno>) {
+    match result {
+        Ok(()) => reply.ok(),
+        Err(e) => reply.error(e),
     }
 }
 
@@ -337,27 +359,17 @@ impl Filesystem for PowerCutFs {
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        let result = self.0.child(parent, name).and_then(|path| {
-            std::fs::remove_file(&path)?;
-            self.0.nodes().remove(&path);
-            Ok(())
-        });
-        match result {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(e),
-        }
+        answer(
+            reply,
+            self.0.remove(parent, name, |p| std::fs::remove_file(p)),
+        );
     }
 
     fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        let result = self.0.child(parent, name).and_then(|path| {
-            std::fs::remove_dir(&path)?;
-            self.0.nodes().remove(&path);
-            Ok(())
-        });
-        match result {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(e),
-        }
+        answer(
+            reply,
+            self.0.remove(parent, name, |p| std::fs::remove_dir(p)),
+        );
     }
 
     fn rename(
@@ -392,10 +404,7 @@ impl Filesystem for PowerCutFs {
             }
             Ok(())
         })();
-        match result {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(e),
-        }
+        answer(reply, result);
     }
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
@@ -549,10 +558,7 @@ impl Filesystem for PowerCutFs {
             }
             Ok(())
         });
-        match result {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(e),
-        }
+        answer(reply, result);
     }
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
@@ -675,10 +681,7 @@ impl Filesystem for PowerCutFs {
                 })
                 .map_err(Errno::from)
         });
-        match result {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(e),
-        }
+        answer(reply, result);
     }
 
     // No extended attributes. ENOSYS, as fuser's defaults, but without
