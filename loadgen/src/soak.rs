@@ -74,9 +74,10 @@ pub struct SoakReport {
     pub duration_s: f64,
     pub rate: f64,
     pub storms: u64,
-    /// Mean levels over the second quarter of the samples.
+    /// Levels over the second quarter of the samples (means; the queues'
+    /// median).
     pub second_quarter: Levels,
-    /// Mean levels over the last quarter.
+    /// Levels over the last quarter.
     pub last_quarter: Levels,
     /// Last quarter over second quarter, for memory and descriptors.
     pub rss_growth: f64,
@@ -92,7 +93,7 @@ pub struct SoakReport {
 const RSS_GROWTH_LIMIT: f64 = 1.10;
 /// Descriptors: a few more (a compaction's files) but no trend.
 const FDS_SLACK: f64 = 16.0;
-/// Queues must drain: the last quarter's mean within the second
+/// Queues must drain: the last quarter's median within the second
 /// quarter's plus this many items or bytes.
 const QUEUE_SLACK: f64 = 65_536.0;
 
@@ -103,7 +104,7 @@ impl SoakReport {
         let mib = |b: f64| b / 1_048_576.0;
         format!(
             "soak: {:.0} s at {:.0} msgs/s, {} reconnect storms, {} samples\n\
-             | stretch | server RSS | open fds | queued (mailbox + storage + outbound bytes) |\n\
+             | stretch | server RSS | open fds | queued, median (mailbox + storage + outbound bytes) |\n\
              |---|---|---|---|\n\
              | second quarter | {:.1} MiB | {:.0} | {:.0} |\n\
              | last quarter | {:.1} MiB | {:.0} | {:.0} |\n\
@@ -130,16 +131,22 @@ impl SoakReport {
     }
 }
 
-fn mean(samples: &[Sample]) -> Levels {
+/// Memory and descriptors by their mean; queues by their median. A queue
+/// absorbs bursts by design (a reconnect storm's replays, a reader that
+/// fell behind for a second), so a few samples caught mid-burst say
+/// nothing, yet they dominate a mean. A queue that stops draining raises
+/// its floor, and the median with it.
+fn levels_of(samples: &[Sample]) -> Levels {
     let n = samples.len().max(1) as f64;
+    let mut queued: Vec<f64> = samples
+        .iter()
+        .map(|s| s.mailbox + s.storage_in_flight + s.outbound_bytes)
+        .collect();
+    queued.sort_by(f64::total_cmp);
     Levels {
         rss_bytes: samples.iter().map(|s| s.rss_bytes).sum::<f64>() / n,
         open_fds: samples.iter().map(|s| s.open_fds).sum::<f64>() / n,
-        queued: samples
-            .iter()
-            .map(|s| s.mailbox + s.storage_in_flight + s.outbound_bytes)
-            .sum::<f64>()
-            / n,
+        queued: queued.get(queued.len() / 2).copied().unwrap_or(0.0),
     }
 }
 
@@ -219,8 +226,8 @@ pub async fn soak(opts: SoakOptions) -> Result<SoakReport> {
         .filter(|s| first.is_some_and(|f| s.at_s >= f && s.at_s <= f + total.as_secs_f64()))
         .collect();
     let q = busy.len() / 4;
-    let second = mean(&busy[q..(2 * q).max(q + 1).min(busy.len())]);
-    let last = mean(&busy[busy.len().saturating_sub(q.max(1))..]);
+    let second = levels_of(&busy[q..(2 * q).max(q + 1).min(busy.len())]);
+    let last = levels_of(&busy[busy.len().saturating_sub(q.max(1))..]);
     let (levels_flat, rss_growth, fds_growth) = flat(&second, &last);
     let storms = (opts.duration.as_secs_f64() / opts.storm_every.as_secs_f64()) as u64;
     Ok(SoakReport {
@@ -260,5 +267,39 @@ mod tests {
         // Queues that no longer drain.
         assert!(!flat(&base, &levels(100.0, 2000.0, 500_000.0)).0);
         assert!((flat(&base, &levels(110.0, 2000.0, 0.0)).1 - 1.1).abs() < 1e-9);
+    }
+
+    fn sample(rss: f64, queued: f64) -> Sample {
+        Sample {
+            at_s: 0.0,
+            rss_bytes: rss,
+            open_fds: 100.0,
+            connections: 10.0,
+            mailbox: 0.0,
+            storage_in_flight: 0.0,
+            outbound_bytes: queued,
+        }
+    }
+
+    #[test]
+    fn queue_bursts_pass_and_a_rising_floor_fails() {
+        let quiet: Vec<Sample> = (0..20)
+            .map(|i| sample(1e8, f64::from(i % 3) * 1000.0))
+            .collect();
+        let second = levels_of(&quiet);
+        // Two samples caught mid-storm, megabytes each: the queue drained after.
+        let mut bursty = quiet.clone();
+        bursty[5].outbound_bytes = 2_600_000.0;
+        bursty[12].outbound_bytes = 3_100_000.0;
+        let last = levels_of(&bursty);
+        assert!(flat(&second, &last).0, "{second:?} {last:?}");
+        // Every sample a little higher than the last: nothing drains.
+        let rising: Vec<Sample> = (0..20)
+            .map(|i| sample(1e8, f64::from(i) * 20_000.0))
+            .collect();
+        assert!(!flat(&second, &levels_of(&rising)).0);
+        // Memory stays a mean: a level, not a median.
+        let mem: Vec<Sample> = [1e8, 1e8, 4e8].iter().map(|&r| sample(r, 0.0)).collect();
+        assert!((levels_of(&mem).rss_bytes - 2e8).abs() < 1.0);
     }
 }
