@@ -30,7 +30,7 @@ impl Driver {
             if let Some(end) = self.publish() {
                 return end;
             }
-            self.flush(&conn);
+            self.flush(&mut conn);
             let timeout = self.session.poll_timeout();
             let tick = async move {
                 match timeout {
@@ -39,15 +39,15 @@ impl Driver {
                 }
             };
             tokio::select! {
-                incoming = conn.incoming.recv() => {
+                incoming = conn.recv() => {
                     let mut next = incoming;
                     for pass in 0..FRAMES_PER_PASS {
                         // Taken only when this pass will handle it: a frame
                         // taken after the last pass would be dropped.
                         if pass > 0 {
-                            match conn.incoming.try_recv() {
-                                Ok(more) => next = Some(more),
-                                Err(_) => break,
+                            match conn.try_recv() {
+                                Some(more) => next = Some(more),
+                                None => break,
                             }
                         }
                         match next.take() {
@@ -99,7 +99,7 @@ impl Driver {
                         }
                         Flow::Exit => {
                             self.session.close();
-                            self.flush(&conn);
+                            self.flush(&mut conn);
                             conn.shutdown(CLOSE_GRACE).await;
                             return End::Exit;
                         }
@@ -111,7 +111,7 @@ impl Driver {
     }
 
     /// Writes what the session (and this task) wants sent.
-    fn flush(&mut self, conn: &Connection) {
+    fn flush(&mut self, conn: &mut Connection) {
         while let Some(frame) = self.session.poll_transmit() {
             tracing::trace!(frame = frame.frame_type().name(), "sending");
             conn.send(binary::encode_to_vec(&frame));

@@ -1,12 +1,15 @@
-//! The transports behind one shape: a connection is a queue of encoded
-//! frames to write and a queue of decoded frames that arrived, each side
-//! served by its own tasks.
+//! The transports behind one shape: a connection takes encoded frames to
+//! write and yields decoded frames as they arrive.
 //!
-//! Keeping IO in tasks of its own means the driver never blocks on a
-//! socket: a server that stops reading cannot stall the session's clock
-//! (heartbeats, the silence deadline), and a QUIC connection's several
-//! carriers (control stream, lanes, datagrams) all end up in the same
-//! queue without the driver knowing about them.
+//! A WebSocket is driven inside the driver's own task: each poll writes
+//! what is queued (one flush for all of it) and reads what has arrived,
+//! without ever waiting on the socket, so a server that stops reading
+//! cannot stall the session's clock (heartbeats, the silence deadline).
+//! Handing every frame to a reader or writer task of its own and back
+//! cost two task wake-ups and two channel operations per frame, often
+//! across threads, for no gain. A QUIC connection's several carriers
+//! (control stream, lanes, datagrams) each have a reader task feeding one
+//! queue, so that the driver needs to know nothing about them.
 
 pub(crate) mod quic;
 pub(crate) mod ws;
@@ -46,40 +49,92 @@ pub(crate) enum Incoming {
 
 /// One live connection. Dropping it tears the transport down at once;
 /// [`Connection::shutdown`] closes it gracefully.
-#[derive(Debug)]
-pub(crate) struct Connection {
-    out: Option<mpsc::UnboundedSender<Vec<u8>>>,
-    /// What arrived, in order per carrier.
-    pub incoming: mpsc::Receiver<Incoming>,
-    writer: Option<JoinHandle<()>>,
-    readers: Vec<JoinHandle<()>>,
-    quic: Option<quinn::Connection>,
+pub(crate) enum Connection {
+    /// A WebSocket, read and written by whoever polls it.
+    Ws(Box<ws::Direct>),
+    /// A transport served by tasks of its own (QUIC).
+    Tasks(Tasks),
 }
 
 impl Connection {
     /// Queues one encoded frame (with its length prefix). Never waits; a
-    /// dead writer shows up as `Lost` on the incoming side.
-    pub fn send(&self, frame: Vec<u8>) {
-        if let Some(out) = &self.out {
-            let _ = out.send(frame);
+    /// failed write shows up as `Lost` on the incoming side.
+    pub fn send(&mut self, frame: Vec<u8>) {
+        match self {
+            Connection::Ws(ws) => ws.send(frame),
+            Connection::Tasks(t) => {
+                if let Some(out) = &t.out {
+                    let _ = out.send(frame);
+                }
+            }
+        }
+    }
+
+    /// The next thing that arrived; for a WebSocket, polling this is also
+    /// what writes the queued frames. Cancel-safe: nothing is taken from
+    /// the transport that is not returned.
+    pub async fn recv(&mut self) -> Option<Incoming> {
+        match self {
+            Connection::Ws(ws) => Some(std::future::poll_fn(|cx| ws.poll_recv(cx)).await),
+            Connection::Tasks(t) => t.incoming.recv().await,
+        }
+    }
+
+    /// What has already arrived, if anything, without waiting.
+    pub fn try_recv(&mut self) -> Option<Incoming> {
+        match self {
+            Connection::Ws(ws) => {
+                let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+                match ws.poll_recv(&mut cx) {
+                    std::task::Poll::Ready(incoming) => Some(incoming),
+                    std::task::Poll::Pending => None,
+                }
+            }
+            Connection::Tasks(t) => t.incoming.try_recv().ok(),
         }
     }
 
     /// Writes what is queued, closes the transport cleanly (WebSocket close
     /// handshake, QUIC stream finish and connection close) and waits for
     /// that at most `grace`.
-    pub async fn shutdown(mut self, grace: Duration) {
-        self.out = None;
-        if let Some(writer) = self.writer.take() {
-            let abort = writer.abort_handle();
-            if tokio::time::timeout(grace, writer).await.is_err() {
-                abort.abort();
+    pub async fn shutdown(self, grace: Duration) {
+        match self {
+            Connection::Ws(mut ws) => {
+                let _ = tokio::time::timeout(grace, ws.close()).await;
+            }
+            Connection::Tasks(mut t) => {
+                t.out = None;
+                if let Some(writer) = t.writer.take() {
+                    let abort = writer.abort_handle();
+                    if tokio::time::timeout(grace, writer).await.is_err() {
+                        abort.abort();
+                    }
+                }
             }
         }
     }
 }
 
-impl Drop for Connection {
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Connection::Ws(_) => "Connection::Ws",
+            Connection::Tasks(_) => "Connection::Tasks",
+        })
+    }
+}
+
+/// A connection whose IO runs in tasks of its own.
+pub(crate) struct Tasks {
+    out: Option<mpsc::UnboundedSender<Vec<u8>>>,
+    /// What arrived, in order per carrier.
+    incoming: mpsc::Receiver<Incoming>,
+    writer: Option<JoinHandle<()>>,
+    readers: Vec<JoinHandle<()>>,
+    quic: Option<quinn::Connection>,
+}
+
+impl Drop for Tasks {
     fn drop(&mut self) {
         if let Some(w) = &self.writer {
             w.abort();
@@ -125,13 +180,13 @@ pub(crate) struct Parts {
 
 impl From<Parts> for Connection {
     fn from(p: Parts) -> Connection {
-        Connection {
+        Connection::Tasks(Tasks {
             out: Some(p.out),
             incoming: p.incoming,
             writer: Some(p.writer),
             readers: p.readers,
             quic: p.quic,
-        }
+        })
     }
 }
 
@@ -159,7 +214,7 @@ pub(crate) fn channels() -> Channels {
 }
 
 /// Takes every frame already queued after `first`, so that a burst is
-/// written with one syscall (WebSocket: one flush; QUIC: one write).
+/// written with one syscall.
 pub(crate) fn take_batch(
     first: Vec<u8>,
     rx: &mut mpsc::UnboundedReceiver<Vec<u8>>,

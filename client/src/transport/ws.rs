@@ -6,21 +6,23 @@
 //! choices; this way both transports share one rustls configuration policy
 //! (ring, the roots from `TlsOptions`).
 
+use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
 
 use confab_protocol::binary;
 use confab_protocol::frame::Close;
-use futures_util::stream::{SplitSink, SplitStream};
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{Sink, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpSocket, TcpStream};
-use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::Error as WsError;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_tungstenite::WebSocketStream;
 
-use super::{channels, close_for_code, take_batch, Channels, Connection, Incoming, Parts};
+use super::{close_for_code, Connection, Incoming};
 use crate::config::Validated;
 use crate::url::Transport;
 
@@ -122,101 +124,125 @@ pub(crate) async fn connect(config: &Validated) -> Result<Connection, String> {
         ));
     }
     tracing::debug!(%url, "WebSocket open");
-    let (sink, stream) = ws.split();
-    let Channels {
-        out,
-        out_rx,
-        in_tx,
-        incoming,
-    } = channels();
-    let writer = tokio::spawn(write_loop(sink, out_rx, in_tx.clone()));
-    let reader = tokio::spawn(read_loop(stream, in_tx, config.max_frame_bytes));
-    Ok(Parts {
-        out,
-        incoming,
-        writer,
-        readers: vec![reader],
-        quic: None,
-    }
-    .into())
+    Ok(Connection::Ws(Box::new(Direct {
+        ws,
+        out: VecDeque::new(),
+        max_frame: config.max_frame_bytes,
+        lost: false,
+    })))
 }
 
-async fn write_loop(
-    mut sink: SplitSink<Ws, WsMessage>,
-    mut rx: mpsc::UnboundedReceiver<Vec<u8>>,
-    lost: mpsc::Sender<Incoming>,
-) {
-    while let Some(first) = rx.recv().await {
-        let mut result = Ok(());
-        for frame in take_batch(first, &mut rx) {
-            result = sink.feed(WsMessage::Binary(frame.into())).await;
-            if result.is_err() {
-                break;
-            }
-        }
-        if result.is_ok() {
-            result = sink.flush().await;
-        }
-        if let Err(e) = result {
-            let _ = lost
-                .send(Incoming::Lost {
-                    reason: format!("WebSocket write: {e}"),
-                    close: None,
-                })
-                .await;
-            return;
-        }
-    }
-    // The driver is done with this connection: the close handshake.
-    let _ = sink.close().await;
+/// A WebSocket driven by the task that polls it: frames to write wait in
+/// `out` until the next poll, which writes them all and flushes once.
+pub(crate) struct Direct {
+    ws: Ws,
+    out: VecDeque<Vec<u8>>,
+    max_frame: usize,
+    /// `Lost` was reported: nothing more comes.
+    lost: bool,
 }
 
-async fn read_loop(mut stream: SplitStream<Ws>, tx: mpsc::Sender<Incoming>, max_frame: usize) {
-    let lost = loop {
-        let msg = match stream.next().await {
-            Some(Ok(msg)) => msg,
-            Some(Err(e)) => {
-                break Incoming::Lost {
-                    reason: format!("WebSocket read: {e}"),
-                    close: None,
+impl Direct {
+    /// Queues one encoded frame for the next poll.
+    pub fn send(&mut self, frame: Vec<u8>) {
+        self.out.push_back(frame);
+    }
+
+    /// Writes what is queued as far as the socket takes it, then returns
+    /// the next frame that arrived, or the end of the connection.
+    pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Incoming> {
+        if self.lost {
+            return Poll::Pending;
+        }
+        if let Err(e) = self.poll_write(cx) {
+            return self.end(Incoming::Lost {
+                reason: format!("WebSocket write: {e}"),
+                close: None,
+            });
+        }
+        loop {
+            let msg = match ready!(self.ws.poll_next_unpin(cx)) {
+                Some(Ok(msg)) => msg,
+                Some(Err(e)) => {
+                    return self.end(Incoming::Lost {
+                        reason: format!("WebSocket read: {e}"),
+                        close: None,
+                    })
                 }
-            }
-            None => {
-                break Incoming::Lost {
-                    reason: "the server closed the connection".into(),
-                    close: None,
+                None => {
+                    return self.end(Incoming::Lost {
+                        reason: "the server closed the connection".into(),
+                        close: None,
+                    })
                 }
-            }
-        };
-        match msg {
-            WsMessage::Binary(bytes) => match binary::decode_exact(&bytes, max_frame) {
-                Ok(frame) => {
-                    if tx.send(Incoming::Frame(frame)).await.is_err() {
-                        return;
+            };
+            match msg {
+                WsMessage::Binary(bytes) => match binary::decode_exact(&bytes, self.max_frame) {
+                    Ok(frame) => return Poll::Ready(Incoming::Frame(frame)),
+                    Err(e) if e.is_fatal() => {
+                        return self.end(Incoming::Broken(format!("bad frame: {e}")))
                     }
+                    // One bad frame from the server is skipped, as the
+                    // protocol asks (docs/protocol.md 13.3).
+                    Err(e) => {
+                        tracing::warn!(error = %e, "skipping a malformed frame from the server")
+                    }
+                },
+                WsMessage::Text(_) => {
+                    tracing::warn!("skipping a text message on the binary subprotocol")
                 }
-                Err(e) if e.is_fatal() => break Incoming::Broken(format!("bad frame: {e}")),
-                // One bad frame from the server is skipped, as the
-                // protocol asks (docs/protocol.md 13.3).
-                Err(e) => tracing::warn!(error = %e, "skipping a malformed frame from the server"),
-            },
-            WsMessage::Text(_) => {
-                tracing::warn!("skipping a text message on the binary subprotocol")
+                WsMessage::Close(frame) => {
+                    let (code, detail) = frame
+                        .map(|f| (u16::from(f.code), f.reason.to_string()))
+                        .unwrap_or((1005, String::new()));
+                    return self.end(Incoming::Lost {
+                        reason: format!("the server closed the WebSocket ({code} {detail})"),
+                        close: app_close(code, &detail),
+                    });
+                }
+                // Pings are answered by tungstenite itself (the pong goes
+                // out with the next flush).
+                WsMessage::Ping(_) | WsMessage::Pong(_) | WsMessage::Frame(_) => {}
             }
-            WsMessage::Close(frame) => {
-                let (code, detail) = frame
-                    .map(|f| (u16::from(f.code), f.reason.to_string()))
-                    .unwrap_or((1005, String::new()));
-                break Incoming::Lost {
-                    reason: format!("the server closed the WebSocket ({code} {detail})"),
-                    close: app_close(code, &detail),
-                };
-            }
-            // Pings are answered by tungstenite itself.
-            WsMessage::Ping(_) | WsMessage::Pong(_) | WsMessage::Frame(_) => {}
         }
-    };
-    let _ = tx.send(lost).await;
+    }
+
+    fn end(&mut self, last: Incoming) -> Poll<Incoming> {
+        self.lost = true;
+        Poll::Ready(last)
+    }
+
+    /// Hands every queued frame to tungstenite and flushes: one socket
+    /// write for a burst. `Ok` while the socket only needs time.
+    fn poll_write(&mut self, cx: &mut Context<'_>) -> Result<(), WsError> {
+        while !self.out.is_empty() {
+            match Pin::new(&mut self.ws).poll_ready(cx) {
+                Poll::Ready(Ok(())) => {}
+                Poll::Ready(Err(e)) => return Err(e),
+                Poll::Pending => return Ok(()),
+            }
+            let frame = self.out.pop_front().expect("not empty");
+            Pin::new(&mut self.ws).start_send(WsMessage::Binary(frame.into()))?;
+        }
+        // Also what tungstenite queued itself (a pong, a close reply).
+        match Pin::new(&mut self.ws).poll_flush(cx) {
+            Poll::Ready(Err(e)) => Err(e),
+            _ => Ok(()),
+        }
+    }
+
+    /// Writes what is queued, then the close handshake.
+    pub async fn close(&mut self) {
+        let written = std::future::poll_fn(|cx| match self.poll_write(cx) {
+            Err(_) => Poll::Ready(false),
+            Ok(()) if self.out.is_empty() => Poll::Ready(true),
+            Ok(()) => Poll::Pending,
+        })
+        .await;
+        if written {
+            let _ = self.ws.close(None).await;
+        }
+    }
 }
 
 fn app_close(code: u16, detail: &str) -> Option<Close> {
