@@ -19,10 +19,9 @@
 //! [`Client::set_token`] gives it a new token.
 //!
 //! Over WebSocket that task is the only one: it reads and writes the socket
-//! itself, so a frame costs no hand-over to another task or thread (what
-//! matters to a phone's battery). Over QUIC each of the connection's
-//! carriers (the control stream, the lanes, the datagrams) has a reader
-//! task of its own.
+//! itself, so a frame is never handed over to another task or thread.
+//! Over QUIC each of the connection's carriers (the control stream, the
+//! lanes, the datagrams) has a reader task of its own.
 //!
 //! ```no_run
 //! use confab_client::{Client, ClientConfig, ClientEvent, DeviceId, Target, UserId};

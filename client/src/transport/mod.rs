@@ -5,11 +5,11 @@
 //! what is queued (one flush for all of it) and reads what has arrived,
 //! without ever waiting on the socket, so a server that stops reading
 //! cannot stall the session's clock (heartbeats, the silence deadline).
-//! Handing every frame to a reader or writer task of its own and back
-//! cost two task wake-ups and two channel operations per frame, often
-//! across threads, for no gain. A QUIC connection's several carriers
-//! (control stream, lanes, datagrams) each have a reader task feeding one
-//! queue, so that the driver needs to know nothing about them.
+//! Reader and writer tasks of its own would add a task wake-up and a
+//! channel operation per frame each way, buy nothing the poll does not
+//! give, and hold memory per connection. A QUIC connection's several
+//! carriers (control stream, lanes, datagrams) each have a reader task
+//! feeding one queue, so that the driver needs to know nothing about them.
 
 pub(crate) mod quic;
 pub(crate) mod ws;
