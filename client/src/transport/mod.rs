@@ -131,7 +131,7 @@ pub(crate) struct Tasks {
     incoming: mpsc::Receiver<Incoming>,
     writer: Option<JoinHandle<()>>,
     readers: Vec<JoinHandle<()>>,
-    quic: Option<quinn::Connection>,
+    quic: quinn::Connection,
 }
 
 impl Drop for Tasks {
@@ -142,9 +142,7 @@ impl Drop for Tasks {
         for r in &self.readers {
             r.abort();
         }
-        if let Some(q) = &self.quic {
-            q.close(0u32.into(), b"");
-        }
+        self.quic.close(0u32.into(), b"");
     }
 }
 
@@ -175,7 +173,7 @@ pub(crate) struct Parts {
     pub incoming: mpsc::Receiver<Incoming>,
     pub writer: JoinHandle<()>,
     pub readers: Vec<JoinHandle<()>>,
-    pub quic: Option<quinn::Connection>,
+    pub quic: quinn::Connection,
 }
 
 impl From<Parts> for Connection {

@@ -97,7 +97,7 @@ pub(crate) async fn connect(
         incoming,
         writer,
         readers,
-        quic: Some(conn),
+        quic: conn,
     }
     .into())
 }
