@@ -119,9 +119,11 @@ enum Command {
         /// Seconds between a device's heartbeats.
         #[arg(long, default_value_t = 30.0)]
         heartbeat: f64,
-        /// Connections per loopback source address (127.0.0.1, .2, ...),
-        /// below the ephemeral ports one address has.
-        #[arg(long, default_value_t = 20_000)]
+        /// Connections per loopback source address (127.0.0.1, .2, ...).
+        /// Far below the ephemeral ports one address has: `connect` searches
+        /// that range for a free port, and the search slows as the range
+        /// fills (docs/benchmarks.md, "Opening: what the kernel charges").
+        #[arg(long, default_value_t = 1_000)]
         per_source_ip: usize,
         /// Handshakes in flight at once (the number of connections opens
         /// every one at once, as a reconnect storm does).
