@@ -28,45 +28,14 @@
 //! server's 164-byte `101`, a `Hello` of about 185 bytes (most of it the
 //! 155-character access token) and a `Welcome` of about 50, WebSocket
 //! headers included; `CONFAB_BENCH_SIZES` (`request,response,hello,welcome`)
-//! overrides them. Under `cargo test`
-//! (no `--bench` argument) it opens a few sessions to prove it still works.
+//! overrides them. Under `cargo test` (no `--bench` argument) it opens a
+//! few sessions to prove it still works.
 
-use std::io::{ErrorKind, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-/// Nanoseconds this thread has spent on a CPU, user and kernel together.
-#[allow(unsafe_code)]
-fn thread_cpu_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid, writable timespec for the call's duration.
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    assert_eq!(rc, 0, "clock_gettime(CLOCK_THREAD_CPUTIME_ID)");
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
-
-/// Reads exactly `buf.len()` bytes: everything written has arrived, since
-/// loopback delivers inside the writer's syscall, but the stack may split.
-fn read_all(stream: &mut TcpStream, buf: &mut [u8]) {
-    let mut got = 0;
-    while got < buf.len() {
-        match stream.read(&mut buf[got..]) {
-            Ok(0) => panic!("peer closed"),
-            Ok(n) => got += n,
-            Err(e) if e.kind() == ErrorKind::Interrupted => {}
-            Err(e) => panic!("loopback read: {e}"),
-        }
-    }
-}
+mod floor;
+use floor::{env_or, thread_cpu_ns};
 
 /// The four messages of an opening, in bytes.
 struct Sizes {
@@ -121,22 +90,26 @@ fn round(listener: &TcpListener, addr: SocketAddr, n: usize, sizes: &Sizes, floo
     }
     let t3 = thread_cpu_ns();
     for s in servers.iter_mut() {
-        read_all(s, &mut buf[..sizes.request]);
+        s.read_exact(&mut buf[..sizes.request])
+            .expect("loopback read");
         s.write_all(&response).expect("write response");
     }
     let t4 = thread_cpu_ns();
     for c in clients.iter_mut() {
-        read_all(c, &mut buf[..sizes.response]);
+        c.read_exact(&mut buf[..sizes.response])
+            .expect("loopback read");
         c.write_all(&hello).expect("write hello");
     }
     let t5 = thread_cpu_ns();
     for s in servers.iter_mut() {
-        read_all(s, &mut buf[..sizes.hello]);
+        s.read_exact(&mut buf[..sizes.hello])
+            .expect("loopback read");
         s.write_all(&welcome).expect("write welcome");
     }
     let t6 = thread_cpu_ns();
     for c in clients.iter_mut() {
-        read_all(c, &mut buf[..sizes.welcome]);
+        c.read_exact(&mut buf[..sizes.welcome])
+            .expect("loopback read");
     }
     let t7 = thread_cpu_ns();
     floor.client_ns += (t1 - t0) + (t3 - t2) + (t5 - t4) + (t7 - t6);

@@ -27,30 +27,11 @@
 //! Under `cargo test` (no `--bench` argument) it runs a few rounds on a few
 //! pairs to prove it still works.
 
-use std::io::{ErrorKind, Read, Write};
+use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-/// Nanoseconds this thread has spent on a CPU, user and kernel together.
-/// (`/proc/thread-self/schedstat` would need no `unsafe`, but it only moves
-/// at scheduler ticks, too coarse to split a round in two.)
-#[allow(unsafe_code)]
-fn thread_cpu_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid, writable timespec for the call's duration.
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    assert_eq!(rc, 0, "clock_gettime(CLOCK_THREAD_CPUTIME_ID)");
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
+mod floor;
+use floor::{env_or, thread_cpu_ns};
 
 /// `n` connected pairs: (the writing end, the reading end).
 fn pairs(n: usize) -> Vec<(TcpStream, TcpStream)> {
@@ -96,16 +77,8 @@ fn measure(
         for (_, r) in pairs.iter_mut() {
             // Everything written has arrived: loopback delivers inside the
             // writer's syscall. A short read only happens if the stack
-            // split the segment; read the rest.
-            let mut got = 0;
-            while got < inbuf.len() {
-                match r.read(&mut inbuf[got..]) {
-                    Ok(0) => panic!("peer closed"),
-                    Ok(n) => got += n,
-                    Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                    Err(e) => panic!("loopback read: {e}"),
-                }
-            }
+            // split the segment; `read_exact` reads the rest.
+            r.read_exact(&mut inbuf).expect("loopback read");
         }
         let t2 = thread_cpu_ns();
         if round >= warmup {
