@@ -13,6 +13,7 @@ pub fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
 /// (`/proc/thread-self/schedstat` would need no `unsafe`, but it only moves
 /// at scheduler ticks, too coarse to split a round in two.)
 #[allow(unsafe_code)]
+#[allow(dead_code)] // not every bench splits CPU between its two ends
 pub fn thread_cpu_ns() -> u64 {
     let mut ts = libc::timespec {
         tv_sec: 0,

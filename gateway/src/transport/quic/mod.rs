@@ -102,7 +102,7 @@ fn reuseport_udp(addr: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
 /// Transport limits sized for many mostly idle connections: one client
 /// stream (control), small receive windows, an idle timeout past the
 /// heartbeat deadline.
-fn transport_config(heartbeat: Duration) -> quinn::TransportConfig {
+pub fn transport_config(heartbeat: Duration) -> quinn::TransportConfig {
     let mut t = quinn::TransportConfig::default();
     t.max_concurrent_bidi_streams(VarInt::from_u32(1));
     t.max_concurrent_uni_streams(VarInt::from_u32(0));
