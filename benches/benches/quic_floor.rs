@@ -88,7 +88,10 @@ unsafe impl GlobalAlloc for Counting {
         // SAFETY: as above.
         let p = unsafe { System.realloc(ptr, layout, new_size) };
         if !p.is_null() {
-            REQUESTED.fetch_add(new_size as isize - layout.size() as isize, Ordering::Relaxed);
+            REQUESTED.fetch_add(
+                new_size as isize - layout.size() as isize,
+                Ordering::Relaxed,
+            );
             USABLE.fetch_add(usable(p) - before, Ordering::Relaxed);
         }
         p
@@ -254,23 +257,32 @@ fn measure(n: usize, settle: Duration) -> [f64; 3] {
     let server_addr: SocketAddr = "127.0.0.1:4433".parse().unwrap();
 
     let mut roots = rustls::RootCertStore::empty();
-    roots.add(id.chain[0].clone()).expect("the certificate as a root");
-    let mut client_tls =
-        rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_protocol_versions(&[&rustls::version::TLS13])
-            .expect("TLS 1.3")
-            .with_root_certificates(roots)
-            .with_no_client_auth();
+    roots
+        .add(id.chain[0].clone())
+        .expect("the certificate as a root");
+    let mut client_tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_protocol_versions(&[&rustls::version::TLS13])
+    .expect("TLS 1.3")
+    .with_root_certificates(roots)
+    .with_no_client_auth();
     client_tls.alpn_protocols = vec![tls::QUIC_ALPN.to_vec()];
-    let mut client_config =
-        ClientConfig::new(Arc::new(QuicClientConfig::try_from(client_tls).expect("QUIC TLS")));
+    let mut client_config = ClientConfig::new(Arc::new(
+        QuicClientConfig::try_from(client_tls).expect("QUIC TLS"),
+    ));
     // As the SDK's: QUIC keep-alives between the session's heartbeats.
     let mut client_transport = TransportConfig::default();
     client_transport.keep_alive_interval(Some(Duration::from_secs(10)));
     client_config.transport_config(Arc::new(client_transport));
 
     let mut now = Instant::now();
-    let mut client = Side::new(Endpoint::new(Arc::new(EndpointConfig::default()), None, false, None));
+    let mut client = Side::new(Endpoint::new(
+        Arc::new(EndpointConfig::default()),
+        None,
+        false,
+        None,
+    ));
     let crypto = QuicServerConfig::try_from(tls::quic_config(&id).expect("the QUIC TLS config"))
         .expect("QUIC TLS");
     let mut server_config = ServerConfig::with_crypto(Arc::new(crypto));
@@ -324,10 +336,16 @@ fn measure(n: usize, settle: Duration) -> [f64; 3] {
             let ch = by_addr[&to];
             let mut buf = Vec::new();
             if let Some(DatagramEvent::ConnectionEvent(h, ev)) =
-                client.endpoint.handle(now, server_addr, None, None, data, &mut buf)
+                client
+                    .endpoint
+                    .handle(now, server_addr, None, None, data, &mut buf)
             {
                 assert_eq!(h, ch, "a datagram for the connection at its address");
-                client.conns.get_mut(&h).expect("the client").handle_event(ev);
+                client
+                    .conns
+                    .get_mut(&h)
+                    .expect("the client")
+                    .handle_event(ev);
             }
         }
         client.application(true);
