@@ -7,6 +7,7 @@
 
 use std::cell::{Cell, RefCell, RefMut};
 use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
@@ -120,6 +121,17 @@ struct FriendAsks {
     asking: bool,
 }
 
+/// A read for the blocking pool, with what its answer becomes.
+type BlockingRead = Box<dyn FnOnce() -> Input + Send>;
+
+/// Storage reads the shard asked for, taken to the blocking pool together.
+#[derive(Default)]
+struct Reads {
+    waiting: Vec<BlockingRead>,
+    /// A task is reading (or about to): new reads join its next batch.
+    reading: bool,
+}
+
 /// One core.
 pub struct Core {
     /// This core's index.
@@ -133,6 +145,7 @@ pub struct Core {
     conns: RefCell<HashMap<ConnId, Rc<ConnIo>>>,
     asks: RefCell<HashMap<u64, PresenceReply>>,
     friend_asks: RefCell<FriendAsks>,
+    reads: RefCell<Reads>,
     next_ask: Cell<u64>,
     /// The timer the driver sleeps until; a session that makes the state
     /// want an earlier one wakes the driver through `rearm`.
@@ -152,6 +165,7 @@ impl Core {
             conns: RefCell::default(),
             asks: RefCell::default(),
             friend_asks: RefCell::default(),
+            reads: RefCell::default(),
             next_ask: Cell::new(0),
             armed: Cell::new(None),
             rearm: Notify::new(),
@@ -298,17 +312,39 @@ impl Core {
     }
 
     /// Runs a blocking read off the core's thread and feeds its result
-    /// back as an input.
+    /// back as an input. Reads travel in batches, one trip to the blocking
+    /// pool and back per batch: while one is out, the next gathers (when
+    /// many sessions open at once, each user's first device asks for one).
     fn read_then<T: Send + 'static>(
         self: &Rc<Self>,
         read: impl FnOnce() -> T + Send + 'static,
-        input: impl FnOnce(T) -> Input + 'static,
+        input: impl FnOnce(T) -> Input + Send + 'static,
     ) {
+        let mut reads = self.reads.borrow_mut();
+        reads.waiting.push(Box::new(move || input(read())));
+        if std::mem::replace(&mut reads.reading, true) {
+            return;
+        }
+        drop(reads);
         let core = self.clone();
         tokio::task::spawn_local(async move {
-            if let Ok(value) = tokio::task::spawn_blocking(read).await {
-                core.handle(input(value));
+            loop {
+                let batch = std::mem::take(&mut core.reads.borrow_mut().waiting);
+                if batch.is_empty() {
+                    break;
+                }
+                // A read that panics is lost alone, not with its batch.
+                let done = tokio::task::spawn_blocking(move || {
+                    batch
+                        .into_iter()
+                        .filter_map(|read| std::panic::catch_unwind(AssertUnwindSafe(read)).ok())
+                        .collect::<Vec<_>>()
+                });
+                for input in done.await.unwrap_or_default() {
+                    core.handle(input);
+                }
             }
+            core.reads.borrow_mut().reading = false;
         });
     }
 
