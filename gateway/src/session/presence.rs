@@ -37,6 +37,15 @@ pub(super) async fn presence_of(s: &Session, users: &[UserId]) -> Vec<PresenceIn
         .copied()
         .filter(|u| allowed.contains(u))
         .collect();
+    presence_of_visible(s, users, visible).await
+}
+
+/// Presence of `users`, of whom the session's user may see `visible`.
+async fn presence_of_visible(
+    s: &Session,
+    users: &[UserId],
+    visible: Vec<UserId>,
+) -> Vec<PresenceInfo> {
     let online = s.core.online(&visible).await;
     let offline: Vec<UserId> = visible
         .iter()
@@ -121,7 +130,9 @@ pub(super) async fn watch_friends(s: &Session) {
     if friends.is_empty() {
         return;
     }
-    let entries = presence_of(s, &friends).await;
+    // Friends are visible by definition: no need for the channels the
+    // user shares (a directory query per channel) that `presence_of` reads.
+    let entries = presence_of_visible(s, &friends, friends.to_vec()).await;
     let frame = Frame::Presence(frame::Presence {
         request_id: 0,
         entries,
