@@ -272,6 +272,11 @@ impl Store {
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
             .acquire_timeout(BUSY_TIMEOUT)
+            // A connection here is a file in this process, not a socket
+            // that can go stale: sqlx's ping before every acquire would be
+            // one more round trip to the connection's worker thread per
+            // query, for nothing.
+            .test_before_acquire(false)
             .connect_with(options)
             .await?;
         let store = Store {
