@@ -154,7 +154,8 @@ impl Side {
         moved
     }
 
-    /// Takes datagrams from `from`; a server side accepts new connections.
+    /// Takes datagrams (source, destination, bytes): the server's endpoint
+    /// accepts new connections, and what it answers itself goes to `replies`.
     fn receive(
         &mut self,
         now: Instant,
