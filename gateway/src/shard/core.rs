@@ -132,6 +132,16 @@ struct Reads {
     reading: bool,
 }
 
+/// Held by the task taking reads to the blocking pool: when it ends, even
+/// by unwinding, the next read starts a batch of its own.
+struct Reading(Rc<Core>);
+
+impl Drop for Reading {
+    fn drop(&mut self) {
+        self.0.reads.borrow_mut().reading = false;
+    }
+}
+
 /// One core.
 pub struct Core {
     /// This core's index.
@@ -326,8 +336,9 @@ impl Core {
             return;
         }
         drop(reads);
-        let core = self.clone();
+        let reading = Reading(self.clone());
         tokio::task::spawn_local(async move {
+            let core = &reading.0;
             loop {
                 let batch = std::mem::take(&mut core.reads.borrow_mut().waiting);
                 if batch.is_empty() {
@@ -344,7 +355,6 @@ impl Core {
                     core.handle(input);
                 }
             }
-            core.reads.borrow_mut().reading = false;
         });
     }
 
