@@ -44,6 +44,7 @@ use quinn_proto::{
 };
 
 mod floor;
+mod trusting;
 use floor::env_or;
 
 /// Counts the heap's live bytes and allocations.
@@ -115,6 +116,9 @@ fn heap() -> [isize; 3] {
 const HELLO: usize = 185;
 const WELCOME: usize = 50;
 
+/// A datagram in flight: source, destination, bytes.
+type Datagram = (SocketAddr, SocketAddr, BytesMut);
+
 /// One end: an endpoint and its connections.
 struct Side {
     endpoint: Endpoint,
@@ -135,8 +139,14 @@ impl Side {
     }
 
     /// Passes the connections' endpoint events to the endpoint and back,
-    /// and collects their datagrams; says whether anything moved.
-    fn transmit(&mut self, now: Instant, out: &mut Vec<(SocketAddr, BytesMut)>) -> bool {
+    /// and collects their datagrams, each from the address `source` gives
+    /// its connection; says whether anything moved.
+    fn transmit(
+        &mut self,
+        now: Instant,
+        source: impl Fn(ConnectionHandle) -> SocketAddr,
+        out: &mut Vec<Datagram>,
+    ) -> bool {
         let mut buf = Vec::with_capacity(1500);
         let mut moved = false;
         for (&ch, conn) in self.conns.iter_mut() {
@@ -146,7 +156,7 @@ impl Side {
                 }
             }
             while let Some(t) = conn.poll_transmit(now, 1, &mut buf) {
-                out.push((t.destination, BytesMut::from(&buf[..t.size])));
+                out.push((source(ch), t.destination, BytesMut::from(&buf[..t.size])));
                 buf.clear();
                 moved = true;
             }
@@ -154,16 +164,11 @@ impl Side {
         moved
     }
 
-    /// Takes datagrams (source, destination, bytes): the server's endpoint
-    /// accepts new connections, and what it answers itself goes to `replies`.
-    fn receive(
-        &mut self,
-        now: Instant,
-        datagrams: Vec<(SocketAddr, SocketAddr, BytesMut)>,
-        replies: &mut Vec<(SocketAddr, BytesMut)>,
-    ) {
+    /// Takes datagrams: the server's endpoint accepts new connections, and
+    /// what it answers itself goes to `replies`.
+    fn receive(&mut self, now: Instant, datagrams: Vec<Datagram>, replies: &mut Vec<Datagram>) {
         let mut buf = Vec::with_capacity(1500);
-        for (from, _to, data) in datagrams {
+        for (from, to, data) in datagrams {
             match self.endpoint.handle(now, from, None, None, data, &mut buf) {
                 Some(DatagramEvent::ConnectionEvent(ch, ev)) => {
                     if let Some(conn) = self.conns.get_mut(&ch) {
@@ -179,7 +184,7 @@ impl Side {
                     }
                 }
                 Some(DatagramEvent::Response(t)) => {
-                    replies.push((t.destination, BytesMut::from(&buf[..t.size])));
+                    replies.push((to, t.destination, BytesMut::from(&buf[..t.size])));
                 }
                 None => {}
             }
@@ -256,19 +261,7 @@ fn measure(n: usize, settle: Duration) -> [f64; 3] {
     let dir = tempfile::tempdir().expect("tempdir");
     let id = tls::load_or_generate(None, dir.path()).expect("a certificate");
     let server_addr: SocketAddr = "127.0.0.1:4433".parse().unwrap();
-
-    let mut roots = rustls::RootCertStore::empty();
-    roots
-        .add(id.chain[0].clone())
-        .expect("the certificate as a root");
-    let mut client_tls = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_protocol_versions(&[&rustls::version::TLS13])
-    .expect("TLS 1.3")
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    client_tls.alpn_protocols = vec![tls::QUIC_ALPN.to_vec()];
+    let client_tls = trusting::client(&id, tls::QUIC_ALPN);
     let mut client_config = ClientConfig::new(Arc::new(
         QuicClientConfig::try_from(client_tls).expect("QUIC TLS"),
     ));
@@ -313,27 +306,14 @@ fn measure(n: usize, settle: Duration) -> [f64; 3] {
     let end = now + settle;
     loop {
         let mut out = Vec::new();
-        let mut moved = false;
         // Client datagrams carry the client's own address as their source.
-        for (&ch, conn) in client.conns.iter_mut() {
-            let mut buf = Vec::with_capacity(1500);
-            while let Some(ev) = conn.poll_endpoint_events() {
-                if let Some(back) = client.endpoint.handle_event(ch, ev) {
-                    conn.handle_event(back);
-                }
-            }
-            while let Some(t) = conn.poll_transmit(now, 1, &mut buf) {
-                out.push((addr_of[&ch], t.destination, BytesMut::from(&buf[..t.size])));
-                buf.clear();
-                moved = true;
-            }
-        }
+        let mut moved = client.transmit(now, |ch| addr_of[&ch], &mut out);
         let mut replies = Vec::new();
         server.receive(now, out, &mut replies);
         server.application(false);
-        moved |= server.transmit(now, &mut replies);
+        moved |= server.transmit(now, |_| server_addr, &mut replies);
         // Server datagrams go to the client whose address they name.
-        for (to, data) in replies {
+        for (_, to, data) in replies {
             let ch = by_addr[&to];
             let mut buf = Vec::new();
             if let Some(DatagramEvent::ConnectionEvent(h, ev)) =

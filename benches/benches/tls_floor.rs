@@ -30,6 +30,7 @@ use rustls::pki_types::ServerName;
 use rustls::{ClientConnection, ServerConnection};
 
 mod floor;
+mod trusting;
 use floor::{env_or, thread_cpu_ns};
 
 fn main() {
@@ -38,18 +39,7 @@ fn main() {
     let dir = tempfile::tempdir().expect("tempdir");
     let id = tls::load_or_generate(None, dir.path()).expect("a certificate");
     let server_config = tls::websocket_config(&id).expect("the wss TLS config");
-    let mut roots = rustls::RootCertStore::empty();
-    roots
-        .add(id.chain[0].clone())
-        .expect("the certificate as a root");
-    let mut client_config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_protocol_versions(&[&rustls::version::TLS13])
-    .expect("TLS 1.3")
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    client_config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let mut client_config = trusting::client(&id, b"http/1.1");
     // Every handshake a full one.
     client_config.resumption = rustls::client::Resumption::disabled();
     let client_config = Arc::new(client_config);
