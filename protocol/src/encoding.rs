@@ -25,13 +25,17 @@ impl Encoding {
 
     /// `frame` in this encoding.
     pub fn encode(self, frame: &Frame) -> Vec<u8> {
+        let mut v = Vec::new();
+        self.encode_into(frame, &mut v);
+        v
+    }
+
+    /// Appends `frame` in this encoding to `out` (a buffer kept for reuse
+    /// costs no allocation once grown).
+    pub fn encode_into(self, frame: &Frame, out: &mut Vec<u8>) {
         match self {
-            Encoding::Binary => binary::encode_to_vec(frame),
-            Encoding::Json => {
-                let mut v = Vec::new();
-                json::encode_into(frame, &mut v);
-                v
-            }
+            Encoding::Binary => binary::encode(frame, out),
+            Encoding::Json => json::encode_into(frame, out),
         }
     }
 }

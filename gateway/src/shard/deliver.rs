@@ -16,6 +16,7 @@ use confab_types::{InboxSeq, StoredMessage, UserId};
 use smallvec::SmallVec;
 
 use super::conns::{ConnId, Mode};
+use super::encoded::encoded;
 use super::msg::{Entries, Output, PushEvent, ReadReceipt, ShardMsg, TypingNotice};
 use super::pending::PendingSend;
 use super::presence::Encoded;
@@ -224,7 +225,7 @@ impl ShardState {
                     timestamp_ms: m.timestamp_ms,
                     duplicate: false,
                 });
-                OutFrame::Encoded(ack.frame_type(), c.encoding.encode(&ack).into())
+                OutFrame::Encoded(ack.frame_type(), encoded(c.encoding, &ack))
             } else {
                 d.frame(c.encoding, seq)
             };
@@ -337,7 +338,7 @@ impl ShardState {
         priority: Priority,
     ) {
         let me = self.config.core;
-        let mut encoded = Encoded::default();
+        let mut shared = Encoded::default();
         let mut targets: SmallVec<[ConnId; 8]> = SmallVec::new();
         for u in members {
             if self.owner(*u) != me {
@@ -354,7 +355,7 @@ impl ShardState {
             if !matches!(c.mode, Mode::Live) {
                 continue;
             }
-            let bytes = encoded.get(c.encoding, frame);
+            let bytes = shared.get(c.encoding, frame);
             self.push_frame(id, OutFrame::Encoded(frame.frame_type(), bytes), priority);
         }
     }

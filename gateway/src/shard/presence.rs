@@ -14,6 +14,7 @@ use confab_types::UserId;
 use smallvec::SmallVec;
 
 use super::conns::ConnId;
+use super::encoded::encoded;
 use super::msg::ShardMsg;
 use super::state::ShardState;
 use crate::fanout::{OutFrame, Priority};
@@ -129,7 +130,6 @@ impl Encoded {
             Encoding::Binary => &mut self.binary,
             Encoding::Json => &mut self.json,
         };
-        slot.get_or_insert_with(|| Bytes::from(encoding.encode(frame)))
-            .clone()
+        slot.get_or_insert_with(|| encoded(encoding, frame)).clone()
     }
 }

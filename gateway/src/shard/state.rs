@@ -8,13 +8,13 @@
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use confab_protocol::frame::{self, Frame, FrameType};
 use confab_protocol::{Encoding, ErrorCode};
 use confab_types::{DeviceId, InboxSeq, UserId};
 
 use super::cache::Cache;
 use super::conns::{Conn, ConnId, Conns, Mode};
+use super::encoded::encoded;
 use super::msg::{Input, Output, PushEvent, ShardMsg};
 use super::pending::Pending;
 use super::timers::{Timer, Timers};
@@ -263,7 +263,7 @@ impl ShardState {
         let Some(c) = self.conns.get(conn) else {
             return;
         };
-        let bytes = Bytes::from(c.encoding.encode(frame));
+        let bytes = encoded(c.encoding, frame);
         self.push_frame(
             conn,
             OutFrame::Encoded(frame.frame_type(), bytes),

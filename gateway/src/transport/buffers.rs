@@ -14,7 +14,7 @@
 
 use std::cell::RefCell;
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 
 /// Size of a fresh receive chunk: many small frames per allocation.
 const CHUNK: usize = 64 * 1024;
@@ -28,12 +28,21 @@ const RAW: usize = 64 * 1024;
 const POOLED_VECS: usize = 64;
 /// Write buffers larger than this are freed rather than pooled.
 const POOLED_VEC_MAX: usize = 256 * 1024;
+/// One allocation of the write scratch: the headers and small frames of
+/// many writes are cut from it, and it is reused in place once every
+/// write cut from it is done.
+const SCRATCH_CHUNK: usize = 16 * 1024;
+/// Lists of a vectored write's buffers kept for reuse per core.
+const POOLED_PARTS: usize = 64;
+/// Lists longer than this are freed rather than pooled.
+const POOLED_PARTS_MAX: usize = 1024;
 
 thread_local! {
     static RECV: RefCell<BytesMut> = RefCell::new(BytesMut::new());
     static RAW_BUF: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
     static VECS: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
-    static SCRATCH: RefCell<BytesMut> = RefCell::new(BytesMut::new());
+    static SCRATCH: RefCell<BytesMut> = RefCell::new(BytesMut::with_capacity(SCRATCH_CHUNK));
+    static PARTS: RefCell<Vec<Vec<Bytes>>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Runs `read` on this core's receive chunk (with at least 4 KiB of room)
@@ -68,7 +77,10 @@ pub fn with_raw<R>(f: impl FnOnce(&mut [u8]) -> R) -> R {
 
 /// Runs `f` on this core's write scratch: the headers and small frames
 /// of the write being built. The caller splits off what it filled, so the
-/// buffer is shared by the core's connections rather than owned by each.
+/// buffer is shared by the core's connections rather than owned by each,
+/// and a write costs no allocation of its own: the scratch's chunk is
+/// replaced (or reclaimed in place, when no write still holds a piece of
+/// it) only once it is full.
 pub fn with_scratch<R>(f: impl FnOnce(&mut BytesMut) -> R) -> R {
     SCRATCH.with(|cell| f(&mut cell.borrow_mut()))
 }
@@ -93,9 +105,33 @@ pub fn give_vec(mut v: Vec<u8>) {
     });
 }
 
+/// An empty list for a vectored write's buffers, from this core's pool
+/// when it has one.
+pub fn take_parts() -> Vec<Bytes> {
+    PARTS
+        .with(|pool| pool.borrow_mut().pop())
+        .unwrap_or_default()
+}
+
+/// Gives a list of buffers back to this core's pool, releasing the
+/// buffers it still holds.
+pub fn give_parts(mut parts: Vec<Bytes>) {
+    if parts.capacity() == 0 || parts.capacity() > POOLED_PARTS_MAX {
+        return;
+    }
+    parts.clear();
+    PARTS.with(|pool| {
+        let mut pool = pool.borrow_mut();
+        if pool.len() < POOLED_PARTS {
+            pool.push(parts);
+        }
+    });
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytes::BufMut;
 
     #[test]
     fn reads_leave_with_the_caller_and_the_chunk_keeps_only_room() {
@@ -149,5 +185,51 @@ mod tests {
             0,
             "a huge buffer is freed, not pooled"
         );
+    }
+
+    fn cut(byte: u8, n: usize) -> Bytes {
+        with_scratch(|s| {
+            s.put_bytes(byte, n);
+            s.split().freeze()
+        })
+    }
+
+    #[test]
+    fn writes_are_cut_from_one_scratch_chunk_reused_once_released() {
+        let first = cut(0, 100);
+        let base = first.as_ptr() as usize;
+        drop(first);
+        // Three chunks' worth of writes, each done before the next: all of
+        // them come from the first allocation.
+        for _ in 0..3 * SCRATCH_CHUNK / 100 {
+            let piece = cut(1, 100);
+            let at = piece.as_ptr() as usize;
+            assert!(
+                (base..base + SCRATCH_CHUNK).contains(&at),
+                "a write allocated although the scratch was free"
+            );
+        }
+    }
+
+    #[test]
+    fn a_write_in_flight_keeps_its_bytes_while_the_scratch_moves_on() {
+        let held = cut(7, 100);
+        for i in 0..3 * SCRATCH_CHUNK / 100 {
+            drop(cut(i as u8, 100));
+        }
+        assert_eq!(&held[..], &[7; 100][..]);
+    }
+
+    #[test]
+    fn the_pool_reuses_lists_of_parts_and_releases_their_buffers() {
+        let mut parts = take_parts();
+        let body = Bytes::from(vec![1u8; 10]);
+        parts.push(body.clone());
+        let cap = parts.capacity();
+        give_parts(parts);
+        assert!(body.is_unique(), "a pooled list still held a buffer");
+        let again = take_parts();
+        assert!(again.is_empty());
+        assert_eq!(again.capacity(), cap);
     }
 }

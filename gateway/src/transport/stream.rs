@@ -192,8 +192,12 @@ impl Stream {
         };
         // The parts go with the closure: released once sealed, before the
         // write waits.
-        self.write_sealed(tls, move |records, wire| records.seal_parts(&parts, wire))
-            .await
+        self.write_sealed(tls, move |records, wire| {
+            let sealed = records.seal_parts(&parts, wire);
+            buffers::give_parts(parts);
+            sealed
+        })
+        .await
     }
 
     /// Writes all of `data`, handing the buffer back for reuse. With TLS,
@@ -271,41 +275,15 @@ impl Socket {
         }
     }
 
+    /// Writes every byte of `parts`; the list goes back to the core's pool.
     async fn write_parts(&self, mut parts: Vec<Bytes>) -> io::Result<()> {
         parts.retain(|p| !p.is_empty());
-        while !parts.is_empty() {
-            let n = match self {
-                Socket::Epoll(s) => {
-                    s.writable().await?;
-                    let slices: Vec<io::IoSlice<'_>> = parts
-                        .iter()
-                        .take(MAX_IOVECS)
-                        .map(|p| io::IoSlice::new(p))
-                        .collect();
-                    match s.try_write_vectored(&slices) {
-                        Ok(n) => n,
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                        Err(e) => return Err(e),
-                    }
-                }
-                Socket::Uring { stream: s, .. } => {
-                    let rest = if parts.len() > MAX_IOVECS {
-                        parts.split_off(MAX_IOVECS)
-                    } else {
-                        Vec::new()
-                    };
-                    let (result, mut back) = s.writev(parts).await;
-                    back.extend(rest);
-                    parts = back;
-                    result?
-                }
-            };
-            if n == 0 {
-                return Err(io::ErrorKind::WriteZero.into());
-            }
-            advance(&mut parts, n);
-        }
-        Ok(())
+        let result = match self {
+            Socket::Epoll(s) => epoll_write_parts(s, &mut parts).await,
+            Socket::Uring { stream, .. } => uring_write_parts(stream, &mut parts).await,
+        };
+        buffers::give_parts(parts);
+        result
     }
 
     async fn write_all(&self, data: Vec<u8>) -> (io::Result<()>, Vec<u8>) {
@@ -358,6 +336,60 @@ fn uring_recv(stream: &tokio_uring::net::TcpStream, buf: &mut [u8]) -> io::Resul
 
 /// Most buffers handed to one `writev` (the kernel's `IOV_MAX` is 1024).
 const MAX_IOVECS: usize = 1024;
+/// Most buffers per `writev` on the epoll backend, whose iovecs are built
+/// on the stack.
+const EPOLL_IOVECS: usize = 64;
+
+/// Writes `parts` on a readiness socket, leaving `parts` empty once done.
+async fn epoll_write_parts(s: &tokio::net::TcpStream, parts: &mut Vec<Bytes>) -> io::Result<()> {
+    while !parts.is_empty() {
+        s.writable().await?;
+        let mut slices = [io::IoSlice::new(&[]); EPOLL_IOVECS];
+        let n = parts.len().min(EPOLL_IOVECS);
+        for (slice, part) in slices.iter_mut().zip(parts.iter()) {
+            *slice = io::IoSlice::new(part);
+        }
+        let written = match s.try_write_vectored(&slices[..n]) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(written) => written,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            Err(e) => return Err(e),
+        };
+        advance(parts, written);
+    }
+    Ok(())
+}
+
+/// Writes `parts` with io_uring, leaving `parts` empty once done (or
+/// holding what is left on an error). One buffer (the usual write: small
+/// frames share the scratch) goes as a plain write, which needs no iovecs
+/// allocated.
+async fn uring_write_parts(
+    s: &tokio_uring::net::TcpStream,
+    parts: &mut Vec<Bytes>,
+) -> io::Result<()> {
+    if parts.len() == 1 {
+        let one = parts.pop().expect("one part");
+        let (result, _) = s.write_all(one).await;
+        return result;
+    }
+    while !parts.is_empty() {
+        let rest = if parts.len() > MAX_IOVECS {
+            parts.split_off(MAX_IOVECS)
+        } else {
+            Vec::new()
+        };
+        let (result, mut back) = s.writev(std::mem::take(parts)).await;
+        back.extend(rest);
+        *parts = back;
+        let written = result?;
+        if written == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        advance(parts, written);
+    }
+    Ok(())
+}
 
 /// Drops the first `n` bytes of `parts`.
 fn advance(parts: &mut Vec<Bytes>, mut n: usize) {

@@ -3,14 +3,18 @@
 //! assigning sequences under the stripe locks of [`super::counters`].
 
 use super::counters::{channel_stripe, user_stripe, ChannelCounter};
-use super::{cf, unsynced, RocksLog};
+use super::{cf, RocksLog};
 use crate::codec::{self, IdempotencyRecord};
 use crate::error::StorageError;
 use crate::model::{AppendOutcome, AppendRequest};
 use confab_types::{ChannelId, DeviceId, InboxSeq, Seq, UserId};
 use rocksdb::{ColumnFamily, ReadOptions, Snapshot, WriteBatch};
+use smallvec::SmallVec;
 use std::borrow::Cow;
 use std::collections::HashMap;
+
+/// Messages per group whose batch-sized lists stay on the stack.
+const SMALL_BATCH: usize = 4;
 
 impl RocksLog {
     pub(super) fn stage_batch(
@@ -29,7 +33,9 @@ impl RocksLog {
         let idem_cf = self.cf(cf::IDEMPOTENCY)?;
         let outbox_cf = self.cf(cf::OUTBOX)?;
 
-        let recipients: Vec<Cow<'_, [UserId]>> =
+        // The batch-sized lists live on the stack for the few messages a
+        // group holds at modest rates.
+        let recipients: SmallVec<[Cow<'_, [UserId]>; SMALL_BATCH]> =
             batch.iter().map(AppendRequest::unique_recipients).collect();
         // The sender's stripe is locked too: it serialises idempotency checks
         // of one sender across shard writers.
@@ -47,7 +53,7 @@ impl RocksLog {
         // the disk.
         self.check_poisoned()?;
 
-        let idem_keys: Vec<[u8; 24]> = batch
+        let idem_keys: SmallVec<[[u8; 24]; SMALL_BATCH]> = batch
             .iter()
             .map(|r| codec::idempotency_key(r.sender, r.device, r.client_msg_id))
             .collect();
@@ -76,7 +82,8 @@ impl RocksLog {
                 *high = req.client_msg_id;
             }
         }
-        let mut earlier: Vec<Option<IdempotencyRecord>> = vec![None; batch.len()];
+        let mut earlier: SmallVec<[Option<IdempotencyRecord>; SMALL_BATCH]> =
+            smallvec::smallvec![None; batch.len()];
         if !lookups.is_empty() {
             let keys = lookups.iter().map(|&i| &idem_keys[i]);
             let found =
@@ -184,7 +191,7 @@ impl RocksLog {
             // ahead of the disk and the next stage would leave a gap. RocksDB
             // itself stops accepting writes after a failed WAL write, so the
             // log refuses too until it is reopened and reloads from disk.
-            self.db.write_opt(wb, &unsynced()).map_err(|err| {
+            self.db.write_opt(wb, &self.unsynced).map_err(|err| {
                 self.poison("group write", &err);
                 StorageError::from(err)
             })?;
