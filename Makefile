@@ -5,7 +5,7 @@ CARGO ?= cargo
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 FUZZ_RUNS ?= 10000000
 
-.PHONY: deps run test postgres fmt fmt-check lint bench fuzz fuzz-build soak clean
+.PHONY: deps run test postgres fmt fmt-check lint bench dist fuzz fuzz-build soak clean
 
 deps:
 	@./scripts/deps.sh
@@ -24,6 +24,13 @@ test: deps fmt-check lint
 	echo "CONFAB_TEST_PG_URL=$$url" && \
 	$(CARGO) test --workspace --all-targets && \
 	$(CARGO) test --workspace --doc
+
+# The distribution archive: the release binary stripped, its debug info in
+# an archive of its own, the systemd unit and a production configuration
+# (target/dist/; docs/operations.md, "Installing").
+dist: deps
+	$(CARGO) build --release -p confab
+	./scripts/dist.sh target/release/confab target/dist
 
 # Starts (or reuses) the test PostgreSQL server and prints its URL.
 postgres:

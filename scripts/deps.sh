@@ -25,6 +25,11 @@ if command -v dpkg >/dev/null 2>&1; then
   need_pkg g++
   need_pkg make
   need_pkg pkg-config
+  # `make dist` and its test: objcopy and readelf split and check the
+  # debug info, gdb finds it again, systemd-analyze checks the unit.
+  need_pkg binutils
+  need_pkg gdb
+  need_pkg systemd
   if [ ${#missing[@]} -gt 0 ]; then
     echo "deps: installing ${missing[*]}"
     $SUDO apt-get update -qq
