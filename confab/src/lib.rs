@@ -4,6 +4,8 @@
 //! own: the configuration file, the wiring between roles, the services
 //! that start and stop them together, and the process-level endpoints.
 
+pub mod admin;
+pub mod backup;
 pub mod config;
 pub mod heap_trim;
 pub mod metrics;

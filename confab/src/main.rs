@@ -3,7 +3,7 @@
 //! file. A bad flag or config value is a one-line error and exit code 2.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
@@ -36,6 +36,55 @@ enum Command {
         /// The TOML file.
         file: PathBuf,
     },
+    /// Write a backup of a node's data: the running node's, through its
+    /// admin socket, or a stopped node's data directory.
+    Backup(BackupArgs),
+    /// Restore a backup into an empty data directory (no node running on it).
+    Restore(RestoreArgs),
+}
+
+/// Which node's data: its config file and data directory.
+#[derive(Debug, Args)]
+struct DataArgs {
+    /// The node's TOML config file (for its data directory and, with a
+    /// stopped node on PostgreSQL, its database URL).
+    #[arg(long, env = "CONFAB_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// The node's data directory (overrides the config file's).
+    #[arg(long, env = "CONFAB_DATA_DIR", value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+}
+
+impl DataArgs {
+    fn config(&self) -> Result<Config, config::ConfigError> {
+        let mut c = match &self.config {
+            Some(path) => Config::from_file(path)?,
+            None => Config::default(),
+        };
+        if let Some(dir) = &self.data_dir {
+            c.data_dir = dir.clone();
+        }
+        c.validate()?;
+        Ok(c)
+    }
+}
+
+#[derive(Debug, Args)]
+struct BackupArgs {
+    /// Where the backup goes: a directory that does not exist or is empty.
+    #[arg(long, value_name = "DIR")]
+    to: PathBuf,
+    #[command(flatten)]
+    data: DataArgs,
+}
+
+#[derive(Debug, Args)]
+struct RestoreArgs {
+    /// The backup (a directory written by `confab backup`).
+    #[arg(long, value_name = "DIR")]
+    from: PathBuf,
+    #[command(flatten)]
+    data: DataArgs,
 }
 
 /// Flags override `CONFAB_*` environment variables, which override the file.
@@ -174,6 +223,34 @@ fn main() -> ExitCode {
                 ExitCode::from(EXIT_USAGE)
             }
         },
+        Command::Backup(args) => {
+            let config = match args.data.config() {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(EXIT_USAGE);
+                }
+            };
+            report(backup(&config, &args.to))
+        }
+        Command::Restore(args) => {
+            let config = match args.data.config() {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(EXIT_USAGE);
+                }
+            };
+            report(
+                confab::backup::restore(&args.from, &config.data_dir).map(|m| {
+                    format!(
+                        "restored into {}: {}",
+                        config.data_dir.display(),
+                        confab::admin::summary(&m)
+                    )
+                }),
+            )
+        }
         Command::Serve(args) => {
             let config = match args.config() {
                 Ok(c) => c,
@@ -191,6 +268,41 @@ fn main() -> ExitCode {
                     ExitCode::FAILURE
                 }
             }
+        }
+    }
+}
+
+/// A backup by the node running on the data directory, or of the data
+/// directory itself when none runs.
+fn backup(config: &Config, to: &Path) -> anyhow::Result<String> {
+    let to = std::path::absolute(to)?;
+    match confab::admin::request_backup(&config.data_dir, &to)? {
+        Some(Ok(done)) => Ok(format!(
+            "backup of the running node in {}: {done}",
+            to.display()
+        )),
+        Some(Err(why)) => Err(anyhow::anyhow!("the node refused: {why}")),
+        None => {
+            let m = confab::backup::offline(config, &to)?;
+            Ok(format!(
+                "backup of the stopped node's data in {}: {}",
+                to.display(),
+                confab::admin::summary(&m)
+            ))
+        }
+    }
+}
+
+/// Prints what a command did, or why it failed (exit code 1).
+fn report(result: anyhow::Result<String>) -> ExitCode {
+    match result {
+        Ok(done) => {
+            println!("{done}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
         }
     }
 }

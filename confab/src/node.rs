@@ -28,6 +28,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tracing::{error, info, warn};
 
+use crate::admin::AdminSocket;
 use crate::config::Config;
 use crate::metrics::{self, Readiness};
 use crate::service::{Service, ShutdownWatch};
@@ -470,6 +471,10 @@ impl Roles {
             limits,
         }));
         services.push(Box::new(RevocationSync(api.clone())));
+        services.push(Box::new(
+            AdminSocket::bind(&config.data_dir, log.clone(), api.store().clone())
+                .context("the admin socket")?,
+        ));
         Ok(Started {
             runtime: tokio::runtime::Handle::current(),
             store: api.store().clone(),

@@ -9,11 +9,16 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 fn run(cmd: &mut Command) -> Output {
-    let out = cmd.output().unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
     assert!(
         out.status.success(),
         "{cmd:?} failed: {}{}",
@@ -93,7 +98,9 @@ fn the_archive_installs_a_stripped_binary_its_debug_info_and_a_unit() {
         .arg(&binary)));
     assert!(link.contains("confab.debug"), "{link}");
     assert!(sections(&debug).contains(".debug_line"));
-    let full = std::fs::metadata(env!("CARGO_BIN_EXE_confab")).unwrap().len();
+    let full = std::fs::metadata(env!("CARGO_BIN_EXE_confab"))
+        .unwrap()
+        .len();
     let shipped = std::fs::metadata(&binary).unwrap().len();
     assert!(
         shipped * 2 < full,
@@ -139,10 +146,7 @@ fn the_archive_installs_a_stripped_binary_its_debug_info_and_a_unit() {
         .arg("verify")
         .arg(units.path().join("confab.service")));
     let warnings = String::from_utf8_lossy(&verified.stderr);
-    assert!(
-        warnings.trim().is_empty(),
-        "systemd-analyze: {warnings}"
-    );
+    assert!(warnings.trim().is_empty(), "systemd-analyze: {warnings}");
 }
 
 #[test]

@@ -23,6 +23,8 @@ pub struct TestNode {
     pub node: Node,
     /// Push jobs the gateway raised.
     pub push: Arc<RecordedPushes>,
+    /// The node's data directory.
+    pub data_dir: std::path::PathBuf,
     _dir: tempfile::TempDir,
 }
 
@@ -70,6 +72,7 @@ impl TestNode {
         let push = Arc::new(RecordedPushes::default());
         let mut config = test_config(dir.path(), io);
         edit(&mut config);
+        let data_dir = config.data_dir.clone();
         let node = Node::builder(config)
             .gateway(tweak)
             .push_sink(push.clone())
@@ -83,6 +86,7 @@ impl TestNode {
         TestNode {
             node,
             push,
+            data_dir,
             _dir: dir,
         }
     }

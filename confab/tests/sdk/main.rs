@@ -20,6 +20,7 @@ mod common;
 
 #[macro_use]
 mod harness;
+mod backup;
 mod devices;
 mod network;
 mod session;

@@ -308,6 +308,27 @@ impl Store {
         Ok(())
     }
 
+    /// Writes a consistent copy of an SQLite store into the new file
+    /// `path` while the store keeps serving (`VACUUM INTO`: one read
+    /// transaction, so the copy is the database at one instant), and
+    /// returns true. A PostgreSQL store is not copied (false): its own
+    /// tools (`pg_dump`) back it up.
+    pub async fn snapshot_into(&self, path: &Path) -> Result<bool> {
+        match &self.db {
+            Db::Sqlite(pool) => {
+                let path = path
+                    .to_str()
+                    .ok_or(StoreError::InvalidArgument("the backup path is not UTF-8"))?;
+                sqlx::query("VACUUM INTO ?")
+                    .bind(path)
+                    .execute(pool)
+                    .await?;
+                Ok(true)
+            }
+            Db::Postgres(_) => Ok(false),
+        }
+    }
+
     /// Closes every pooled connection (waits for those in use).
     pub async fn close(&self) {
         with_pool!(self, |pool| pool.close().await)

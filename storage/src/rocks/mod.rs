@@ -72,6 +72,16 @@ impl RocksLog {
         })
     }
 
+    /// Writes a consistent copy of the log into `dir` (which must not
+    /// exist), while it keeps serving: a RocksDB checkpoint, whose table
+    /// files are hard links where `dir` is on the same filesystem. Every
+    /// write that landed before the call is in it, synced or not.
+    pub fn checkpoint(&self, dir: &Path) -> Result<(), StorageError> {
+        self.check_poisoned()?;
+        rocksdb::checkpoint::Checkpoint::new(&self.db)?.create_checkpoint(dir)?;
+        Ok(())
+    }
+
     /// Flushes memtables and compacts every column family. Expired idempotency
     /// entries are dropped here (and in background compactions); meant for
     /// maintenance tooling and tests.
