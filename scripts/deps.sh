@@ -30,6 +30,8 @@ if command -v dpkg >/dev/null 2>&1; then
   need_pkg binutils
   need_pkg gdb
   need_pkg systemd
+  # The operator's kit test runs a real Prometheus and promtool.
+  need_pkg prometheus
   if [ ${#missing[@]} -gt 0 ]; then
     echo "deps: installing ${missing[*]}"
     $SUDO apt-get update -qq

@@ -277,6 +277,11 @@ url = "{relay_url}"
         .await;
     }
 
+    /// Where the node serves `/metrics`.
+    pub fn metrics_addr(&self) -> SocketAddr {
+        self.metrics
+    }
+
     pub async fn metrics(&self) -> String {
         let res = self
             .http
