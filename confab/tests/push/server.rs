@@ -277,7 +277,9 @@ url = "{relay_url}"
         .await;
     }
 
-    /// Where the node serves `/metrics`.
+    /// Where the node serves `/metrics` (for a scraper; the push tests
+    /// read the text through [`Server::metrics`]).
+    #[allow(dead_code)]
     pub fn metrics_addr(&self) -> SocketAddr {
         self.metrics
     }
