@@ -32,7 +32,6 @@ pub use self::cache::Cache;
 pub use self::conns::ConnId;
 pub use self::core::{Bus, ConnIo, Core, CoreIo, CoreMsg, Remote};
 pub use self::driver::{run, sleep_until};
-pub use self::encoded::encoded;
 pub use self::mailbox::Mailbox;
 pub use self::msg::{Entries, Input, Output, PushEvent, ReadReceipt, ShardMsg, TypingNotice};
 pub use self::pending::PendingSend;
