@@ -177,7 +177,10 @@ pub fn request_backup(
         Err(e)
             if matches!(
                 e.kind(),
-                std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
+                std::io::ErrorKind::NotFound
+                    | std::io::ErrorKind::ConnectionRefused
+                    // A path too long for a socket: the node has none.
+                    | std::io::ErrorKind::InvalidInput
             ) =>
         {
             return Ok(None)

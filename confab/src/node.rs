@@ -471,10 +471,14 @@ impl Roles {
             limits,
         }));
         services.push(Box::new(RevocationSync(api.clone())));
-        services.push(Box::new(
-            AdminSocket::bind(&config.data_dir, log.clone(), api.store().clone())
-                .context("the admin socket")?,
-        ));
+        // Without the socket (a data directory whose path is too long for
+        // one, say) the node still serves; only an online backup needs it.
+        match AdminSocket::bind(&config.data_dir, log.clone(), api.store().clone()) {
+            Ok(admin) => services.push(Box::new(admin)),
+            Err(e) => warn!(
+                "no admin socket ({e:#}): `confab backup` works only while the node is stopped"
+            ),
+        }
         Ok(Started {
             runtime: tokio::runtime::Handle::current(),
             store: api.store().clone(),
