@@ -24,6 +24,7 @@ pub mod session;
 pub mod settings;
 pub mod shard;
 pub mod transport;
+mod vec_pool;
 
 pub use self::service::{make_bus, Gateway, Parts, ShutdownWatch};
 pub use self::settings::{IoMode, PlainWs, Settings};

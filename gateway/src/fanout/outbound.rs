@@ -10,12 +10,12 @@
 //! takes the whole vector (a swap, no copy) and gives it back to the pool
 //! once written, so busy connections reuse storage and idle ones hold none.
 
-use std::cell::RefCell;
-
 use bytes::Bytes;
 use confab_protocol::fanout::Header;
 use confab_protocol::{ErrorCode, FrameType};
 use confab_types::ChannelId;
+
+use crate::vec_pool::VecPool;
 
 /// How a frame may be treated under pressure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -140,27 +140,18 @@ const SPARE_VECS: usize = 256;
 const SPARE_CAPACITY: usize = 64;
 
 thread_local! {
-    static SPARE: RefCell<Vec<Frames>> = const { RefCell::new(Vec::new()) };
+    static SPARE: VecPool<(OutFrame, Priority)> = const { VecPool::new(SPARE_VECS, SPARE_CAPACITY) };
 }
 
 /// An empty frame vector, from this core's pool when it has one.
 fn spare() -> Frames {
-    SPARE.with(|s| s.borrow_mut().pop()).unwrap_or_default()
+    SPARE.with(VecPool::take)
 }
 
 /// Gives a written frame vector back to this core's pool (emptied; one a
 /// burst grew large is freed instead).
-pub fn recycle(mut frames: Frames) {
-    if frames.capacity() == 0 || frames.capacity() > SPARE_CAPACITY {
-        return;
-    }
-    frames.clear();
-    SPARE.with(|s| {
-        let mut spare = s.borrow_mut();
-        if spare.len() < SPARE_VECS {
-            spare.push(frames);
-        }
-    });
+pub fn recycle(frames: Frames) {
+    SPARE.with(|pool| pool.give(frames));
 }
 
 /// The queue.

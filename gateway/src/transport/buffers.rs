@@ -16,6 +16,8 @@ use std::cell::RefCell;
 
 use bytes::{Bytes, BytesMut};
 
+use crate::vec_pool::VecPool;
+
 /// Size of a fresh receive chunk: many small frames per allocation.
 const CHUNK: usize = 64 * 1024;
 /// A read is never offered less room than this.
@@ -40,9 +42,9 @@ const POOLED_PARTS_MAX: usize = 1024;
 thread_local! {
     static RECV: RefCell<BytesMut> = RefCell::new(BytesMut::new());
     static RAW_BUF: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
-    static VECS: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
+    static VECS: VecPool<u8> = const { VecPool::new(POOLED_VECS, POOLED_VEC_MAX) };
     static SCRATCH: RefCell<BytesMut> = RefCell::new(BytesMut::with_capacity(SCRATCH_CHUNK));
-    static PARTS: RefCell<Vec<Vec<Bytes>>> = const { RefCell::new(Vec::new()) };
+    static PARTS: VecPool<Bytes> = const { VecPool::new(POOLED_PARTS, POOLED_PARTS_MAX) };
 }
 
 /// Runs `read` on this core's receive chunk (with at least 4 KiB of room)
@@ -87,45 +89,24 @@ pub fn with_scratch<R>(f: impl FnOnce(&mut BytesMut) -> R) -> R {
 
 /// An empty buffer for a write, from this core's pool when it has one.
 pub fn take_vec() -> Vec<u8> {
-    VECS.with(|pool| pool.borrow_mut().pop())
-        .unwrap_or_default()
+    VECS.with(VecPool::take)
 }
 
 /// Gives a write buffer back to this core's pool.
-pub fn give_vec(mut v: Vec<u8>) {
-    if v.capacity() == 0 || v.capacity() > POOLED_VEC_MAX {
-        return;
-    }
-    v.clear();
-    VECS.with(|pool| {
-        let mut pool = pool.borrow_mut();
-        if pool.len() < POOLED_VECS {
-            pool.push(v);
-        }
-    });
+pub fn give_vec(v: Vec<u8>) {
+    VECS.with(|pool| pool.give(v));
 }
 
 /// An empty list for a vectored write's buffers, from this core's pool
 /// when it has one.
 pub fn take_parts() -> Vec<Bytes> {
-    PARTS
-        .with(|pool| pool.borrow_mut().pop())
-        .unwrap_or_default()
+    PARTS.with(VecPool::take)
 }
 
 /// Gives a list of buffers back to this core's pool, releasing the
 /// buffers it still holds.
-pub fn give_parts(mut parts: Vec<Bytes>) {
-    if parts.capacity() == 0 || parts.capacity() > POOLED_PARTS_MAX {
-        return;
-    }
-    parts.clear();
-    PARTS.with(|pool| {
-        let mut pool = pool.borrow_mut();
-        if pool.len() < POOLED_PARTS {
-            pool.push(parts);
-        }
-    });
+pub fn give_parts(parts: Vec<Bytes>) {
+    PARTS.with(|pool| pool.give(parts));
 }
 
 #[cfg(test)]

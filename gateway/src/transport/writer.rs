@@ -37,21 +37,13 @@ pub fn gather(
             match f {
                 OutFrame::Encoded(_, body) => {
                     ws::write_header(scratch, opcode(encoding), body.len());
-                    if body.len() < COPY_BELOW {
-                        scratch.put_slice(&body);
-                    } else {
-                        put_part(scratch, &mut parts, body);
-                    }
+                    put_body(scratch, &mut parts, body);
                 }
                 OutFrame::Message { header, body, .. } => {
                     let head = header.as_bytes();
                     ws::write_header(scratch, opcode(encoding), head.len() + body.len());
                     scratch.put_slice(head);
-                    if body.len() < COPY_BELOW {
-                        scratch.put_slice(&body);
-                    } else {
-                        put_part(scratch, &mut parts, body);
-                    }
+                    put_body(scratch, &mut parts, body);
                 }
                 OutFrame::Raw(bytes) => scratch.put_slice(&bytes),
             }
@@ -67,8 +59,13 @@ pub fn gather(
     })
 }
 
-/// Appends `body` as a part of its own, after what `scratch` holds so far.
-fn put_part(scratch: &mut BytesMut, parts: &mut Vec<Bytes>, body: Bytes) {
+/// Appends `body` after what `scratch` holds so far: copied when small,
+/// else as a part of its own.
+fn put_body(scratch: &mut BytesMut, parts: &mut Vec<Bytes>, body: Bytes) {
+    if body.len() < COPY_BELOW {
+        scratch.put_slice(&body);
+        return;
+    }
     if !scratch.is_empty() {
         parts.push(scratch.split().freeze());
     }

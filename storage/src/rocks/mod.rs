@@ -21,6 +21,7 @@ use confab_types::{ChannelId, DeviceId, InboxSeq, Seq, StoredMessage, UserId};
 use counters::Counters;
 use interval::IntervalSyncer;
 use rocksdb::{ColumnFamily, WriteOptions, DB};
+use smallvec::SmallVec;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -124,7 +125,8 @@ impl RocksLog {
     }
 }
 
-/// Most inbox entries of a lone message published without collapsing.
+/// Most messages, and most inbox entries, of a group published without
+/// collapsing.
 const SMALL_PUBLISH: usize = 8;
 
 /// Writes never fsync inline: [`MessageLog::sync`] does it once per group so a
@@ -153,26 +155,23 @@ impl MessageLog for RocksLog {
     }
 
     fn publish(&self, outcomes: &[AppendOutcome]) {
-        // A group of one message to a few users (every group, at a modest
-        // rate) raises its marks as they are, with nothing allocated.
-        if let [one] = outcomes {
-            if one.duplicate {
-                return;
-            }
-            if one.inbox.len() <= SMALL_PUBLISH {
-                let mut users = [(0u64, 0u64); SMALL_PUBLISH];
-                for (slot, &(user, seq)) in users.iter_mut().zip(&one.inbox) {
-                    *slot = (user.0, seq.into());
-                }
-                self.channel_marks
-                    .raise_all(&[(one.channel.0, one.seq.into())]);
-                self.inbox_marks.raise_all(&users[..one.inbox.len()]);
-                return;
-            }
+        // A small group (a message or a few to a few users: every group at
+        // a modest rate) raises its marks as they are, on the stack: raising
+        // keeps the maximum, so a key named twice needs no collapsing.
+        let entries: usize = outcomes.iter().map(|o| o.inbox.len()).sum();
+        if outcomes.len() <= SMALL_PUBLISH && entries <= SMALL_PUBLISH {
+            let live = || outcomes.iter().filter(|o| !o.duplicate);
+            let channels: SmallVec<[(u64, u64); SMALL_PUBLISH]> =
+                live().map(|o| (o.channel.0, o.seq.into())).collect();
+            let users: SmallVec<[(u64, u64); SMALL_PUBLISH]> = live()
+                .flat_map(|o| o.inbox.iter().map(|&(user, seq)| (user.0, seq.into())))
+                .collect();
+            self.channel_marks.raise_all(&channels);
+            self.inbox_marks.raise_all(&users);
+            return;
         }
         // Collapse to one max per key first: a group of 1024 messages to a
         // 100-member channel touches 100 users, not 102,400 entries.
-        let entries: usize = outcomes.iter().map(|o| o.inbox.len()).sum();
         let mut channels: IdMap<u64, u64> = id_map(outcomes.len());
         let mut users: IdMap<u64, u64> = id_map(entries.min(4 * 1024));
         // A duplicate names an older message whose own group publishes it.
