@@ -218,46 +218,20 @@ fn main() -> ExitCode {
                 print!("{}", c.to_toml());
                 ExitCode::SUCCESS
             }
-            Err(e) => {
-                eprintln!("error: {e}");
-                ExitCode::from(EXIT_USAGE)
-            }
+            Err(e) => refused(e),
         },
-        Command::Backup(args) => {
-            let config = match args.data.config() {
-                Ok(c) => c,
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    return ExitCode::from(EXIT_USAGE);
-                }
-            };
-            report(backup(&config, &args.to))
-        }
-        Command::Restore(args) => {
-            let config = match args.data.config() {
-                Ok(c) => c,
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    return ExitCode::from(EXIT_USAGE);
-                }
-            };
-            report(
-                confab::backup::restore(&args.from, &config.data_dir).map(|m| {
-                    format!(
-                        "restored into {}: {}",
-                        config.data_dir.display(),
-                        confab::admin::summary(&m)
-                    )
-                }),
-            )
-        }
+        Command::Backup(args) => match args.data.config() {
+            Ok(config) => report(backup(&config, &args.to)),
+            Err(e) => refused(e),
+        },
+        Command::Restore(args) => match args.data.config() {
+            Ok(config) => report(restore(&config, &args.from)),
+            Err(e) => refused(e),
+        },
         Command::Serve(args) => {
             let config = match args.config() {
                 Ok(c) => c,
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    return ExitCode::from(EXIT_USAGE);
-                }
+                Err(e) => return refused(e),
             };
             init_tracing();
             match Node::start(config).and_then(Node::run_until_signal) {
@@ -291,6 +265,22 @@ fn backup(config: &Config, to: &Path) -> anyhow::Result<String> {
             ))
         }
     }
+}
+
+/// The backup in `from` restored into the configured data directory.
+fn restore(config: &Config, from: &Path) -> anyhow::Result<String> {
+    let m = confab::backup::restore(from, &config.data_dir)?;
+    Ok(format!(
+        "restored into {}: {}",
+        config.data_dir.display(),
+        confab::admin::summary(&m)
+    ))
+}
+
+/// A refused command line or configuration: one line, exit code 2.
+fn refused(e: impl std::fmt::Display) -> ExitCode {
+    eprintln!("error: {e}");
+    ExitCode::from(EXIT_USAGE)
 }
 
 /// Prints what a command did, or why it failed (exit code 1).

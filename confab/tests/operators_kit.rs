@@ -15,7 +15,6 @@ mod relay;
 #[path = "push/server.rs"]
 mod server;
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -27,7 +26,7 @@ use hyper_util::client::legacy::Client as Http;
 use hyper_util::rt::TokioExecutor;
 use relay::{Relay, Reply};
 use serde_json::Value;
-use server::Server;
+use server::{free_port, Server};
 
 const PATIENCE: Duration = Duration::from_secs(60);
 
@@ -36,14 +35,6 @@ fn root() -> PathBuf {
         .parent()
         .unwrap()
         .to_path_buf()
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// A Prometheus server on a temporary directory; killed on drop.

@@ -20,7 +20,8 @@ use super::relay::SECRET;
 
 const PATIENCE: Duration = Duration::from_secs(30);
 
-fn free_port() -> u16 {
+/// A port free on loopback now.
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()

@@ -39,6 +39,16 @@ fn refused(out: Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
+/// `confab backup --data-dir DATA --to TO`.
+fn run_backup(data: &Path, to: &Path) -> Output {
+    confab(&["backup", "--data-dir", path(data), "--to", path(to)])
+}
+
+/// `confab restore --from FROM --data-dir DATA`.
+fn run_restore(from: &Path, data: &Path) -> Output {
+    confab(&["restore", "--from", path(from), "--data-dir", path(data)])
+}
+
 fn path(p: &Path) -> &str {
     p.to_str().unwrap()
 }
@@ -94,13 +104,7 @@ fn a_backup_of_a_serving_node_restores_into_a_fresh_node_with_every_message() {
     });
 
     // The node keeps serving while it writes the backup.
-    let said = ok(confab(&[
-        "backup",
-        "--data-dir",
-        path(&data),
-        "--to",
-        path(&backup),
-    ]));
+    let said = ok(run_backup(&data, &backup));
     assert!(said.contains("running node"), "{said}");
     assert!(said.contains("confab.sqlite3"), "{said}");
     block_on(async {
@@ -112,40 +116,16 @@ fn a_backup_of_a_serving_node_restores_into_a_fresh_node_with_every_message() {
         }
     });
     // A backup never overwrites one: the node refuses, with the reason.
-    let why = refused(confab(&[
-        "backup",
-        "--data-dir",
-        path(&data),
-        "--to",
-        path(&backup),
-    ]));
+    let why = refused(run_backup(&data, &backup));
     assert!(why.contains("not empty"), "{why}");
     drop(node);
 
-    let said = ok(confab(&[
-        "restore",
-        "--from",
-        path(&backup),
-        "--data-dir",
-        path(&restored),
-    ]));
+    let said = ok(run_restore(&backup, &restored));
     assert!(said.contains("restored"), "{said}");
     // A data directory that holds a node's data is never restored over.
-    let why = refused(confab(&[
-        "restore",
-        "--from",
-        path(&backup),
-        "--data-dir",
-        path(&restored),
-    ]));
+    let why = refused(run_restore(&backup, &restored));
     assert!(why.contains("already holds"), "{why}");
-    let why = refused(confab(&[
-        "restore",
-        "--from",
-        path(work.path()),
-        "--data-dir",
-        path(&work.path().join("elsewhere")),
-    ]));
+    let why = refused(run_restore(work.path(), &work.path().join("elsewhere")));
     assert!(why.contains("not a confab backup"), "{why}");
 
     let node = node_on(&restored);
@@ -188,24 +168,61 @@ fn a_stopped_nodes_data_directory_is_backed_up_without_it() {
     });
     drop(node);
 
-    let said = ok(confab(&[
-        "backup",
-        "--data-dir",
-        path(&data),
-        "--to",
-        path(&backup),
-    ]));
+    let said = ok(run_backup(&data, &backup));
     assert!(said.contains("stopped node"), "{said}");
-    ok(confab(&[
-        "restore",
-        "--from",
-        path(&backup),
-        "--data-dir",
-        path(&restored),
-    ]));
+    ok(run_restore(&backup, &restored));
     let node = node_on(&restored);
     block_on(async {
         let (b, _events) = start(node.config(bob, 1)).await;
         assert_eq!(all_of(&b, group).await, sent);
     });
+}
+
+/// One request on the node's admin socket, and its answer.
+fn ask(data: &Path, request: &[u8]) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::os::unix::net::UnixStream::connect(data.join("admin.sock")).unwrap();
+    s.write_all(request).unwrap();
+    s.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).unwrap();
+    answer
+}
+
+#[test]
+fn the_admin_socket_refuses_bad_requests_and_keeps_serving() {
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("data");
+    let node = node_on(&data);
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(data.join("admin.sock"))
+            .unwrap()
+            .permissions(),
+    );
+    assert_eq!(
+        mode & 0o777,
+        0o600,
+        "only the data directory's owner may ask"
+    );
+
+    let refusals = [
+        (&b"restore /tmp/x\n"[..], "unknown request"),
+        (b"backup relative/dir\n", "absolute path"),
+        (b"backup /tmp/no-newline", "one line"),
+        (&[b'x'; 10_000][..], "one line"),
+    ];
+    for (request, why) in refusals {
+        let answer = ask(&data, request);
+        assert!(
+            answer.starts_with("error ") && answer.contains(why),
+            "{answer:?}"
+        );
+    }
+    // Nothing was written, and a good request is still served.
+    assert!(!Path::new("relative/dir").exists());
+    let to = work.path().join("backup");
+    let answer = ask(&data, format!("backup {}\n", path(&to)).as_bytes());
+    assert!(answer.starts_with("ok "), "{answer:?}");
+    assert!(to.join("confab-backup.toml").is_file());
+    drop(node);
 }
