@@ -27,6 +27,9 @@ use crate::service::{stopped, Service, ServiceFuture, ShutdownWatch};
 pub const ADMIN_SOCKET: &str = "admin.sock";
 /// A request line is a command and a path.
 const MAX_REQUEST: u64 = 8 * 1024;
+/// What is read past a refused request before the connection is closed.
+const MAX_DRAIN: u64 = 1024 * 1024;
+const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// The admin socket's service.
 pub struct AdminSocket {
@@ -105,16 +108,23 @@ impl Service for AdminSocket {
 async fn serve(stream: UnixStream, admin: Arc<Admin>) {
     let (read, mut write) = stream.into_split();
     let mut line = String::new();
-    let answer = match BufReader::new(read.take(MAX_REQUEST))
-        .read_line(&mut line)
-        .await
-    {
+    let mut request = BufReader::new(read.take(MAX_REQUEST));
+    let answer = match request.read_line(&mut line).await {
         Ok(_) if !line.ends_with('\n') => "error the request must be one line\n".to_owned(),
         Ok(_) => answer(&admin, line.trim_end()).await,
         Err(e) => format!("error reading the request: {e}\n"),
     };
     let _ = write.write_all(answer.as_bytes()).await;
     let _ = write.shutdown().await;
+    // A Unix socket closed with bytes still unread resets its peer, whose
+    // read of the answer would then fail: read what the asker still sends
+    // (an oversized request's tail) until it closes, within bounds.
+    let mut rest = request.into_inner().into_inner().take(MAX_DRAIN);
+    let _ = tokio::time::timeout(
+        DRAIN_TIME,
+        tokio::io::copy(&mut rest, &mut tokio::io::sink()),
+    )
+    .await;
 }
 
 async fn answer(admin: &Admin, request: &str) -> String {
