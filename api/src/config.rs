@@ -68,6 +68,9 @@ pub struct ApiConfig {
     /// `gateway.quic_addr`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub public_quic_addr: Option<String>,
+    /// Serve the web client at `/` (off: the API alone, for a node whose
+    /// users come through apps or a web client hosted elsewhere).
+    pub web_client: bool,
 }
 
 impl Default for ApiConfig {
@@ -93,6 +96,7 @@ impl Default for ApiConfig {
             revocation_poll_secs: 5,
             public_ws_url: None,
             public_quic_addr: None,
+            web_client: true,
         }
     }
 }

@@ -107,7 +107,7 @@ pub async fn gateway(
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
         .and_then(host_only);
-    let me = endpoint(&state.settings().discovery, host, client);
+    let me = endpoint(state.discovery(), host, client);
     Json(Discovery {
         websocket_url: me.websocket_url.clone(),
         secure_websocket_url: me.secure_websocket_url.clone(),

@@ -184,6 +184,9 @@ struct Inner {
     limiter: LoginLimiter,
     signups: IpLimiter,
     settings: ApiSettings,
+    /// Where the gateway listens once it does (its configured port may
+    /// be 0); discovery advertises this over the configured addresses.
+    bound: std::sync::OnceLock<DiscoverySettings>,
 }
 
 impl std::fmt::Debug for ApiState {
@@ -213,6 +216,7 @@ impl ApiState {
                 limiter: LoginLimiter::new(settings.login_limit),
                 signups: IpLimiter::new(settings.signup_limit),
                 settings,
+                bound: std::sync::OnceLock::new(),
             }),
         })
     }
@@ -275,6 +279,27 @@ impl ApiState {
     /// The settings in force.
     pub fn settings(&self) -> &ApiSettings {
         &self.inner.settings
+    }
+
+    /// Tells discovery where the gateway listens now that it does: the
+    /// WebSocket address, and the QUIC address unless a public one is
+    /// configured (`None`). Only the first call counts.
+    pub fn gateway_bound(&self, ws_addr: SocketAddr, quic_addr: Option<SocketAddr>) {
+        let mut d = self.inner.settings.discovery.clone();
+        d.ws_addr = ws_addr;
+        if let Some(q) = quic_addr {
+            d.quic_addr = q.to_string();
+        }
+        let _ = self.inner.bound.set(d);
+    }
+
+    /// What discovery advertises: the gateway's bound addresses once
+    /// known, else the configured ones.
+    pub fn discovery(&self) -> &DiscoverySettings {
+        self.inner
+            .bound
+            .get()
+            .unwrap_or(&self.inner.settings.discovery)
     }
 
     pub(crate) fn signup_limiter(&self) -> &IpLimiter {

@@ -105,7 +105,10 @@ impl Client {
     /// that takes, or with the reason it failed for good. The message is
     /// queued when this is called: dropping the future does not cancel it
     /// (its outcome then arrives as a [`ClientEvent::Sent`] or
-    /// [`ClientEvent::SendFailed`] event), and sends go out in call order.
+    /// [`ClientEvent::SendFailed`] event), and sends go out in call order
+    /// (a send the server refuses as `RATE_LIMITED` is sent again after a
+    /// delay, so sends beyond the rate limit may be stored out of call
+    /// order; each channel's sequence says in which order they were).
     /// While the server refuses the session, queued sends wait for
     /// [`Client::set_token`] (new ones fail with [`ClientError::Refused`]);
     /// closing the client fails whatever still waits with

@@ -1,6 +1,7 @@
 //! `confab`: the server binary. `confab serve` starts every role of a node
 //! on embedded defaults; `confab check-config FILE` validates a config
-//! file. A bad flag or config value is a one-line error and exit code 2.
+//! file; `confab chat` is the terminal client (crate confab-chat). A bad
+//! flag or config value is a one-line error and exit code 2.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -41,6 +42,66 @@ enum Command {
     Backup(BackupArgs),
     /// Restore a backup into an empty data directory (no node running on it).
     Restore(RestoreArgs),
+    /// Chat in the terminal: log in, list channels, read and send.
+    Chat(ChatArgs),
+}
+
+/// `confab chat`. The password comes from the login screen or from an
+/// environment variable, never from a flag (flags show in `ps`).
+#[derive(Debug, Args)]
+struct ChatArgs {
+    /// The username (prefilled on the login screen).
+    #[arg(long, value_name = "NAME")]
+    user: Option<String>,
+    /// Read the password from this environment variable and log in at once.
+    #[arg(long, value_name = "VAR")]
+    password_env: Option<String>,
+    /// The HTTP API.
+    #[arg(long, value_name = "URL", default_value = "http://127.0.0.1:8080")]
+    api: String,
+    /// How to reach the gateway: quic, ws or wss.
+    #[arg(long, value_name = "TRANSPORT", default_value = "quic")]
+    transport: confab_chat::TransportChoice,
+    /// A PEM certificate to trust for quic and wss (default: the data
+    /// dir's generated tls/self-signed.crt when it exists).
+    #[arg(long, value_name = "FILE")]
+    ca: Option<PathBuf>,
+    /// The node's data directory, for its generated certificate.
+    #[arg(
+        long,
+        env = "CONFAB_DATA_DIR",
+        value_name = "DIR",
+        default_value = "./confab-data"
+    )]
+    data_dir: PathBuf,
+    /// Create the account (start on the signup form).
+    #[arg(long)]
+    signup: bool,
+    /// Where the per-user state (device id, inbox cursor) is kept
+    /// (default: $XDG_STATE_HOME/confab or ~/.local/state/confab).
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
+}
+
+impl ChatArgs {
+    fn options(self) -> anyhow::Result<confab_chat::Options> {
+        let mut o = confab_chat::Options::new();
+        if let Some(var) = &self.password_env {
+            let password = std::env::var(var)
+                .map_err(|_| anyhow::anyhow!("--password-env: {var} is not set"))?;
+            o.password = Some(password);
+        }
+        o.user = self.user;
+        o.api = self.api;
+        o.transport = self.transport;
+        o.ca = self.ca;
+        o.data_dir = self.data_dir;
+        o.signup = self.signup;
+        if let Some(dir) = self.state_dir {
+            o.state_dir = dir;
+        }
+        Ok(o)
+    }
 }
 
 /// Which node's data: its config file and data directory.
@@ -226,6 +287,16 @@ fn main() -> ExitCode {
         },
         Command::Restore(args) => match args.data.config() {
             Ok(config) => report(restore(&config, &args.from)),
+            Err(e) => refused(e),
+        },
+        Command::Chat(args) => match args.options() {
+            Ok(options) => match confab_chat::run(options) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            },
             Err(e) => refused(e),
         },
         Command::Serve(args) => {

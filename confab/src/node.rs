@@ -196,6 +196,7 @@ impl Node {
         let shutdown = Arc::new(shutdown_tx);
         let ready = Readiness::default();
         let (started_tx, started_rx) = std::sync::mpsc::channel();
+        let web_client = config.api.web_client;
         let roles = Roles {
             config,
             settings,
@@ -245,6 +246,9 @@ impl Node {
         };
         info!(api = %started.api_addr, metrics = %started.metrics_addr, ws = %started.ws_addr,
               quic = ?started.quic_addr, "confab serving");
+        if web_client {
+            info!("web client: http://{}/", started.api_addr);
+        }
         Ok(Node {
             shutdown,
             thread: Some(thread),
@@ -429,6 +433,10 @@ impl Roles {
         )
         .with_context(|| format!("starting the gateway on {ws_addr}"))?;
         let (ws_addr, quic_addr, io) = (gateway.ws_addr, gateway.quic_addr, gateway.io());
+        api.gateway_bound(
+            ws_addr,
+            quic_addr.filter(|_| config.api.public_quic_addr.is_none()),
+        );
         services.push(Box::new(GatewayService(gateway)));
         services.push(Box::new(EventForwarder {
             events: api.store().events().clone(),
@@ -449,7 +457,15 @@ impl Roles {
         services.push(Box::new(HttpService {
             name: "api",
             listener: api_listener,
-            router: metrics::health_routes(ready).merge(confab_api::router(api.clone())),
+            router: {
+                let router = metrics::health_routes(ready);
+                let router = if config.api.web_client {
+                    router.merge(confab_web::routes())
+                } else {
+                    router
+                };
+                router.merge(confab_api::router(api.clone()))
+            },
             // Behind a proxy every connection comes from the proxy's
             // address: capping it would cap the whole service.
             gate: admission.gate(

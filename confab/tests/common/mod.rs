@@ -220,5 +220,15 @@ pub fn both_backends(test: impl Fn(IoMode)) {
     }
 }
 
+/// A loopback port that was free a moment ago, for a process that must be
+/// told its port (chromedriver, a second node).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// How long a test waits for any one thing.
 pub const PATIENCE: Duration = Duration::from_secs(20);

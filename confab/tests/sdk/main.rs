@@ -10,6 +10,13 @@
 //! certificate as an app pinning its server's would. One more test keeps
 //! one user's devices on all three at once.
 //!
+//! `web` drives the web client the node serves in real headless Chromium
+//! (`webdriver` is its WebDriver client).
+//!
+//! The terminal client (`confab chat`, crate confab-chat) is tested here
+//! too (chat.rs): it is an SDK application, driven by key events and read
+//! off its rendered screen.
+//!
 //! The last test is the one the SDK exists for: a TCP proxy between a
 //! client and the gateway cuts the connection again and again while both
 //! users send, and the receiving side must still see every message exactly
@@ -21,6 +28,9 @@ mod common;
 #[macro_use]
 mod harness;
 mod backup;
+mod chat;
 mod devices;
 mod network;
 mod session;
+mod web;
+mod webdriver;

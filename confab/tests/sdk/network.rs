@@ -20,27 +20,45 @@ use crate::harness::*;
 /// flaky network would: both sockets are dropped wherever the bytes are,
 /// often in the middle of a frame. It can also hold back what the server
 /// sends (a stalled downlink: the client's frames still get through, the
-/// answers do not), or everything (a silent network).
-struct Proxy {
-    addr: SocketAddr,
+/// answers do not), or everything (a silent network), or refuse new
+/// connections (a network that is down).
+pub struct Proxy {
+    /// Where clients connect.
+    pub addr: SocketAddr,
     pipes: Arc<Mutex<Vec<AbortHandle>>>,
     accept: AbortHandle,
     hold_down: Arc<AtomicBool>,
     hold_up: Arc<AtomicBool>,
+    refuse: Arc<AtomicBool>,
 }
 
 impl Proxy {
-    async fn start(upstream: SocketAddr) -> Proxy {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    /// A proxy on a port of its own, to `upstream`.
+    pub async fn start(upstream: SocketAddr) -> Proxy {
+        Proxy::serve(TcpListener::bind("127.0.0.1:0").await.unwrap(), upstream)
+    }
+
+    /// A proxy on `listener` (bound before `upstream` was known), to
+    /// `upstream`; call it on the runtime that is to carry the bytes.
+    pub fn serve(listener: TcpListener, upstream: SocketAddr) -> Proxy {
         let addr = listener.local_addr().unwrap();
         let pipes: Arc<Mutex<Vec<AbortHandle>>> = Arc::default();
-        let (hold_down, hold_up) = (
+        let (hold_down, hold_up, refuse) = (
+            Arc::new(AtomicBool::new(false)),
             Arc::new(AtomicBool::new(false)),
             Arc::new(AtomicBool::new(false)),
         );
-        let (registry, down, up) = (pipes.clone(), hold_down.clone(), hold_up.clone());
+        let (registry, down, up, refusing) = (
+            pipes.clone(),
+            hold_down.clone(),
+            hold_up.clone(),
+            refuse.clone(),
+        );
         let accept = tokio::spawn(async move {
             while let Ok((inbound, _)) = listener.accept().await {
+                if refusing.load(Ordering::SeqCst) {
+                    continue;
+                }
                 let Ok(outbound) = TcpStream::connect(upstream).await else {
                     continue;
                 };
@@ -63,11 +81,12 @@ impl Proxy {
             accept,
             hold_down,
             hold_up,
+            refuse,
         }
     }
 
     /// Cuts every live connection; returns how many there were.
-    fn cut(&self) -> usize {
+    pub fn cut(&self) -> usize {
         let pipes: Vec<AbortHandle> = self.pipes.lock().unwrap().drain(..).collect();
         let live = pipes.iter().filter(|p| !p.is_finished()).count();
         for p in pipes {
@@ -84,6 +103,12 @@ impl Proxy {
     /// Holds back (or releases) what the client sends.
     fn hold_uplink(&self, hold: bool) {
         self.hold_up.store(hold, Ordering::SeqCst);
+    }
+
+    /// Closes (or again serves) every new connection as it comes: with
+    /// [`cut`](Self::cut), the network is down.
+    pub fn refuse(&self, refuse: bool) {
+        self.refuse.store(refuse, Ordering::SeqCst);
     }
 }
 
