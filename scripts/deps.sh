@@ -32,10 +32,10 @@ if command -v dpkg >/dev/null 2>&1; then
   need_pkg systemd
   # The operator's kit test runs a real Prometheus and promtool.
   need_pkg prometheus
-  # The web client's test drives a real headless browser over WebDriver.
+  # The web client's test drives a real headless browser over WebDriver;
+  # a font, so that its screenshots show text.
   need_pkg chromium
   need_pkg chromium-driver
-  # The terminal client's screenshot for the README is rendered with it.
   need_pkg fonts-dejavu-core
   if [ ${#missing[@]} -gt 0 ]; then
     echo "deps: installing ${missing[*]}"
