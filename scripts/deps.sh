@@ -37,6 +37,8 @@ if command -v dpkg >/dev/null 2>&1; then
   need_pkg chromium
   need_pkg chromium-driver
   need_pkg fonts-dejavu-core
+  # The web client's session logic has unit tests of its own, run by node.
+  need_pkg nodejs
   if [ ${#missing[@]} -gt 0 ]; then
     echo "deps: installing ${missing[*]}"
     $SUDO apt-get update -qq

@@ -1,7 +1,8 @@
 //! The HTTP API calls the terminal client makes (docs/api.md): accounts,
 //! the channel list, user lookup, DMs, friends, read marks and gateway
-//! discovery. Plain `http://` only: the API is meant to be reached on the
-//! node's own network or through a proxy that terminates TLS.
+//! discovery. Plain `http://` only, and only to a loopback address: the
+//! login sends the password, which must not cross a network in clear (a
+//! remote node is reached through a tunnel to a local port).
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -16,6 +17,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::error::ChatError;
+use crate::options::is_loopback_url;
 
 /// How long one API call may take before the client gives up on it.
 const CALL_TIMEOUT: Duration = Duration::from_secs(20);
@@ -62,28 +64,19 @@ pub struct ChannelInfo {
     pub member_count: u32,
 }
 
-/// The caller's friendships, from `GET /v1/friends`.
+/// The caller's accepted friends, from `GET /v1/friends` (the pending
+/// requests it also lists are not shown, and serde skips them).
 #[derive(Debug, Clone, Deserialize, Default)]
 pub struct Friends {
     /// Accepted friends.
     pub friends: Vec<User>,
-    /// Requests others sent the caller.
-    #[serde(default)]
-    pub incoming: Vec<User>,
-    /// Requests the caller sent.
-    #[serde(default)]
-    pub outgoing: Vec<User>,
 }
 
-/// A DM channel, from `POST /v1/dms`.
+/// A DM channel, from `POST /v1/dms` (the client needs only its id).
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
 pub struct Dm {
     /// The DM's channel.
     pub channel_id: u64,
-    /// The other user.
-    pub user_id: u64,
-    /// Whether this call created it.
-    pub created: bool,
 }
 
 /// One member's read mark, from `GET /v1/channels/{id}/receipts`.
@@ -128,6 +121,14 @@ impl Api {
         if !base.starts_with("http://") {
             return Err(ChatError::Usage(format!(
                 "the API URL must be http://host:port, not {base:?}"
+            )));
+        }
+        if !is_loopback_url(&base) {
+            return Err(ChatError::Usage(format!(
+                "refusing the API at {base}: plain http:// to a host other than this \
+                 machine would send the password across the network in clear \
+                 (reach the node through a tunnel to a loopback port, for example \
+                 ssh -L 8080:127.0.0.1:8080)"
             )));
         }
         let mut connector = HttpConnector::new();
@@ -236,11 +237,6 @@ impl Api {
             .await
     }
 
-    /// `GET /v1/me`.
-    pub async fn me(&self) -> Result<User, ChatError> {
-        self.call(Method::GET, "/v1/me", None).await
-    }
-
     /// `GET /v1/users/{id}`.
     pub async fn user(&self, user_id: u64) -> Result<User, ChatError> {
         self.call(Method::GET, &format!("/v1/users/{user_id}"), None)
@@ -318,5 +314,33 @@ impl Api {
     /// `GET /v1/gateway`: where to connect.
     pub async fn gateway(&self) -> Result<Gateway, ChatError> {
         self.call(Method::GET, "/v1/gateway", None).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn plain_http_is_refused_beyond_this_machine() {
+        assert!(Api::new("http://127.0.0.1:8080").is_ok());
+        assert!(Api::new("http://localhost:8080/").is_ok());
+        assert!(Api::new("http://[::1]:8080").is_ok());
+        let err = Api::new("http://chat.example.com:8080").unwrap_err();
+        assert!(err.to_string().contains("password"), "{err}");
+        assert!(Api::new("https://chat.example.com").is_err());
+    }
+
+    #[test]
+    fn answers_with_fields_the_client_does_not_read_still_decode() {
+        let friends: Friends = serde_json::from_str(
+            r#"{"friends":[{"user_id":2,"username":"bob","display_name":"Bob"}],
+                "incoming":[],"outgoing":[]}"#,
+        )
+        .unwrap();
+        assert_eq!(friends.friends.len(), 1);
+        let dm: Dm =
+            serde_json::from_str(r#"{"channel_id":5,"user_id":2,"created":true}"#).unwrap();
+        assert_eq!(dm.channel_id, 5);
     }
 }

@@ -3,12 +3,15 @@
 //! feeds keys and reads the rendered buffer exercises exactly what a user
 //! at a terminal does.
 
+use std::time::{Instant, SystemTime};
+
 use ratatui::crossterm::event::Event;
 
-use crate::app::{App, Effect, Update};
+use crate::app::App;
 use crate::error::ChatError;
 use crate::options::Options;
 use crate::session::Session;
+use crate::update::{Effect, Update};
 
 /// A running client: state plus network.
 #[derive(Debug)]
@@ -21,10 +24,11 @@ impl Chat {
     /// A client on its login screen; with a password from the environment
     /// (and a username) it logs in at once. Must run within a tokio
     /// runtime.
-    pub fn new(options: Options) -> Result<Chat, ChatError> {
+    pub fn new(mut options: Options) -> Result<Chat, ChatError> {
         let mut app = App::new(options.user.clone(), options.signup, options.page_size);
         app.transport = options.transport.label().into();
-        let password = options.password.clone();
+        // Used once, then not kept where it could outlive the login.
+        let password = options.password.take();
         let mut chat = Chat {
             app,
             session: Session::new(options)?,
@@ -54,6 +58,7 @@ impl Chat {
 
     /// A terminal event: a key, a paste, a resize.
     pub fn terminal_event(&mut self, event: &Event) {
+        self.app.now = Instant::now();
         let effects = self.app.on_terminal(event);
         self.perform(effects);
     }
@@ -67,14 +72,17 @@ impl Chat {
 
     /// Applies one update.
     pub fn apply(&mut self, update: Update) {
+        self.app.now = Instant::now();
         let effects = self.app.apply(update);
         self.perform(effects);
     }
 
-    /// The clock moved: typing notices expire, the state file catches up.
+    /// The clock moved: typing notices expire, the read mark goes out, the
+    /// token is refreshed when due, the state file catches up.
     pub fn tick(&mut self) {
-        self.app
-            .tick(std::time::Instant::now(), confab_types::now_ms());
+        let effects = self.app.tick(Instant::now(), confab_types::now_ms());
+        self.perform(effects);
+        self.session.tick(SystemTime::now());
         if let Err(e) = self.session.save_if_due() {
             self.app.notice = Some(e.to_string());
         }

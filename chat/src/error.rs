@@ -41,13 +41,3 @@ pub enum ChatError {
     #[error("terminal: {0}")]
     Terminal(#[from] std::io::Error),
 }
-
-impl ChatError {
-    /// The API's error code, when the API refused the request.
-    pub fn api_code(&self) -> Option<&str> {
-        match self {
-            ChatError::Api { code, .. } => Some(code),
-            _ => None,
-        }
-    }
-}

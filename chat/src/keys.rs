@@ -2,16 +2,16 @@
 //! [`Effect`]s it asks for. The terminal loop and the tests feed events
 //! through [`App::on_terminal`] alike.
 
-use std::time::Instant;
-
 use ratatui::crossterm::event::{Event, KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 
-use crate::app::{App, DmPrompt, Effect, Entry, Focus, LoginField, Screen};
+use crate::app::{App, DmPrompt, Entry, Focus, LoginField, Screen};
+use crate::conversation::PendingSend;
+use crate::update::Effect;
 
 impl App {
-    /// Handles one terminal event (a key, a paste, a resize).
+    /// Handles one terminal event (a key, a paste, a resize). The caller
+    /// sets [`App::now`] first.
     pub fn on_terminal(&mut self, event: &Event) -> Vec<Effect> {
-        self.now = Instant::now();
         match event {
             Event::Resize(w, h) => {
                 self.size = (*w, *h);
@@ -36,6 +36,9 @@ impl App {
         if std::mem::take(&mut self.esc_pending) && key.code == KeyCode::Char('q') && !ctrl {
             return self.quit();
         }
+        if key.code != KeyCode::Esc {
+            self.quit_armed = false;
+        }
         if key.code == KeyCode::Esc {
             self.esc_pending = true;
             self.dm_prompt = None;
@@ -48,7 +51,22 @@ impl App {
         }
     }
 
+    /// Quits, unless sends are still waiting for their acknowledgement:
+    /// closing drops them, so that takes a second press.
     fn quit(&mut self) -> Vec<Effect> {
+        if !self.pending.is_empty() && !std::mem::take(&mut self.quit_armed) {
+            self.quit_armed = true;
+            let n = self.pending.len();
+            let (what, them) = if n == 1 {
+                ("message is", "it")
+            } else {
+                ("messages are", "them")
+            };
+            self.notice = Some(format!(
+                "{n} {what} still sending: quit again to drop {them}"
+            ));
+            return vec![];
+        }
         self.quit = true;
         vec![Effect::Quit]
     }
@@ -170,7 +188,14 @@ impl App {
                     if let Some(c) = self.open.as_mut() {
                         c.scroll = 0;
                     }
-                    return vec![Effect::Send { channel, text }];
+                    let id = self.next_send_id;
+                    self.next_send_id += 1;
+                    self.pending.push(PendingSend {
+                        id,
+                        channel,
+                        text: text.clone(),
+                    });
+                    return vec![Effect::Send { id, channel, text }];
                 }
             }
             KeyCode::Char(c) if !ctrl => {

@@ -10,7 +10,9 @@
 
 mod api;
 mod app;
+mod apply;
 mod chat;
+mod conversation;
 mod draw;
 mod error;
 mod keys;
@@ -18,16 +20,21 @@ mod options;
 mod run;
 mod session;
 mod state_file;
+mod unread;
+mod update;
 
 pub use api::{Api, ChannelInfo, Dm, Friends, Gateway, ReadMark, Tokens, User};
 pub use app::{
-    last_seen, merge, App, Channel, ChannelKind, Conversation, DmPrompt, Effect, Entry, Focus,
-    LoginField, LoginForm, Screen, Unread, Update, TYPING_SHOWN,
+    last_seen, App, Channel, ChannelKind, DmPrompt, Entry, Focus, LoginField, LoginForm, Screen,
+    TYPING_SHOWN,
 };
 pub use chat::Chat;
-pub use draw::{draw, message_rows};
+pub use conversation::{merge, Conversation, PendingSend};
+pub use draw::{draw, message_rows, printable};
 pub use error::ChatError;
-pub use options::{Options, TransportChoice};
+pub use options::{is_loopback_url, Options, TransportChoice};
 pub use run::run;
 pub use session::Session;
 pub use state_file::{DeviceState, StateFile};
+pub use unread::Unread;
+pub use update::{Effect, Password, Update};

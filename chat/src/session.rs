@@ -3,7 +3,7 @@
 //! owns what must outlive a screen: the SDK client, the token refresh, and
 //! the state file that lets a restart resume the inbox where it stopped.
 
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use confab_client::{
     ChannelId, Client, ClientConfig, ClientEvent, DeviceId, ErrorCode, Events, HistoryAnchor,
@@ -12,14 +12,26 @@ use confab_client::{
 use tokio::sync::mpsc;
 
 use crate::api::{Api, Gateway, Tokens};
-use crate::app::{Effect, Update};
 use crate::error::ChatError;
 use crate::options::{Options, TransportChoice};
 use crate::state_file::{DeviceState, StateFile};
+use crate::update::{Effect, Update};
 
 /// The state file is written at most this often while messages flow (and
 /// always when the client stops).
 const SAVE_EVERY: Duration = Duration::from_secs(1);
+/// How many times a failed token refresh is tried again before the
+/// session gives up and goes back to the login screen.
+const REFRESH_RETRIES: u32 = 3;
+
+/// The `next_client_msg_id` to save before a send leaves: past both what
+/// was reserved before and the id the SDK gives this send. The SDK's
+/// counter moves only when its task takes the send, so two sends in a row
+/// can read the same value: the saved one keeps rising regardless, and a
+/// crashed run's successor starts past every id this one may have used.
+pub(crate) fn reserve_client_msg_id(saved: u64, sdk_next: u64) -> u64 {
+    saved.max(sdk_next) + 1
+}
 
 /// What the session's background tasks report.
 enum Done {
@@ -43,6 +55,14 @@ struct Link {
     last_save: Instant,
     refresh_token: String,
     refreshing: bool,
+    /// When the access token expires, by the wall clock: a machine that
+    /// was suspended sees on waking that it is due (a monotonic timer
+    /// would not have run while asleep).
+    expires_at: SystemTime,
+    /// The access token's lifetime, for when a refresh is due.
+    lifetime: Duration,
+    /// Refreshes failed in a row.
+    refresh_failures: u32,
     /// The account, known from the login before the gateway's `Welcome`.
     user_id: UserId,
 }
@@ -118,9 +138,9 @@ impl Session {
                 signup,
             } => self.spawn(async move {
                 let tokens = if signup {
-                    api.signup(&username, &password).await
+                    api.signup(&username, &password.0).await
                 } else {
-                    api.login(&username, &password).await
+                    api.login(&username, &password.0).await
                 };
                 let tokens = match tokens {
                     Ok(t) => t,
@@ -139,7 +159,7 @@ impl Session {
             Effect::RefreshDirectory => self.spawn_update(async move {
                 directory(&api)
                     .await
-                    .unwrap_or_else(|e| Update::Failed(format!("channel list: {e}")))
+                    .unwrap_or_else(|e| Update::DirectoryFailed(e.to_string()))
             }),
             Effect::LookupUsers(users) => self.spawn_update(async move {
                 let mut names = Vec::new();
@@ -193,6 +213,7 @@ impl Session {
                 channel,
                 anchor,
                 limit,
+                generation,
             } => {
                 let Some(client) = self.client().cloned() else {
                     return;
@@ -200,25 +221,35 @@ impl Session {
                 let older = matches!(anchor, HistoryAnchor::Before(_));
                 self.spawn_update(async move {
                     match client.history(channel, anchor, limit).await {
-                        Ok(batch) => Update::Page { older, batch },
+                        Ok(batch) => Update::Page {
+                            generation,
+                            older,
+                            batch,
+                        },
                         Err(e) => Update::PageFailed {
-                            channel,
+                            generation,
                             error: e.to_string(),
                         },
                     }
                 });
             }
-            Effect::Send { channel, text } => {
+            Effect::Send { id, channel, text } => {
                 let Some(link) = self.link.as_mut() else {
+                    let error = "not logged in".to_owned();
+                    self.spawn_update(async move { Update::SendFailed { id, error } });
                     return;
                 };
                 // The id this send takes is written down before it leaves:
                 // after a crash the next run must not reuse it, or the
                 // server would take its message for a retry and store
                 // nothing.
-                link.state.next_client_msg_id = link.client.next_client_msg_id() + 1;
+                link.state.next_client_msg_id = reserve_client_msg_id(
+                    link.state.next_client_msg_id,
+                    link.client.next_client_msg_id(),
+                );
                 if let Err(e) = self.save() {
-                    self.spawn_update(async move { Update::SendFailed(e.to_string()) });
+                    let error = e.to_string();
+                    self.spawn_update(async move { Update::SendFailed { id, error } });
                     return;
                 }
                 let Some(client) = self.client() else {
@@ -228,10 +259,14 @@ impl Session {
                 self.spawn_update(async move {
                     match sent.await {
                         Ok(ack) => Update::Sent {
+                            id,
                             ack,
                             text: text.into(),
                         },
-                        Err(e) => Update::SendFailed(e.to_string()),
+                        Err(e) => Update::SendFailed {
+                            id,
+                            error: e.to_string(),
+                        },
                     }
                 });
             }
@@ -298,7 +333,12 @@ impl Session {
         if let Some(events) = &link.events {
             link.state.inbox_cursor = events.cursor().0;
         }
-        link.state.next_client_msg_id = link.client.next_client_msg_id();
+        // Never lowered: a reservation made for a send the SDK has not
+        // taken yet stays.
+        link.state.next_client_msg_id = link
+            .state
+            .next_client_msg_id
+            .max(link.client.next_client_msg_id());
         if let ClientEvent::Refused {
             code: ErrorCode::TokenExpired,
             ..
@@ -342,10 +382,28 @@ impl Session {
                         self.api.set_token(&tokens.access_token);
                         let _ = link.client.set_token(tokens.access_token.clone());
                         link.refresh_token = tokens.refresh_token;
-                        self.schedule_refresh(tokens.expires_in);
+                        link.refresh_failures = 0;
+                        (link.expires_at, link.lifetime) = expiry(tokens.expires_in);
                         None
                     }
-                    Err(e) => Some(Update::Failed(format!("token refresh: {e}"))),
+                    Err(e) if link.refresh_failures < REFRESH_RETRIES => {
+                        link.refresh_failures += 1;
+                        let delay = Duration::from_secs(1 << link.refresh_failures);
+                        self.spawn(async move {
+                            tokio::time::sleep(delay).await;
+                            Done::RefreshDue
+                        });
+                        Some(Update::Failed(format!(
+                            "token refresh: {e} (trying again in {} s)",
+                            delay.as_secs()
+                        )))
+                    }
+                    Err(e) => {
+                        self.log_out();
+                        Some(Update::LoggedOut(format!(
+                            "the session could not be renewed ({e}): log in again"
+                        )))
+                    }
                 }
             }
         }
@@ -373,6 +431,7 @@ impl Session {
             config.tls = TlsOptions::new().add_root_pem_file(ca);
         }
         let (client, events) = Client::connect(config)?;
+        let (expires_at, lifetime) = expiry(tokens.expires_in);
         self.link = Some(Link {
             client,
             events: Some(events),
@@ -382,20 +441,44 @@ impl Session {
             last_save: Instant::now(),
             refresh_token: tokens.refresh_token,
             refreshing: false,
+            expires_at,
+            lifetime,
+            refresh_failures: 0,
             user_id: UserId(tokens.user_id),
         });
-        self.schedule_refresh(tokens.expires_in);
         Ok(UserId(tokens.user_id))
     }
 
-    /// Refreshes the access token at three quarters of its life, so that
-    /// neither the API calls nor a reconnect ever present an expired one.
-    fn schedule_refresh(&self, expires_in: u64) {
-        let delay = Duration::from_secs(expires_in.max(4) * 3 / 4);
-        self.spawn(async move {
-            tokio::time::sleep(delay).await;
-            Done::RefreshDue
-        });
+    /// The clock moved: refreshes the access token once under a quarter
+    /// of its life is left, so that neither the API calls nor a reconnect
+    /// present an expired one. Read from the wall clock on every tick, so
+    /// that a machine waking from suspend refreshes at once.
+    pub fn tick(&mut self, now: SystemTime) {
+        let Some(link) = &self.link else { return };
+        if link.refreshing || link.refresh_failures > 0 {
+            return;
+        }
+        if refresh_due(link.expires_at, link.lifetime, now) {
+            let _ = self.done_tx.send(Done::RefreshDue);
+        }
+    }
+
+    /// Gives up the session: the state is saved and the SDK client closed
+    /// in the background.
+    fn log_out(&mut self) {
+        if let Some(link) = self.link.as_mut() {
+            link.state.next_client_msg_id = link
+                .state
+                .next_client_msg_id
+                .max(link.client.next_client_msg_id());
+            if let Some(events) = &link.events {
+                link.state.inbox_cursor = events.cursor().0;
+            }
+        }
+        let _ = self.save();
+        if let Some(link) = self.link.take() {
+            tokio::spawn(async move { link.client.close().await });
+        }
     }
 
     /// Writes the state file if it changed and was last written over
@@ -423,7 +506,10 @@ impl Session {
     /// Saves the state and closes the SDK client.
     pub async fn close(&mut self) -> Result<(), ChatError> {
         if let Some(link) = self.link.as_mut() {
-            link.state.next_client_msg_id = link.client.next_client_msg_id();
+            link.state.next_client_msg_id = link
+                .state
+                .next_client_msg_id
+                .max(link.client.next_client_msg_id());
             if let Some(events) = &link.events {
                 link.state.inbox_cursor = events.cursor().0;
             }
@@ -446,8 +532,12 @@ async fn directory(api: &Api) -> Result<Update, ChatError> {
         .map(|u| (UserId(u.user_id), u.username.clone()))
         .collect();
     for peer in channels.iter().filter_map(|c| c.peer_id) {
+        // A name that cannot be read shows as "user <id>"; the list
+        // itself is still good.
         if names.iter().all(|(id, _)| id.0 != peer) {
-            names.push((UserId(peer), api.user(peer).await?.username));
+            if let Ok(user) = api.user(peer).await {
+                names.push((UserId(peer), user.username));
+            }
         }
     }
     Ok(Update::Directory {
@@ -474,5 +564,63 @@ async fn open_dm(api: &Api, user: UserId, name: Option<String>) -> Update {
         channel: ChannelId(dm.channel_id),
         peer: user,
         peer_name,
+    }
+}
+
+/// When a token that lives `expires_in` seconds from now expires, and its
+/// lifetime.
+fn expiry(expires_in: u64) -> (SystemTime, Duration) {
+    let lifetime = Duration::from_secs(expires_in.max(4));
+    (SystemTime::now() + lifetime, lifetime)
+}
+
+/// Whether less than a quarter of the token's lifetime is left at `now`
+/// (or it has expired, or the clock went back past its issue).
+fn refresh_due(expires_at: SystemTime, lifetime: Duration, now: SystemTime) -> bool {
+    match expires_at.duration_since(now) {
+        Ok(left) => left < lifetime / 4 || left > lifetime,
+        Err(_) => true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sends_before_the_sdk_counter_moves_reserve_distinct_ids() {
+        // A fresh state: the SDK gives the first send id 1.
+        let first = reserve_client_msg_id(1, 1);
+        // The SDK has not taken the first send yet: its counter still
+        // reads 1, and the second send must reserve past the first.
+        let second = reserve_client_msg_id(first, 1);
+        assert!(first >= 2 && second > first, "{first} {second}");
+        // The SDK catching up never lowers what was reserved.
+        assert_eq!(reserve_client_msg_id(second, 3), second + 1);
+        assert_eq!(reserve_client_msg_id(5, 9), 10);
+    }
+
+    #[test]
+    fn a_refresh_is_due_in_the_last_quarter_and_after_a_suspend() {
+        let lifetime = Duration::from_secs(400);
+        let issued = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let expires = issued + lifetime;
+        assert!(!refresh_due(expires, lifetime, issued));
+        assert!(!refresh_due(
+            expires,
+            lifetime,
+            issued + Duration::from_secs(299)
+        ));
+        assert!(refresh_due(
+            expires,
+            lifetime,
+            issued + Duration::from_secs(301)
+        ));
+        // Woken long after expiry.
+        assert!(refresh_due(
+            expires,
+            lifetime,
+            issued + Duration::from_secs(9_000)
+        ));
     }
 }

@@ -143,6 +143,23 @@ mod tests {
         assert_eq!(file.load_or_create().unwrap(), moved);
     }
 
+    #[cfg(unix)]
+    #[test]
+    fn the_file_is_readable_by_its_owner_alone() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let file = StateFile::for_user(dir.path(), "alice").unwrap();
+        let state = file.load_or_create().unwrap();
+        let mode = |f: &StateFile| std::fs::metadata(f.path()).unwrap().permissions().mode();
+        assert_eq!(mode(&file) & 0o777, 0o600);
+        file.save(&DeviceState {
+            inbox_cursor: 5,
+            ..state
+        })
+        .unwrap();
+        assert_eq!(mode(&file) & 0o777, 0o600);
+    }
+
     #[test]
     fn bad_names_and_bad_files_are_refused() {
         let dir = tempfile::tempdir().unwrap();

@@ -53,8 +53,9 @@ struct ChatArgs {
     /// The username (prefilled on the login screen).
     #[arg(long, value_name = "NAME")]
     user: Option<String>,
-    /// Read the password from this environment variable and log in at once.
-    #[arg(long, value_name = "VAR")]
+    /// Read the password from this environment variable and log in at once
+    /// (with --user, whose password it is).
+    #[arg(long, value_name = "VAR", requires = "user")]
     password_env: Option<String>,
     /// The HTTP API.
     #[arg(long, value_name = "URL", default_value = "http://127.0.0.1:8080")]

@@ -35,6 +35,7 @@ async fn the_page_and_its_files_are_served_with_their_types_and_policy() {
         assert_eq!(h[header::CONTENT_TYPE], asset.content_type);
         assert_eq!(h[header::CONTENT_SECURITY_POLICY], CONTENT_SECURITY_POLICY);
         assert_eq!(h[header::X_CONTENT_TYPE_OPTIONS], "nosniff");
+        assert_eq!(h[header::REFERRER_POLICY], "no-referrer");
         assert_eq!(h[header::CACHE_CONTROL], "no-cache");
         assert_eq!(h[header::ETAG], asset.etag().as_str());
         assert_eq!(body(r).await, asset.body, "{}", asset.path);

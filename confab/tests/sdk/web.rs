@@ -83,19 +83,36 @@ fn sign_up(b: &Browser, page: &str, name: &str) -> UserId {
     UserId(id.as_u64().unwrap())
 }
 
-/// Every message in a stream of events from `from`, by text, counted.
-fn drain(node: &SdkNode, events: &mut Events, from: UserId, seen: &mut HashMap<String, usize>) {
+/// Messages from `from` in a stream of events, counted by text: until
+/// every one of `expected` has come, and then for half a second more, so
+/// that a repeat would be counted too.
+fn collect(
+    node: &SdkNode,
+    events: &mut Events,
+    from: UserId,
+    expected: &[&str],
+) -> HashMap<String, usize> {
+    let mut seen = HashMap::new();
     node.block_on(async {
-        while let Ok(Some(e)) =
-            tokio::time::timeout(Duration::from_millis(300), events.recv()).await
-        {
-            if let ClientEvent::Message(m) = e {
-                if m.sender_id == from {
+        loop {
+            let all = expected.iter().all(|t| seen.contains_key(*t));
+            let wait = if all {
+                Duration::from_millis(500)
+            } else {
+                PATIENCE
+            };
+            match tokio::time::timeout(wait, events.recv()).await {
+                Ok(Some(ClientEvent::Message(m))) if m.sender_id == from => {
                     *seen.entry(m.text.to_string()).or_default() += 1;
                 }
+                Ok(Some(_)) => {}
+                Ok(None) => panic!("the client closed"),
+                Err(_) if all => return,
+                Err(_) => panic!("waited {PATIENCE:?} for {expected:?}; got {seen:?}"),
             }
         }
     });
+    seen
 }
 
 fn assert_whole(shown: &[(u64, String)], last: u64) {
@@ -260,8 +277,12 @@ fn two_people_chat_in_real_browsers_and_lose_nothing() {
     );
     shoot(&[a, b], "05-offline");
 
-    // Back up: each page resumes from its cursor; every message once.
+    // Back up (and the browsers say so): each page resumes from its
+    // cursor; every message once.
     proxy.refuse(false);
+    for x in [a, b] {
+        x.js("window.dispatchEvent(new Event('online'))");
+    }
     ready(a);
     ready(b);
     let after = wait_shown(a, 129);
@@ -274,9 +295,9 @@ fn two_people_chat_in_real_browsers_and_lose_nothing() {
     assert!(texts.contains(&"sent offline 1") && texts.contains(&"sent offline 2"));
     assert_whole(&wait_shown(b, 129), 129);
     shoot(&[a, b], "06-back-online");
-    let mut from_alice = HashMap::new();
-    drain(&node, &mut phone_events, alice_id, &mut from_alice);
-    for t in ["Hello Bob!", "sent offline 1", "sent offline 2"] {
+    let offline = ["Hello Bob!", "sent offline 1", "sent offline 2"];
+    let from_alice = collect(&node, &mut phone_events, alice_id, &offline);
+    for t in offline {
         assert_eq!(
             from_alice.get(t),
             Some(&1),
@@ -360,6 +381,41 @@ fn two_people_chat_in_real_browsers_and_lose_nothing() {
     assert_eq!(from_phone.channel_id, group);
     assert_eq!(from_phone.text.chars().count(), 100_000);
 
+    // A second tab is a device of its own: both tabs send at once and
+    // every message is stored once (one device in two tabs would give two
+    // messages one client_msg_id, and the server would keep only one).
+    let first_tab = a.tab();
+    let second_tab = a.new_tab();
+    a.go(&format!("{page}#{}", dm.0));
+    ready(a);
+    a.wait_for(
+        "the DM open in the second tab",
+        "return document.getElementById('conv-title').textContent === 'bob'",
+    );
+    assert_eq!(
+        a.js("return Object.keys(localStorage).filter(k => k.startsWith('confab.device.')).length"),
+        Value::from(2)
+    );
+    a.type_into("#composer", "from the second tab\n");
+    a.switch_to(&first_tab);
+    a.click(&format!("#channel-list li[data-channel=\"{}\"]", dm.0));
+    a.type_into("#composer", "from the first tab\n");
+    let tabs = ["from the first tab", "from the second tab"];
+    for tab in [&first_tab, &second_tab] {
+        a.switch_to(tab);
+        let all = wait_shown(a, 131);
+        assert_whole(&all, 131);
+        for t in tabs {
+            assert_eq!(all.iter().filter(|(_, x)| x == t).count(), 1, "{t}");
+        }
+    }
+    shoot(&[a], "08-two-tabs");
+    let from_tabs = collect(&node, &mut phone_events, alice_id, &tabs);
+    for t in tabs {
+        assert_eq!(from_tabs.get(t), Some(&1), "{t:?} reached Bob's phone once");
+    }
+    a.switch_to(&first_tab);
+
     // Bob leaves (phone and browser): Alice sees him go offline, with the
     // time he was last seen.
     node.block_on(phone.close());
@@ -373,7 +429,7 @@ fn two_people_chat_in_real_browsers_and_lose_nothing() {
             dm.0
         ),
     );
-    a.screenshot("08-last-seen");
+    a.screenshot("09-last-seen");
 }
 
 /// `GET path` on the node's API port: the status line and the body.

@@ -4,8 +4,6 @@
 //! so the test thread drives the browsers while the node and the test's
 //! clients run on the node's runtime.
 
-#![allow(dead_code)]
-
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::PathBuf;
@@ -105,6 +103,28 @@ impl Browser {
     /// Loads `url`.
     pub fn go(&self, url: &str) {
         self.call("POST", "/url", Some(json!({ "url": url })));
+    }
+
+    /// Opens a new tab in this browser (same profile: same storage) and
+    /// switches to it; its handle.
+    pub fn new_tab(&self) -> String {
+        let v = self.call("POST", "/window/new", Some(json!({ "type": "tab" })));
+        let handle = v["handle"].as_str().unwrap().to_owned();
+        self.switch_to(&handle);
+        handle
+    }
+
+    /// The current tab's handle.
+    pub fn tab(&self) -> String {
+        self.call("GET", "/window", None)
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    /// Makes `handle` the tab that later commands drive.
+    pub fn switch_to(&self, handle: &str) {
+        self.call("POST", "/window", Some(json!({ "handle": handle })));
     }
 
     /// Reloads the page.

@@ -12,11 +12,13 @@ export class ApiError extends Error {
 
 export class Api {
   /**
-   * @param {object} auth {user_id, access_token, refresh_token}, or null
+   * @param {() => object|null} stored the tokens as stored (shared by the
+   *   browser's tabs): {user_id, access_token, refresh_token}, or null
    * @param {(auth: object|null) => void} onAuth called when tokens change
    */
-  constructor(auth, onAuth) {
-    this.auth = auth;
+  constructor(stored, onAuth) {
+    this.stored = stored;
+    this.auth = stored();
     this.onAuth = onAuth;
     this.refreshing = null;
   }
@@ -41,29 +43,44 @@ export class Api {
     throw new ApiError(res.status, err.code, err.message);
   }
 
-  /** Trades the refresh token for new tokens (one refresh at a time). */
+  /**
+   * Trades the refresh token for new tokens, one refresh at a time across
+   * every tab of this browser: a refresh token works once, and a second
+   * use ends the whole login (docs/api.md, "Tokens"). A tab that finds
+   * the stored tokens already refreshed by another takes those.
+   */
   refresh() {
     if (!this.refreshing) {
-      const token = this.auth && this.auth.refresh_token;
-      this.refreshing = fetch("/v1/token/refresh", {
-        method: "POST",
-        headers: { "content-type": "application/json" },
-        body: JSON.stringify({ refresh_token: token }),
-      })
-        .then(async (res) => {
-          const data = await res.json().catch(() => null);
-          if (!res.ok) {
-            this.setAuth(null);
-            throw new ApiError(res.status, data?.error?.code || "REFRESH_FAILED", data?.error?.message);
-          }
-          this.setAuth(data);
-          return data;
-        })
-        .finally(() => {
-          this.refreshing = null;
-        });
+      const run = () => this.refreshOnce();
+      const locked = navigator.locks ? navigator.locks.request("confab.refresh", run) : run();
+      this.refreshing = locked.finally(() => {
+        this.refreshing = null;
+      });
     }
     return this.refreshing;
+  }
+
+  async refreshOnce() {
+    const stored = this.stored();
+    if (stored && this.auth && stored.refresh_token !== this.auth.refresh_token) {
+      this.setAuth(stored);
+      return stored;
+    }
+    const token = this.auth && this.auth.refresh_token;
+    const res = await fetch("/v1/token/refresh", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ refresh_token: token }),
+    });
+    const data = await res.json().catch(() => null);
+    if (!res.ok) {
+      // Only a refused refresh token ends the login; anything else (a
+      // node restarting, a rate limit) is worth another try later.
+      if (res.status === 401) this.setAuth(null);
+      throw new ApiError(res.status, data?.error?.code || `HTTP_${res.status}`, data?.error?.message);
+    }
+    this.setAuth(data);
+    return data;
   }
 
   setAuth(auth) {

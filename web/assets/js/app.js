@@ -25,7 +25,7 @@ const state = {
   sending: new Map(),
 };
 
-const api = new Api(load(AUTH_KEY), (auth) => {
+const api = new Api(() => load(AUTH_KEY), (auth) => {
   if (auth) save(AUTH_KEY, auth);
   else localStorage.removeItem(AUTH_KEY);
   if (auth && state.session) state.session.token = auth.access_token;
@@ -47,8 +47,41 @@ function randomDeviceId() {
   return (hi & 0x1fffff) * 2 ** 32 + lo || 1;
 }
 
-function deviceFor(userId) {
-  const key = `confab.device.${userId}`;
+// One device per tab. Two tabs on one device id would hand out the same
+// client_msg_id (the server would take the second message for a retry of
+// the first and store nothing) and overwrite each other's cursor. A tab
+// holds a Web Lock on the stored device it uses for as long as it lives;
+// a second tab takes the next one. A reload takes its own back.
+const claimed = new Map();
+
+async function claimDevice(userId) {
+  if (claimed.has(userId)) return claimed.get(userId);
+  let key;
+  if (navigator.locks) {
+    for (let n = 0; !key; n++) {
+      const candidate = `confab.device.${userId}.${n}`;
+      const got = await new Promise((resolve) =>
+        navigator.locks.request(candidate, { ifAvailable: true }, (lock) => {
+          resolve(!!lock);
+          return lock ? new Promise(() => {}) : null;
+        }),
+      );
+      if (got) key = candidate;
+    }
+  } else {
+    // Without Web Locks (a page neither on HTTPS nor on loopback), the
+    // tab keeps a device of its own for its life.
+    key = sessionStorage.getItem(`confab.tab-device.${userId}`);
+    if (!key) {
+      key = `confab.device.${userId}.t${randomDeviceId()}`;
+      sessionStorage.setItem(`confab.tab-device.${userId}`, key);
+    }
+  }
+  claimed.set(userId, key);
+  return key;
+}
+
+function loadDevice(key) {
   const d = load(key) || { device_id: randomDeviceId(), cursor: 0, next_msg_id: 1, pending: [] };
   save(key, d);
   return d;
@@ -96,7 +129,8 @@ async function start() {
   $("me-name").textContent = me.display_name;
   const gw = await api.gateway();
   const url = location.protocol === "https:" ? gw.secure_websocket_url : gw.websocket_url;
-  const device = deviceFor(me.user_id);
+  const deviceKey = await claimDevice(me.user_id);
+  const device = loadDevice(deviceKey);
   state.session = new Session({
     url,
     token: api.auth.access_token,
@@ -111,8 +145,8 @@ async function start() {
       receipt: onReceipt,
       typing: onTyping,
       expired: onExpired,
-      refused: () => logout("Your session ended; please log in again."),
-      device: (d) => save(`confab.device.${me.user_id}`, d),
+      refused: () => logout("Your session ended; please log in again.", false),
+      device: (d) => save(deviceKey, d),
     },
   });
   // Unsent messages from before a reload show as pending until acked.
@@ -126,31 +160,58 @@ async function start() {
 }
 
 async function onExpired() {
+  const session = state.session;
   try {
     const auth = await api.refresh();
-    state.session.setToken(auth.access_token);
-  } catch {
-    logout("Your session expired; please log in again.");
+    session.setToken(auth.access_token);
+  } catch (e) {
+    if (e.status === 401) logout("Your session expired; please log in again.", false);
+    else if (state.session === session) setTimeout(onExpired, 5000);
   }
 }
 
-async function logout(message = "") {
-  if (state.session) state.session.close();
+/**
+ * Ends the login in this tab (and, through the stored tokens, in every
+ * tab). `revoke`: also revoke the session on the server.
+ */
+async function logout(message = "", revoke = true) {
+  const session = state.session;
   state.session = null;
-  try {
-    await api.logout();
-  } catch {}
+  if (session) {
+    session.close();
+    // Unsent messages are not left behind in the browser for whoever
+    // uses it next.
+    session.device.pending = [];
+    session.persist();
+  }
+  if (revoke) {
+    try {
+      await api.logout();
+    } catch {}
+  }
   api.setAuth(null);
-  state.channels.clear();
-  state.sending.clear();
+  for (const m of [state.channels, state.sending, state.users, state.presence, lookups]) m.clear();
+  state.friends = { friends: [], incoming: [], outgoing: [] };
   state.open = 0;
-  $("channel-list").replaceChildren();
-  $("message-list").replaceChildren();
+  state.me = null;
+  orphans.length = 0;
+  for (const id of ["channel-list", "friend-list", "message-list"]) $(id).replaceChildren();
+  for (const id of ["conv-presence", "typing", "history-state", "conv-error", "sidebar-error"]) $(id).textContent = "";
+  $("conv-title").textContent = "Pick a chat";
+  $("add-member").hidden = true;
+  $("composer").value = "";
+  $("composer").disabled = $("send-button").disabled = true;
+  document.title = "confab";
+  history.replaceState(null, "", location.pathname);
   showLogin(message);
 }
 
 function onReady() {
   subscribePresence();
+  // Read marks made while the connection was down (or unconfirmed when
+  // it dropped) go out now.
+  for (const ch of state.channels.values()) ch.readSent = 0;
+  flushReads();
 }
 
 function watchedUsers() {
@@ -258,23 +319,55 @@ async function refreshFriends() {
 
 // ---- live events ----------------------------------------------------------
 
-let channelRefresh = null;
+// Messages of chats the page does not know yet (someone else started
+// them): kept until the list of chats has them.
+const orphans = [];
+let learning = false;
+let learnAgain = false;
+let learnDelay = 0;
 
 function onMessage(m) {
   const ch = state.channels.get(m.channel_id);
-  if (!ch) {
-    // A chat someone else started: learn it, then show the message.
-    channelRefresh ||= refreshChannels().finally(() => (channelRefresh = null));
-    channelRefresh.then(() => {
-      const c = state.channels.get(m.channel_id);
-      if (c) addMessage(c, m);
-    });
+  if (ch) {
+    addMessage(ch, m);
     return;
   }
-  addMessage(ch, m);
+  orphans.push(m);
+  learnChannels();
+}
+
+// A refresh already under way may have read the list before the new chat
+// existed: one more follows it. Failures are retried with backoff.
+async function learnChannels() {
+  if (learning) {
+    learnAgain = true;
+    return;
+  }
+  learning = true;
+  learnAgain = false;
+  try {
+    await refreshChannels();
+    learnDelay = 0;
+  } catch {
+    learnDelay = Math.min(30000, Math.max(500, learnDelay * 2));
+  }
+  learning = false;
+  for (const m of orphans.splice(0)) {
+    const ch = state.channels.get(m.channel_id);
+    if (ch) addMessage(ch, m);
+    else orphans.push(m);
+  }
+  if (learnAgain || orphans.length) {
+    setTimeout(learnChannels, orphans.length ? Math.max(learnDelay, 1000) : learnDelay);
+  }
 }
 
 function addMessage(ch, m) {
+  // This device's own message, stored before the connection dropped and
+  // replayed before its ack: the pending copy goes.
+  if (m.sender_id === state.me.user_id && m.sender_device === state.session?.device.device_id) {
+    if (state.sending.delete(m.client_msg_id)) schedule("messages");
+  }
   if (ch.messages.has(m.seq)) return;
   // Kept even for a chat not yet opened: what arrives live (or in the
   // replay) runs without a gap up to now, and opening it adds the latest
@@ -283,11 +376,27 @@ function addMessage(ch, m) {
   seen(ch, m);
   noteUnread(ch, m);
   clearTyping(ch, m.sender_id);
-  renderChannels();
-  if (state.open === ch.channel_id) {
-    renderMessages();
-    markRead();
-  }
+  schedule("channels");
+  if (state.open === ch.channel_id) schedule("messages", "read");
+}
+
+// A replay brings hundreds of messages in a burst: the page draws, and
+// sends its read mark, once per burst rather than once per message.
+const dirty = new Set();
+let flushing = null;
+
+function schedule(...what) {
+  for (const w of what) dirty.add(w);
+  flushing ||= setTimeout(flush, 16);
+}
+
+function flush() {
+  flushing = null;
+  const what = new Set(dirty);
+  dirty.clear();
+  if (what.has("channels")) renderChannels();
+  if (what.has("messages")) renderMessages();
+  if (what.has("read")) markRead();
 }
 
 function onAck(p, ack) {
@@ -375,7 +484,10 @@ async function openChannel(id) {
     try {
       const page = await historyPage(ch, "latest");
       ch.loaded = true;
-      for (const m of page.messages) ch.messages.set(m.seq, m);
+      for (const m of page.messages) {
+        ch.messages.set(m.seq, m);
+        seen(ch, m);
+      }
       ch.hasMore = page.has_more;
     } catch (e) {
       $("history-state").textContent = `Could not load the history: ${e.message}`;
@@ -409,7 +521,8 @@ async function loadOlder() {
   ch.loadingOlder = true;
   $("history-state").textContent = "Loading older messages…";
   try {
-    const lowest = Math.min(...ch.messages.keys());
+    let lowest = Infinity;
+    for (const s of ch.messages.keys()) if (s < lowest) lowest = s;
     const page = await historyPage(ch, { before: lowest });
     for (const m of page.messages) ch.messages.set(m.seq, m);
     ch.hasMore = page.has_more;
@@ -424,13 +537,22 @@ async function loadOlder() {
 function markRead() {
   const ch = state.channels.get(state.open);
   if (!ch || document.visibilityState !== "visible") return;
-  const top = Math.max(0, ch.lastSeq || 0, ...ch.messages.keys());
-  const mine = ch.marks.get(state.me.user_id) || 0;
   ch.unread.clear();
   renderChannels();
-  if (top > mine && state.session?.state === "ready") {
-    state.session.read(ch.channel_id, top);
-    setMark(ch, state.me.user_id, top);
+  ch.readWanted = Math.max(ch.readWanted || 0, ch.lastSeq || 0);
+  flushReads();
+}
+
+// A read mark is sent while connected and again after a reconnect until
+// the server's receipt (relayed to this user's devices too) confirms it.
+function flushReads() {
+  if (state.session?.state !== "ready") return;
+  for (const ch of state.channels.values()) {
+    const want = ch.readWanted || 0;
+    if (want > (ch.marks.get(state.me.user_id) || 0) && want > (ch.readSent || 0)) {
+      state.session.read(ch.channel_id, want);
+      ch.readSent = want;
+    }
   }
 }
 
@@ -705,12 +827,29 @@ function acceptFriend(id) {
 
 // ---- wiring -------------------------------------------------------------------
 
+window.addEventListener("online", () => state.session?.wake());
+// Another tab refreshed the tokens, or logged out.
+window.addEventListener("storage", (e) => {
+  if (e.key !== AUTH_KEY || !state.me) return;
+  const auth = load(AUTH_KEY);
+  if (auth && auth.user_id === state.me.user_id) {
+    api.auth = auth;
+    if (state.session) state.session.token = auth.access_token;
+  } else {
+    logout("You logged out in another tab.", false);
+  }
+});
+
 $("login-form").addEventListener("submit", (e) => {
   e.preventDefault();
   submitLogin(false);
 });
 $("signup-button").addEventListener("click", () => submitLogin(true));
-$("logout-button").addEventListener("click", () => logout());
+$("logout-button").addEventListener("click", () => {
+  const n = state.session ? state.session.pending.size : 0;
+  if (n && !confirm(`${n} message${n > 1 ? "s" : ""} not sent yet will be lost. Log out?`)) return;
+  logout();
+});
 $("new-dm").addEventListener("submit", (e) => {
   e.preventDefault();
   startDm($("new-dm-username").value);

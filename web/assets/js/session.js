@@ -12,7 +12,7 @@ const FRAME_SEND = 2;
 const FRAME_SYNC = 3;
 
 /** The reference client's reconnect delay (§9.6), in milliseconds. */
-export function reconnectDelay(attempt, random) {
+function reconnectDelay(attempt, random) {
   const base = 250 * 2 ** Math.min(attempt - 1, 7);
   const half = Math.floor(Math.min(base, 30000) / 2);
   return half + (random % (half + 1));
@@ -49,8 +49,8 @@ export class Session {
     this.filling = 0;
     this.holeSince = 0;
     this.limits = null;
-    this.userId = 0;
     this.interval = 15000;
+    this.saving = null;
     this.lastHeard = 0;
     this.lastBeat = 0;
     this.timer = null;
@@ -85,9 +85,15 @@ export class Session {
     }
   }
 
-  /** Drops the connection as a network would; the session comes back. */
-  drop() {
-    if (this.ws) this.ws.close();
+  /**
+   * The network is back (the browser says so): try at once rather than
+   * after the rest of the backoff.
+   */
+  wake() {
+    if (this.state === "disconnected") {
+      this.attempt = 0;
+      this.connect();
+    }
   }
 
   setState(s) {
@@ -107,11 +113,15 @@ export class Session {
     }
     this.ws = ws;
     this.setState("connecting");
+    // A gateway that takes the connection and never answers is left
+    // after three intervals, like a silent session.
+    this.lastHeard = Date.now();
+    this.interval = 15000;
+    this.tick();
     ws.onopen = () => {
       if (this.ws !== ws) return;
       this.setState("handshaking");
       this.lastHeard = Date.now();
-      this.interval = 15000;
       this.write({
         type: "hello",
         min_version: 1,
@@ -120,7 +130,6 @@ export class Session {
         device_id: this.device.device_id,
         inbox_cursor: this.device.cursor,
       });
-      this.tick();
     };
     ws.onmessage = (e) => {
       if (this.ws !== ws) return;
@@ -195,7 +204,6 @@ export class Session {
   handle(f) {
     switch (f.type) {
       case "welcome":
-        this.userId = f.user_id;
         this.limits = f.limits;
         this.interval = Math.max(100, f.heartbeat_interval_ms);
         this.lastBeat = Date.now();
@@ -263,8 +271,10 @@ export class Session {
   }
 
   onError(f) {
+    // Only refused credentials or version end the session (§9.1); any
+    // other refusal of Hello is followed by Close, and the client retries.
     if (this.state === "handshaking" && f.frame_type === 1) {
-      this.refused(f.code, f.message);
+      if (AUTH_CODES.has(f.code)) this.refused(f.code, f.message);
       return;
     }
     if (f.frame_type === FRAME_SEND) {
@@ -330,7 +340,13 @@ export class Session {
 
   deliver(s, m) {
     this.device.cursor = s;
-    this.persist();
+    // The cursor is written once per batch of frames: were the page to
+    // close before, the replay brings the last entries again, and they
+    // are recognised by their sequence.
+    this.saving ||= setTimeout(() => {
+      this.saving = null;
+      this.persist();
+    }, 0);
     if (m) this.on.message?.(m);
   }
 
