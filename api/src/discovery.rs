@@ -97,7 +97,44 @@ pub fn endpoint(
     }
 }
 
-/// Where to connect.
+/// One live node of a cluster, as the cluster's membership knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterGateway {
+    /// `ws://host:port/v1/ws`.
+    pub websocket_url: String,
+    /// `wss://host:port/v1/ws`.
+    pub secure_websocket_url: String,
+    /// `host:port` for QUIC.
+    pub quic_addr: String,
+}
+
+/// The live nodes of the cluster this node belongs to.
+pub trait ClusterView: Send + Sync {
+    /// Every live node's gateway, in order of preference (least loaded
+    /// first); empty when the view is not known yet.
+    fn gateways(&self) -> Vec<ClusterGateway>;
+}
+
+/// A cluster node's gateway as advertised to `client`: plain `ws://` only
+/// where the gateways' `plain_ws` policy lets that client use it.
+fn cluster_endpoint(
+    g: ClusterGateway,
+    plain_ws: crate::PlainWs,
+    client: IpAddr,
+) -> GatewayEndpoint {
+    GatewayEndpoint {
+        websocket_url: if plain_ws.allows(client) {
+            g.websocket_url
+        } else {
+            g.secure_websocket_url.clone()
+        },
+        secure_websocket_url: g.secure_websocket_url,
+        quic_addr: g.quic_addr,
+    }
+}
+
+/// Where to connect: in a cluster, the least-loaded live node first and
+/// every live node in `gateways`; alone, this node.
 pub async fn gateway(
     State(state): State<ApiState>,
     ClientIp(client): ClientIp,
@@ -107,12 +144,23 @@ pub async fn gateway(
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
         .and_then(host_only);
-    let me = endpoint(state.discovery(), host, client);
+    let settings = state.discovery();
+    let mut gateways: Vec<GatewayEndpoint> = state
+        .cluster()
+        .map(|view| view.gateways())
+        .unwrap_or_default()
+        .into_iter()
+        .map(|g| cluster_endpoint(g, settings.plain_ws, client))
+        .collect();
+    if gateways.is_empty() {
+        gateways.push(endpoint(settings, host, client));
+    }
+    let me = gateways[0].clone();
     Json(Discovery {
-        websocket_url: me.websocket_url.clone(),
-        secure_websocket_url: me.secure_websocket_url.clone(),
-        quic_addr: me.quic_addr.clone(),
-        gateways: vec![me],
+        websocket_url: me.websocket_url,
+        secure_websocket_url: me.secure_websocket_url,
+        quic_addr: me.quic_addr,
+        gateways,
     })
 }
 

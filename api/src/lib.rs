@@ -40,6 +40,7 @@ use axum::routing::{get, patch, post};
 use axum::Router;
 use confab_storage::MessageLog;
 pub use confab_types::PlainWs;
+pub use discovery::{ClusterGateway, ClusterView};
 
 pub use error::{ApiError, ApiResult};
 pub use extract::{Auth, ClientIp, Ids, JsonBody, QueryParams};
@@ -187,6 +188,8 @@ struct Inner {
     /// Where the gateway listens once it does (its configured port may
     /// be 0); discovery advertises this over the configured addresses.
     bound: std::sync::OnceLock<DiscoverySettings>,
+    /// The cluster's live nodes, when this node is in one.
+    cluster: std::sync::OnceLock<Arc<dyn ClusterView>>,
 }
 
 impl std::fmt::Debug for ApiState {
@@ -217,6 +220,7 @@ impl ApiState {
                 signups: IpLimiter::new(settings.signup_limit),
                 settings,
                 bound: std::sync::OnceLock::new(),
+                cluster: std::sync::OnceLock::new(),
             }),
         })
     }
@@ -291,6 +295,17 @@ impl ApiState {
             d.quic_addr = q.to_string();
         }
         let _ = self.inner.bound.set(d);
+    }
+
+    /// Makes discovery answer from the cluster's live nodes. Only the
+    /// first call counts.
+    pub fn join_cluster(&self, view: Arc<dyn ClusterView>) {
+        let _ = self.inner.cluster.set(view);
+    }
+
+    /// The cluster's view, when this node is in one.
+    pub fn cluster(&self) -> Option<&dyn ClusterView> {
+        self.inner.cluster.get().map(|v| v.as_ref())
     }
 
     /// What discovery advertises: the gateway's bound addresses once

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use confab_api::config::ApiConfig;
+use confab_cluster::ClusterConfig;
 use confab_gateway::config::{GatewayConfig, TlsConfig};
 use confab_push::config::PushConfig;
 use confab_storage::SyncPolicy;
@@ -56,6 +57,8 @@ pub struct Config {
     pub tls: TlsConfig,
     /// Push notifications for members with no device online.
     pub push: PushConfig,
+    /// Membership of a cluster on NATS (docs/cluster.md); empty: alone.
+    pub cluster: ClusterConfig,
 }
 
 /// The metrics endpoint's settings.
@@ -88,6 +91,7 @@ impl Default for Config {
             storage: StorageConfig::default(),
             tls: TlsConfig::default(),
             push: PushConfig::default(),
+            cluster: ClusterConfig::default(),
         }
     }
 }
@@ -172,6 +176,17 @@ impl Config {
         self.gateway.validate()?;
         self.tls.validate()?;
         self.push.validate()?;
+        self.cluster.validate()?;
+        if self.cluster.enabled()
+            && self.gateway.ws_addr.ip().is_unspecified()
+            && self.api.public_ws_url.is_none()
+        {
+            return Err(InvalidConfig::new(
+                "api.public_ws_url",
+                "a cluster node listening on a wildcard address must say where other nodes' clients reach it",
+            )
+            .into());
+        }
         let addrs = [
             ("api.addr", self.api.addr),
             ("gateway.ws_addr", self.gateway.ws_addr),
@@ -304,6 +319,38 @@ mod tests {
                 ..
             }))
         ));
+    }
+
+    #[test]
+    fn a_cluster_node_must_say_where_it_is_reached() {
+        let c = Config::from_toml(
+            "[cluster]\nnats = [\"nats://10.0.0.1:4222\"]\nnode_id = \"n1\"\n\
+             [gateway]\nws_addr = \"0.0.0.0:8081\"\n",
+        )
+        .unwrap();
+        assert!(c.cluster.enabled());
+        match c.validate() {
+            Err(ConfigError::Invalid(InvalidConfig { key, .. })) => {
+                assert_eq!(key, "api.public_ws_url")
+            }
+            other => panic!("{other:?}"),
+        }
+        let mut ok = c.clone();
+        ok.api.public_ws_url = Some("wss://chat.example.com/v1/ws".into());
+        ok.validate().unwrap();
+        let mut bad = ok;
+        bad.cluster.nats = vec!["10.0.0.1:4222".into()];
+        assert!(matches!(
+            bad.validate(),
+            Err(ConfigError::Invalid(InvalidConfig {
+                key: "cluster.nats",
+                ..
+            }))
+        ));
+        assert!(
+            Config::from_toml("[cluster]\nnat = []\n").is_err(),
+            "unknown keys refused"
+        );
     }
 
     #[test]

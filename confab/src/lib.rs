@@ -6,6 +6,7 @@
 
 pub mod admin;
 pub mod backup;
+pub mod cluster;
 pub mod config;
 pub mod heap_trim;
 pub mod metrics;

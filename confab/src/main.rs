@@ -196,6 +196,15 @@ struct ServeArgs {
     /// file's `[push]` section.
     #[arg(long, env = "CONFAB_PUSH_ENABLED", value_name = "BOOL")]
     push_enabled: Option<bool>,
+    /// Join the cluster on these NATS servers (repeat the flag, or
+    /// comma-separate); docs/cluster.md.
+    #[arg(
+        long,
+        env = "CONFAB_CLUSTER",
+        value_name = "NATS_URL",
+        value_delimiter = ','
+    )]
+    cluster: Vec<String>,
 }
 
 impl ServeArgs {
@@ -227,6 +236,9 @@ impl ServeArgs {
         }
         if let Some(v) = &self.database_url {
             c.api.database_url = Some(v.clone());
+        }
+        if !self.cluster.is_empty() {
+            c.cluster.nats = self.cluster.clone();
         }
         if let Some(v) = &self.tls_cert {
             c.tls.cert_path = Some(v.clone());

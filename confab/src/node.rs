@@ -495,6 +495,11 @@ impl Roles {
                 "no admin socket ({e:#}): `confab backup` works only while the node is stopped"
             ),
         }
+        if config.cluster.enabled() {
+            let cluster =
+                crate::cluster::join(&config, &api, ws_addr, quic_addr, admission.clone()).await?;
+            services.push(Box::new(cluster));
+        }
         Ok(Started {
             runtime: tokio::runtime::Handle::current(),
             store: api.store().clone(),

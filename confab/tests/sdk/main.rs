@@ -29,6 +29,7 @@ mod common;
 mod harness;
 mod backup;
 mod chat;
+mod cluster;
 mod devices;
 mod network;
 mod session;
