@@ -9,9 +9,12 @@
 //! least-loaded live node.
 
 mod config;
+mod connect;
+pub mod log;
 mod membership;
 mod node_info;
 
 pub use config::ClusterConfig;
+pub use log::{open as open_log, ForeignSink, LogError, ReplicatedLog};
 pub use membership::{Membership, MembershipError, NODES_BUCKET};
 pub use node_info::NodeInfo;

@@ -5,7 +5,6 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::kv;
-use async_nats::ServerAddr;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use tracing::{info, warn};
@@ -14,9 +13,6 @@ use crate::{ClusterConfig, NodeInfo};
 
 /// The KV bucket of live nodes.
 pub const NODES_BUCKET: &str = "confab_nodes";
-
-/// How long joining waits for NATS before the node gives up starting.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Why the node could not join or keep up its entry.
 #[derive(Debug, thiserror::Error)]
@@ -80,32 +76,7 @@ impl Membership {
     /// entry and starts following the others'. Call it on the runtime that
     /// is to carry the heartbeats.
     pub async fn join(config: &ClusterConfig, me: NodeInfo) -> Result<Membership, MembershipError> {
-        let mut addrs = Vec::new();
-        for url in &config.nats {
-            addrs.push(
-                url.parse::<ServerAddr>()
-                    .map_err(|e| MembershipError::BadUrl {
-                        url: url.clone(),
-                        message: e.to_string(),
-                    })?,
-            );
-        }
-        let urls = config.nats.join(", ");
-        let client = tokio::time::timeout(
-            CONNECT_TIMEOUT,
-            async_nats::ConnectOptions::new()
-                .name(format!("confab {}", me.node_id))
-                .connect(addrs),
-        )
-        .await
-        .map_err(|_| MembershipError::Connect {
-            urls: urls.clone(),
-            message: format!("no answer within {CONNECT_TIMEOUT:?}"),
-        })?
-        .map_err(|e| MembershipError::Connect {
-            urls,
-            message: e.to_string(),
-        })?;
+        let client = crate::connect::connect(config, &me.node_id).await?;
         let js = async_nats::jetstream::new(client);
         let store = match js.get_key_value(NODES_BUCKET).await {
             Ok(store) => store,

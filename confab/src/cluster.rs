@@ -29,10 +29,7 @@ pub async fn join(
     quic_addr: Option<SocketAddr>,
     admission: Admission,
 ) -> anyhow::Result<ClusterService> {
-    let node_id = match &config.cluster.node_id {
-        Some(id) => id.clone(),
-        None => host_name(),
-    };
+    let node_id = node_id(config);
     // Other nodes' clients are sent here: the advertised URL, or the
     // bound address (validate() refuses a wildcard without one).
     let (websocket_url, secure_websocket_url) = match &config.api.public_ws_url {
@@ -64,7 +61,7 @@ pub async fn join(
         .context("joining the cluster")?;
     api.join_cluster(std::sync::Arc::new(View(membership.clone())));
     warn!(
-        "cluster mode has membership and discovery only: messages, sessions and presence \
+        "cluster mode shares messages, read marks and discovery; presence and typing \
          are not yet shared between nodes (docs/cluster.md, \"Built so far\")"
     );
     Ok(ClusterService {
@@ -72,6 +69,14 @@ pub async fn join(
         me,
         admission,
     })
+}
+
+/// This node's name in the cluster: configured, or the host name.
+pub fn node_id(config: &Config) -> String {
+    match &config.cluster.node_id {
+        Some(id) => id.clone(),
+        None => host_name(),
+    }
 }
 
 /// The host name, as a node id: the characters a KV key allows.

@@ -15,13 +15,14 @@ use anyhow::Context;
 use confab_admission::Admission;
 use confab_api::serve::HttpLimits;
 use confab_api::{ApiSettings, ApiState};
+use confab_cluster::ReplicatedLog;
 use confab_directory::auth::{TokenSigner, TokenVerifier};
 use confab_directory::store::Store;
 use confab_gateway::ports::{NoPush, PushSink};
 use confab_gateway::transport::{quic::QuicSettings, tls};
 use confab_gateway::{make_bus, Gateway, IoMode, Parts, Settings};
 use confab_storage::writer::{WriterConfig, WriterPool};
-use confab_storage::{LogConfig, MessageLog, RocksLog};
+use confab_storage::{LogConfig, ManualClock, MessageLog, RocksLog};
 use prometheus::Registry;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -133,17 +134,42 @@ impl Node {
             .with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
         let log_dir = config.data_dir.join("log");
         let opened = Instant::now();
-        let log = RocksLog::open(
-            &log_dir,
-            LogConfig {
-                sync_policy: config.storage.sync,
-                ..LogConfig::default()
-            },
-        )
-        .with_context(|| format!("opening message log {}", log_dir.display()))?;
+        let fresh = !log_dir.exists();
+        // In a cluster the store's clock is the replicated log's: every
+        // node stores a message with the time its record carries.
+        let clock = Arc::new(ManualClock::new(confab_types::now_ms()));
+        let mut log_config = LogConfig {
+            sync_policy: config.storage.sync,
+            ..LogConfig::default()
+        };
+        if config.cluster.enabled() {
+            log_config.clock = clock.clone();
+        }
+        let log = RocksLog::open(&log_dir, log_config)
+            .with_context(|| format!("opening message log {}", log_dir.display()))?;
         info!(path = %log_dir.display(), sync = %config.storage.sync,
               elapsed_ms = opened.elapsed().as_millis() as u64, "message log open");
         let log = Arc::new(log);
+        let replicated = if config.cluster.enabled() {
+            let node_id = crate::cluster::node_id(&config);
+            Some(
+                confab_cluster::open_log(
+                    &config.cluster,
+                    &node_id,
+                    log.clone(),
+                    clock,
+                    &config.data_dir,
+                    fresh,
+                )
+                .context("joining the cluster's replicated log")?,
+            )
+        } else {
+            None
+        };
+        let shared_log: Arc<dyn MessageLog> = match &replicated {
+            Some(r) => r.clone(),
+            None => log.clone(),
+        };
 
         let identity = tls::load_or_generate(
             config
@@ -178,11 +204,24 @@ impl Node {
             writers: config.storage.writers,
             ..WriterConfig::default()
         });
-        let (pool, producers) =
-            WriterPool::start(log.clone(), writers, wakers).context("starting storage writers")?;
-        pool.stats()
-            .register(&registry)
-            .context("registering storage metrics")?;
+        let (storage, producers): (Box<dyn Service>, _) = match &replicated {
+            Some(r) => {
+                let (pool, producers) = WriterPool::start(r.clone(), writers, wakers)
+                    .context("starting storage writers")?;
+                pool.stats()
+                    .register(&registry)
+                    .context("registering storage metrics")?;
+                (Box::new(StorageService(pool)), producers)
+            }
+            None => {
+                let (pool, producers) = WriterPool::start(log.clone(), writers, wakers)
+                    .context("starting storage writers")?;
+                pool.stats()
+                    .register(&registry)
+                    .context("registering storage metrics")?;
+                (Box::new(StorageService(pool)), producers)
+            }
+        };
         settings
             .admission
             .register(&registry)
@@ -202,6 +241,8 @@ impl Node {
             settings,
             push: b.push,
             log: log.clone(),
+            shared_log,
+            replicated,
             registry: registry.clone(),
             ready: ready.clone(),
         };
@@ -214,7 +255,7 @@ impl Node {
                     .build()
                     .context("starting the node runtime")?;
                 runtime.block_on(async move {
-                    let mut services: Vec<Box<dyn Service>> = vec![Box::new(StorageService(pool))];
+                    let mut services: Vec<Box<dyn Service>> = vec![storage];
                     match roles
                         .start(bus, producers, shutdown_rx.clone(), &mut services)
                         .await
@@ -346,7 +387,12 @@ struct Roles {
     config: Config,
     settings: Settings,
     push: Option<Arc<dyn PushSink>>,
+    /// The local store (backups go through it).
     log: Arc<RocksLog>,
+    /// What the roles read and write: the local store, or the cluster's
+    /// replicated log over it.
+    shared_log: Arc<dyn MessageLog>,
+    replicated: Option<Arc<ReplicatedLog<RocksLog>>>,
     registry: Registry,
     ready: Readiness,
 }
@@ -364,6 +410,8 @@ impl Roles {
             settings,
             push,
             log,
+            shared_log,
+            replicated,
             registry,
             ready,
         } = self;
@@ -377,7 +425,7 @@ impl Roles {
             &config.api,
             &config.data_dir,
             api_settings,
-            log.clone() as Arc<dyn MessageLog>,
+            shared_log.clone(),
         )
         .await
         .context("starting the HTTP API")?;
@@ -396,7 +444,7 @@ impl Roles {
                     info!(providers = ?names, preview = config.push.include_preview, "push service on");
                     let (service, worker) = confab_push::start(
                         &config.push,
-                        log.clone() as Arc<dyn MessageLog>,
+                        shared_log.clone(),
                         api.store().clone(),
                         providers,
                         &registry,
@@ -420,7 +468,7 @@ impl Roles {
             Parts {
                 bus: bus.clone(),
                 producers,
-                log: log.clone() as Arc<dyn MessageLog>,
+                log: shared_log.clone(),
                 directory: Arc::new(StoreDirectory::new(
                     api.store().clone(),
                     tokio::runtime::Handle::current(),
@@ -438,6 +486,12 @@ impl Roles {
             quic_addr.filter(|_| config.api.public_quic_addr.is_none()),
         );
         services.push(Box::new(GatewayService(gateway)));
+        if let Some(replicated) = &replicated {
+            let bus = bus.clone();
+            replicated.on_foreign(Box::new(move |message, inbox| {
+                confab_gateway::shard::deliver_stored(&bus, message, inbox)
+            }));
+        }
         services.push(Box::new(EventForwarder {
             events: api.store().events().clone(),
             bus,

@@ -11,7 +11,7 @@ use confab_api::ApiState;
 use confab_gateway::Gateway;
 use confab_push::PushWorker;
 use confab_storage::writer::WriterPool;
-use confab_storage::RocksLog;
+use confab_storage::MessageLog;
 use tokio::net::TcpListener;
 use tracing::{info, warn};
 
@@ -22,9 +22,9 @@ use crate::service::{stopped, Service, ServiceFuture, ShutdownWatch};
 const PRODUCERS_GRACE: Duration = Duration::from_secs(10);
 
 /// The storage writers: they outlive the cores that submit to them.
-pub struct StorageService(pub WriterPool<RocksLog>);
+pub struct StorageService<L: MessageLog>(pub WriterPool<L>);
 
-impl Service for StorageService {
+impl<L: MessageLog> Service for StorageService<L> {
     fn name(&self) -> &'static str {
         "storage"
     }

@@ -52,6 +52,10 @@ pub enum StorageError {
     /// A directory or option problem when opening the store.
     #[error("cannot open store: {0}")]
     Open(String),
+    /// A replicated log did not take the write in time; retrying it (with
+    /// the same idempotency key) is safe.
+    #[error("log unavailable: {0}")]
+    Unavailable(String),
 }
 
 impl From<rocksdb::Error> for StorageError {

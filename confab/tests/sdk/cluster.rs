@@ -1,21 +1,25 @@
-//! Cluster membership against a real NATS server with JetStream: nodes
-//! started with `cluster.nats` find each other through the `confab_nodes`
-//! bucket, discovery on any node sends clients to the least-loaded live
-//! one, a node that stops leaves at once, and one that falls silent is
-//! dropped after the TTL.
+//! Clusters against a real NATS server with JetStream: nodes started with
+//! `cluster.nats` find each other through the `confab_nodes` bucket,
+//! discovery on any node sends clients to the least-loaded live one, a
+//! node that stops leaves at once, and one that falls silent is dropped
+//! after the TTL; users on different nodes (sharing a PostgreSQL
+//! directory) talk through the replicated log, and every node stores the
+//! same history.
 
 use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use confab_client::{InboxSeq, Target, Transport};
 use confab_cluster::{ClusterConfig, Membership, NodeInfo};
 use confab_gateway::IoMode;
 use confab_storage::writer::WriterConfig;
+use confab_storage::{ChannelId, HistoryAnchor, MessageLog, Seq};
 use serde_json::Value;
 
 use crate::common::*;
-use crate::harness::http_get;
+use crate::harness::*;
 
 /// A NATS server with JetStream on a loopback port, stopped on drop.
 struct Nats {
@@ -90,6 +94,49 @@ fn member(nats: &Nats, node_id: &str, ttl_ms: u64) -> TestNode {
         |_| {},
         WriterConfig::default(),
     )
+}
+
+/// A fresh schema on the PostgreSQL server of `CONFAB_TEST_PG_URL`, for
+/// nodes that share a directory.
+fn shared_directory() -> String {
+    let base = std::env::var("CONFAB_TEST_PG_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+        .expect("CONFAB_TEST_PG_URL is not set; run `make test`, which starts a server");
+    block_on(confab_directory::store::scratch_schema(&base)).unwrap()
+}
+
+/// A node of a cluster whose nodes share `directory` and a token key, as
+/// an SDK node over `transport`.
+fn sharing(nats: &Nats, node_id: &str, directory: &str, transport: Transport) -> SdkNode {
+    let cluster = nats.config(node_id, 2_000);
+    let directory = directory.to_owned();
+    SdkNode {
+        node: TestNode::start_configured(
+            IoMode::Epoll,
+            move |c| {
+                c.cluster = cluster;
+                c.api.database_url = Some(directory);
+                c.api.token_secret = Some("a cluster's shared token key, 32+ bytes".into());
+            },
+            |_| {},
+            WriterConfig::default(),
+        ),
+        transport,
+    }
+}
+
+/// Every message of `channel` in `node`'s own store.
+fn stored(node: &TestNode, channel: ChannelId) -> Vec<(u64, u64, String)> {
+    let page = node
+        .node
+        .log()
+        .channel_history(channel, HistoryAnchor::After(Seq(0)), 1000)
+        .unwrap();
+    page.items
+        .iter()
+        .map(|m| (m.seq.0, m.sender.0, m.text.to_string()))
+        .collect()
 }
 
 fn discovery(node: &TestNode) -> Value {
@@ -204,4 +251,111 @@ fn a_node_that_stops_leaves_at_once_and_a_silent_one_goes_after_the_ttl() {
         "dropped after {lasted:?}, before its TTL"
     );
     assert_eq!(membership.node_id(), "ghost");
+}
+
+#[test]
+fn users_on_different_nodes_talk_and_every_node_stores_the_same() {
+    let nats = Nats::start();
+    let directory = shared_directory();
+    let a = sharing(&nats, "a", &directory, Transport::Ws);
+    let b = sharing(&nats, "b", &directory, Transport::Quic);
+    let (alice, bob, carol) = (a.user("alice"), a.user("bob"), a.user("carol"));
+    let group = a.group(alice, &[bob, carol]);
+    let dm = block_on(async {
+        let (alice_phone, mut alice_events) = start(a.config(alice, 1)).await;
+        let (bob_phone, mut bob_events) = start(b.config(bob, 1)).await;
+        let (_carol, mut carol_events) = start(b.config_over(Transport::Wss, carol, 1)).await;
+
+        // Alice on a writes to Bob on b: each arrives once, in order, live.
+        let mut dm = None;
+        for i in 1..=30u64 {
+            let ack = alice_phone
+                .send(Target::User(bob), format!("dm {i}"))
+                .await
+                .unwrap();
+            assert_eq!((ack.seq, ack.duplicate), (Seq(i), false));
+            dm = Some(ack.channel_id);
+        }
+        let dm = dm.unwrap();
+        for i in 1..=30u64 {
+            let m = message(&mut bob_events).await;
+            assert_eq!(
+                (m.channel_id, m.seq, m.inbox_seq),
+                (dm, Seq(i), InboxSeq(i))
+            );
+            assert_eq!(m.text, format!("dm {i}").as_str());
+        }
+        // And back: Bob's sends on b continue the channel's sequence.
+        for i in 31..=35u64 {
+            let ack = bob_phone
+                .send(Target::Channel(dm), format!("reply {i}"))
+                .await
+                .unwrap();
+            assert_eq!(ack.seq, Seq(i));
+        }
+        for i in 31..=35u64 {
+            let m = message(&mut alice_events).await;
+            assert_eq!((m.seq, m.text.to_string()), (Seq(i), format!("reply {i}")));
+        }
+        // A group with members on both nodes, written from both at once.
+        let (x, y) = tokio::join!(
+            alice_phone.send(Target::Channel(group), "from a"),
+            bob_phone.send(Target::Channel(group), "from b"),
+        );
+        let mut seqs = vec![x.unwrap().seq, y.unwrap().seq];
+        seqs.sort();
+        assert_eq!(seqs, vec![Seq(1), Seq(2)]);
+        let got: Vec<Seq> = vec![
+            message(&mut carol_events).await.seq,
+            message(&mut carol_events).await.seq,
+        ];
+        assert_eq!(got, vec![Seq(1), Seq(2)]);
+
+        // Bob's laptop on a, from nothing, is replayed Bob's whole inbox
+        // as b assigned it: the same sequences on every node.
+        let (_laptop, mut laptop_events) = start(a.config(bob, 2)).await;
+        for i in 1..=37u64 {
+            let m = message(&mut laptop_events).await;
+            assert_eq!(m.inbox_seq, InboxSeq(i));
+        }
+        // A read mark set on b reaches a's store.
+        bob_phone.read(dm, Seq(35)).unwrap();
+        let since = Instant::now();
+        while !a
+            .node
+            .node
+            .log()
+            .read_marks(dm)
+            .unwrap()
+            .contains(&(bob, Seq(35)))
+        {
+            assert!(
+                since.elapsed() < PATIENCE,
+                "bob's read mark never reached a"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        dm
+    });
+    // Both stores hold the same messages, with the same sequences and times.
+    until("b applied everything", || stored(&b, group).len() == 2);
+    for channel in [group, dm] {
+        assert_eq!(stored(&a, channel), stored(&b, channel));
+    }
+    let (dm_a, dm_b) = (
+        a.node
+            .node
+            .log()
+            .inbox(bob, InboxSeq(0), 100)
+            .unwrap()
+            .items,
+        b.node
+            .node
+            .log()
+            .inbox(bob, InboxSeq(0), 100)
+            .unwrap()
+            .items,
+    );
+    assert_eq!(dm_a.len(), 37);
+    assert_eq!(dm_a, dm_b);
 }

@@ -62,12 +62,15 @@ impl ShardState {
                     target: frame::Target::Channel(p.channel),
                     text: Default::default(),
                 });
-                self.send_error(
-                    p.conn,
-                    ErrorCode::Internal,
-                    "storage error",
-                    Some(&answering),
-                );
+                // A replicated log that did not take the send in time: the
+                // client retries it with the same id.
+                let (code, message) = match e {
+                    confab_storage::StorageError::Unavailable(_) => {
+                        (ErrorCode::Unavailable, "message log unavailable; retry")
+                    }
+                    _ => (ErrorCode::Internal, "storage error"),
+                };
+                self.send_error(p.conn, code, message, Some(&answering));
                 return;
             }
         };
@@ -358,5 +361,32 @@ impl ShardState {
             let bytes = shared.get(c.encoding, frame);
             self.push_frame(id, OutFrame::Encoded(frame.frame_type(), bytes), priority);
         }
+    }
+}
+
+/// Delivers a message stored elsewhere (by another node of a cluster, and
+/// applied here from the replicated log) to the devices of its recipients
+/// connected to this node: each core gets the entries of its own users,
+/// released in inbox order like a message sent here. It was pushed (or
+/// not) by the node that took it.
+pub fn deliver_stored(bus: &super::Bus, message: StoredMessage, inbox: &[(UserId, InboxSeq)]) {
+    let cores = bus.cores();
+    let delivery = Arc::new(Delivery::new(message, Origin::Refill, Instant::now()));
+    let mut by_core: SmallVec<[(usize, Entries); 4]> = SmallVec::new();
+    for &(user, seq) in inbox {
+        let core = super::owner_core(user, cores);
+        match by_core.iter_mut().find(|(c, _)| *c == core) {
+            Some((_, entries)) => entries.push((user, seq)),
+            None => by_core.push((core, smallvec::smallvec![(user, seq)])),
+        }
+    }
+    for (core, entries) in by_core {
+        bus.send_shard(
+            core,
+            ShardMsg::Deliver {
+                delivery: delivery.clone(),
+                entries,
+            },
+        );
     }
 }

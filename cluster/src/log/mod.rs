@@ -1,0 +1,231 @@
+//! The replicated message log (docs/cluster.md, "The log"): a JetStream
+//! stream every node appends its groups of sends to and applies, in the
+//! stream's order, to its own RocksDB.
+//!
+//! - [`record`]: what the stream carries.
+//! - [`replicated`]: the [`confab_storage::MessageLog`] the node's writers
+//!   and readers use; appends go to the stream, reads to the local store.
+//! - `applier`: follows the stream into the local store.
+//! - [`position`]: how far the local store has applied it.
+
+mod applier;
+pub mod position;
+pub mod record;
+pub mod replicated;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::{self, stream};
+use confab_storage::{ManualClock, MessageLog};
+use tokio::sync::mpsc;
+use tracing::{info, warn};
+
+use self::applier::Applier;
+use self::position::PositionFile;
+use self::record::{Mark, Record};
+use self::replicated::{RuntimeOwner, Shared, LOG_STREAM, LOG_SUBJECT};
+use crate::{ClusterConfig, MembershipError};
+
+pub use self::replicated::{ForeignSink, ReplicatedLog};
+
+/// How long a send waits for the stream's acknowledgement and its
+/// application here before it is answered `UNAVAILABLE` (and retried by
+/// the client with the same id).
+const ACK_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Why the replicated log could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum LogError {
+    /// NATS could not be reached.
+    #[error(transparent)]
+    Connect(#[from] MembershipError),
+    /// JetStream refused to create or describe the stream.
+    #[error("the {LOG_STREAM} stream: {0}")]
+    Stream(String),
+    /// The position file could not be read.
+    #[error("the log position: {0}")]
+    Position(#[from] std::io::Error),
+    /// The local store was built from another stream than the cluster's.
+    #[error(
+        "this data directory was built from another {LOG_STREAM} stream (created at {mine} ns, \
+         the cluster's at {theirs} ns): start the node on an empty data directory"
+    )]
+    OtherStream {
+        /// The recorded creation time.
+        mine: i128,
+        /// The cluster's.
+        theirs: i128,
+    },
+    /// The local store holds data that did not come from the stream.
+    #[error(
+        "this data directory holds messages of a node that was not in a cluster; \
+         a cluster node starts on an empty one"
+    )]
+    NotFromStream,
+    /// Applying the stream stopped.
+    #[error("catching up with the {LOG_STREAM} stream: {0}")]
+    CatchUp(String),
+}
+
+/// Opens the replicated log over `inner`, whose [`confab_storage::LogConfig`]
+/// clock must be `clock`, and applies the stream up to its end as it is
+/// now before returning, so that the node serves from a current store.
+/// `fresh` says whether `inner` was created empty just now.
+pub fn open<L: MessageLog>(
+    config: &ClusterConfig,
+    node_id: &str,
+    inner: Arc<L>,
+    clock: Arc<ManualClock>,
+    data_dir: &std::path::Path,
+    fresh: bool,
+) -> Result<Arc<ReplicatedLog<L>>, LogError> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("confab-log")
+        .enable_all()
+        .build()?;
+    let handle = runtime.handle().clone();
+    let (js, stream, created, last) = runtime.block_on(async {
+        let client = crate::connect::connect(config, node_id).await?;
+        let js = jetstream::new(client);
+        let mut stream = js
+            .get_or_create_stream(stream::Config {
+                name: LOG_STREAM.to_owned(),
+                description: Some(
+                    "confab's messages and marks, in the order every node applies them".to_owned(),
+                ),
+                subjects: vec![LOG_SUBJECT.to_owned()],
+                num_replicas: config.replicas,
+                storage: stream::StorageType::File,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| LogError::Stream(e.to_string()))?;
+        let info = stream
+            .info()
+            .await
+            .map_err(|e| LogError::Stream(e.to_string()))?;
+        let (created, last) = (
+            info.created.unix_timestamp_nanos(),
+            info.state.last_sequence,
+        );
+        Ok::<_, LogError>((js, stream, created, last))
+    })?;
+
+    let position = PositionFile::new(data_dir);
+    let start = match position.load()? {
+        Some(p) if p.stream_created_ns != created => {
+            return Err(LogError::OtherStream {
+                mine: p.stream_created_ns,
+                theirs: created,
+            })
+        }
+        Some(p) => p.applied,
+        None if !fresh => return Err(LogError::NotFromStream),
+        None => 0,
+    };
+    let shared = Arc::new(Shared::new());
+    shared.applied.store(start, Ordering::Release);
+    let origin = origin_of(node_id);
+    let (marks_tx, marks_rx) = mpsc::unbounded_channel();
+    handle.spawn(
+        Applier {
+            inner: inner.clone(),
+            shared: shared.clone(),
+            clock: clock.clone(),
+            origin,
+            position,
+            stream_created_ns: created,
+        }
+        .run(stream),
+    );
+    handle.spawn(publish_marks(js.clone(), origin, marks_rx));
+
+    let began = Instant::now();
+    let mut reported = began;
+    loop {
+        let applied = shared.applied.load(Ordering::Acquire);
+        if applied >= last {
+            break;
+        }
+        if let Some(why) = shared.failed.get() {
+            return Err(LogError::CatchUp(why.clone()));
+        }
+        if reported.elapsed() >= Duration::from_secs(5) {
+            info!(applied, of = last, "catching up with the replicated log");
+            reported = Instant::now();
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    info!(
+        from = start,
+        to = last,
+        elapsed_ms = began.elapsed().as_millis() as u64,
+        "replicated log applied; following it"
+    );
+
+    Ok(Arc::new(ReplicatedLog {
+        inner,
+        shared,
+        js,
+        runtime: handle,
+        origin,
+        next_group: AtomicU64::new(1),
+        marks: marks_tx,
+        ack_timeout: ACK_TIMEOUT,
+        _clock: clock,
+        _runtime_owner: RuntimeOwner(Some(runtime)),
+    }))
+}
+
+/// A node's id as carried in records: a hash, so records stay small.
+/// Group numbers restart with the process, so the start time is in it too:
+/// a restarted node never mistakes its previous life's groups for its own.
+fn origin_of(node_id: &str) -> u64 {
+    use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
+    let mut h =
+        BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default().build_hasher();
+    h.write(node_id.as_bytes());
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0),
+    );
+    h.write_u32(std::process::id());
+    h.finish()
+}
+
+/// Publishes the marks set on this node, batched, retrying until the
+/// stream takes them.
+async fn publish_marks(js: jetstream::Context, origin: u64, mut rx: mpsc::UnboundedReceiver<Mark>) {
+    let mut batch = Vec::new();
+    while rx.recv_many(&mut batch, 4096).await > 0 {
+        let payload = Record::Marks {
+            origin,
+            marks: std::mem::take(&mut batch),
+        }
+        .encode();
+        let mut backoff = Duration::from_millis(50);
+        loop {
+            let acked = async {
+                js.publish(LOG_SUBJECT, payload.clone())
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .await
+                    .map_err(|e| e.to_string())
+            }
+            .await;
+            match acked {
+                Ok(_) => break,
+                Err(e) => {
+                    warn!(error = %e, "publishing read marks and cursors; retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                }
+            }
+        }
+    }
+}
