@@ -65,6 +65,12 @@ pub struct ClientConfig {
     /// loopback addresses (127.0.0.x). Ignored for a server of the other
     /// address family.
     pub local_ip: Option<IpAddr>,
+    /// Other servers of the same cluster (same forms as `url`). After an
+    /// attempt on the current server fails (a node that died or stopped),
+    /// the next attempt goes to the next of `url` and these, in turn; the
+    /// session resumes from its cursor wherever it lands, and unacknowledged
+    /// sends go again with their ids.
+    pub fallback_urls: Vec<String>,
 }
 
 impl ClientConfig {
@@ -86,6 +92,7 @@ impl ClientConfig {
             connect_timeout: Duration::from_secs(10),
             max_frame_bytes: 16 << 20,
             local_ip: None,
+            fallback_urls: Vec::new(),
         }
     }
 
@@ -112,14 +119,24 @@ impl ClientConfig {
         if self.max_frame_bytes < DEFAULT_MAX_FRAME_BYTES {
             return bad("max_frame_bytes must be at least the protocol's default of 1 MiB");
         }
-        let tls = if url.transport.is_tls() {
-            Some(self.tls.build(&url.host)?)
-        } else {
-            None
+        let tls_for = |url: &ServerUrl| -> Result<Option<BuiltTls>, ClientError> {
+            if url.transport.is_tls() {
+                Ok(Some(self.tls.build(&url.host)?))
+            } else {
+                Ok(None)
+            }
         };
+        let tls = tls_for(&url)?;
+        let mut servers = vec![(url.clone(), tls.clone())];
+        for other in &self.fallback_urls {
+            let other = ServerUrl::parse(other)?;
+            let tls = tls_for(&other)?;
+            servers.push((other, tls));
+        }
         Ok(Validated {
             url,
             tls,
+            servers,
             connect_timeout: self.connect_timeout,
             max_frame_bytes: self.max_frame_bytes,
             local_ip: self.local_ip,
@@ -130,8 +147,11 @@ impl ClientConfig {
 /// What the transports need, checked.
 #[derive(Debug, Clone)]
 pub(crate) struct Validated {
+    /// The server the next attempt goes to.
     pub url: ServerUrl,
     pub tls: Option<BuiltTls>,
+    /// `url` and the fallbacks, in turn.
+    pub servers: Vec<(ServerUrl, Option<BuiltTls>)>,
     pub connect_timeout: Duration,
     pub max_frame_bytes: usize,
     pub local_ip: Option<IpAddr>,

@@ -119,6 +119,8 @@ pub(crate) struct Driver {
     refused: Option<(ErrorCode, String)>,
     closers: Vec<oneshot::Sender<()>>,
     quic: Option<quinn::Endpoint>,
+    /// Which of the configured servers the next attempt goes to.
+    server: usize,
 }
 
 impl Driver {
@@ -151,6 +153,7 @@ impl Driver {
             refused: None,
             closers: Vec::new(),
             quic: None,
+            server: 0,
         }
     }
 
@@ -235,7 +238,13 @@ impl Driver {
     /// One connection attempt, during which commands are still served.
     /// `Ok(None)`: the application closed the client meanwhile.
     async fn open(&mut self) -> Result<Option<Connection>, String> {
-        let config = self.config.clone();
+        let mut config = self.config.clone();
+        let servers = self.config.servers.len();
+        if servers > 1 {
+            let (url, tls) = self.config.servers[self.server % servers].clone();
+            config.url = url;
+            config.tls = tls;
+        }
         let mut endpoint = self.quic.take();
         let attempt = async move {
             let result = transport::connect(&config, &mut endpoint).await;
@@ -246,6 +255,9 @@ impl Driver {
             tokio::select! {
                 (result, endpoint) = &mut attempt => {
                     self.quic = endpoint;
+                    if result.is_err() {
+                        self.server = self.server.wrapping_add(1);
+                    }
                     return result.map(Some);
                 }
                 command = self.commands.recv() => {

@@ -12,10 +12,12 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use confab_client::{InboxSeq, Target, Transport};
+use confab_cluster::log::record::Record;
+use confab_cluster::log::replicated::LOG_SUBJECT;
 use confab_cluster::{ClusterConfig, Membership, NodeInfo};
 use confab_gateway::IoMode;
 use confab_storage::writer::WriterConfig;
-use confab_storage::{ChannelId, HistoryAnchor, MessageLog, Seq};
+use confab_storage::{AppendRequest, ChannelId, HistoryAnchor, MessageLog, Seq};
 use serde_json::Value;
 
 use crate::common::*;
@@ -117,7 +119,10 @@ fn sharing(nats: &Nats, node_id: &str, directory: &str, transport: Transport) ->
             move |c| {
                 c.cluster = cluster;
                 c.api.database_url = Some(directory);
-                c.api.token_secret = Some("a cluster's shared token key, 32+ bytes".into());
+                c.api.token_secret = Some(SECRET.into());
+                // The kill test's resends come all at once.
+                c.gateway.send_rate_per_s = 10_000;
+                c.gateway.send_burst = 10_000;
             },
             |_| {},
             WriterConfig::default(),
@@ -358,4 +363,206 @@ fn users_on_different_nodes_talk_and_every_node_stores_the_same() {
     );
     assert_eq!(dm_a.len(), 37);
     assert_eq!(dm_a, dm_b);
+}
+
+/// `confab serve` as a child process in the cluster, killed on drop.
+struct NodeProcess {
+    child: Child,
+    ws_addr: std::net::SocketAddr,
+    _dir: tempfile::TempDir,
+}
+
+impl NodeProcess {
+    fn start(nats: &Nats, node_id: &str, directory: &str) -> NodeProcess {
+        let dir = tempfile::tempdir().unwrap();
+        let ws_addr: std::net::SocketAddr = ([127, 0, 0, 1], free_port()).into();
+        let config = format!(
+            r#"data_dir = "{data}"
+[api]
+addr = "127.0.0.1:0"
+database_url = "{directory}"
+token_secret = "{SECRET}"
+[gateway]
+ws_addr = "{ws_addr}"
+quic_addr = "127.0.0.1:0"
+cores = 1
+send_rate_per_s = 10000
+send_burst = 10000
+[metrics]
+addr = "127.0.0.1:0"
+[push]
+enabled = false
+[cluster]
+nats = ["{nats}"]
+node_id = "{node_id}"
+heartbeat_ms = 100
+ttl_ms = 2000
+replicas = 1
+"#,
+            data = dir.path().join("data").display(),
+            nats = nats.url,
+        );
+        let file = dir.path().join("confab.toml");
+        std::fs::write(&file, config).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_confab"))
+            .arg("serve")
+            .arg("--config")
+            .arg(&file)
+            .env("CONFAB_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + PATIENCE;
+        while TcpStream::connect(ws_addr).is_err() {
+            assert!(Instant::now() < deadline, "confab serve did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        NodeProcess {
+            child,
+            ws_addr,
+            _dir: dir,
+        }
+    }
+
+    /// `kill -9`.
+    fn kill(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for NodeProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The token key every node of the tests' clusters shares.
+const SECRET: &str = "a cluster's shared token key, 32+ bytes";
+
+#[test]
+fn a_node_killed_under_load_loses_nothing_acknowledged() {
+    const SENDS: u64 = 300;
+    let nats = Nats::start();
+    let directory = shared_directory();
+    let b = sharing(&nats, "b", &directory, Transport::Ws);
+    let mut a = NodeProcess::start(&nats, "a", &directory);
+    let (alice, bob) = (b.user("alice"), b.user("bob"));
+    let dm = block_on(async {
+        // Alice's phone is on a, with b to fall back on; Bob's is on b.
+        let mut config = b.config_at(&format!("ws://{}/v1/ws", a.ws_addr), alice, 1);
+        config.fallback_urls = vec![b.url()];
+        let (alice_phone, _alice_events) = start(config).await;
+        let (_bob_phone, mut bob_events) = start(b.config(bob, 1)).await;
+
+        // Sends go out back to back, each waiting for the one before it
+        // only to be handed over (the SDK keeps up to 1024 unacknowledged).
+        let alice_phone = std::sync::Arc::new(alice_phone);
+        let (acked_tx, mut acked_rx) = tokio::sync::mpsc::unbounded_channel();
+        let sender = {
+            let alice_phone = alice_phone.clone();
+            tokio::spawn(async move {
+                let mut waiting = Vec::new();
+                for i in 1..=SENDS {
+                    let send = alice_phone.send(Target::User(bob), format!("m{i}"));
+                    let acked_tx = acked_tx.clone();
+                    waiting.push(tokio::spawn(async move {
+                        let ack = send.await.expect("a send failed");
+                        let _ = acked_tx.send(ack);
+                    }));
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
+                for w in waiting {
+                    w.await.unwrap();
+                }
+            })
+        };
+        // a dies a third of the way in, with sends in flight.
+        let mut acks = Vec::new();
+        while acks.len() < (SENDS / 3) as usize {
+            acks.push(acked_rx.recv().await.unwrap());
+        }
+        a.kill();
+        sender.await.unwrap();
+        while let Ok(ack) = acked_rx.try_recv() {
+            acks.push(ack);
+        }
+        assert_eq!(acks.len(), SENDS as usize);
+        let dm = acks[0].channel_id;
+        // Every acknowledgement names its own sequence, 1..=SENDS once each.
+        let mut seqs: Vec<u64> = acks.iter().map(|a| a.seq.0).collect();
+        seqs.sort_unstable();
+        assert_eq!(seqs, (1..=SENDS).collect::<Vec<_>>());
+
+        // Bob, on the surviving node, gets every message once, in order.
+        let mut got = Vec::new();
+        while got.len() < SENDS as usize {
+            let m = message(&mut bob_events).await;
+            assert_eq!(m.seq, Seq(got.len() as u64 + 1), "out of order or repeated");
+            got.push(m.text.to_string());
+        }
+        let mut texts = got.clone();
+        texts.sort();
+        texts.dedup();
+        assert_eq!(texts.len(), SENDS as usize, "a message stored twice");
+        dm
+    });
+    // The surviving node's store holds each message once.
+    let history = stored(&b, dm);
+    assert_eq!(history.len(), SENDS as usize);
+    assert!(history
+        .iter()
+        .enumerate()
+        .all(|(i, (seq, sender, _))| *seq == i as u64 + 1 && *sender == alice.0));
+}
+
+#[test]
+fn a_send_stored_by_a_node_that_died_before_acking_it_is_acknowledged_once_on_retry() {
+    let nats = Nats::start();
+    let directory = shared_directory();
+    let b = sharing(&nats, "b", &directory, Transport::Ws);
+    let (alice, bob) = (b.user("alice"), b.user("bob"));
+    block_on(async {
+        let (alice_phone, _alice_events) = start(b.config(alice, 1)).await;
+        let (_bob_phone, mut bob_events) = start(b.config(bob, 1)).await;
+        let first = alice_phone.send(Target::User(bob), "first").await.unwrap();
+        assert_eq!(message(&mut bob_events).await.text, "first");
+
+        // Another node took Alice's next send (client_msg_id 2) into the
+        // log and died before it could answer her.
+        let record = Record::Appends {
+            origin: 42,
+            group: 1,
+            timestamp_ms: confab_types::now_ms(),
+            requests: vec![AppendRequest {
+                channel: first.channel_id,
+                sender: alice,
+                device: confab_storage::DeviceId(1),
+                client_msg_id: 2,
+                recipients: vec![alice, bob],
+                text: "second".into(),
+                push_to: Vec::new(),
+            }],
+        };
+        let client = async_nats::connect(&nats.url).await.unwrap();
+        async_nats::jetstream::new(client)
+            .publish(LOG_SUBJECT, record.encode())
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+        // b applies it and delivers it: the message exists.
+        let m = message(&mut bob_events).await;
+        assert_eq!((m.seq, m.text.to_string()), (Seq(2), "second".to_owned()));
+
+        // Her retry, on b, is answered as that message, and stores nothing.
+        let retry = alice_phone.send(Target::User(bob), "second").await.unwrap();
+        assert_eq!((retry.seq, retry.duplicate), (Seq(2), true));
+        let third = alice_phone.send(Target::User(bob), "third").await.unwrap();
+        assert_eq!((third.seq, third.duplicate), (Seq(3), false));
+        let m = message(&mut bob_events).await;
+        assert_eq!((m.seq, m.text.to_string()), (Seq(3), "third".to_owned()));
+    });
 }
