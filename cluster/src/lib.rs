@@ -10,6 +10,7 @@
 
 mod config;
 mod connect;
+pub mod events;
 pub mod log;
 mod membership;
 mod node_info;

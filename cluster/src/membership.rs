@@ -54,6 +54,7 @@ pub struct Membership {
 }
 
 struct Inner {
+    client: async_nats::Client,
     store: kv::Store,
     me: String,
     ttl: Duration,
@@ -77,7 +78,7 @@ impl Membership {
     /// is to carry the heartbeats.
     pub async fn join(config: &ClusterConfig, me: NodeInfo) -> Result<Membership, MembershipError> {
         let client = crate::connect::connect(config, &me.node_id).await?;
-        let js = async_nats::jetstream::new(client);
+        let js = async_nats::jetstream::new(client.clone());
         let store = match js.get_key_value(NODES_BUCKET).await {
             Ok(store) => store,
             Err(_) => {
@@ -105,6 +106,7 @@ impl Membership {
         };
         let membership = Membership {
             inner: Arc::new(Inner {
+                client,
                 store,
                 me: me.node_id.clone(),
                 ttl: config.ttl(),
@@ -117,6 +119,11 @@ impl Membership {
         membership.follow().await?;
         info!(node = %membership.inner.me, "joined the cluster");
         Ok(membership)
+    }
+
+    /// The connection to NATS, for the node's other traffic.
+    pub fn client(&self) -> async_nats::Client {
+        self.inner.client.clone()
     }
 
     /// This node's name.

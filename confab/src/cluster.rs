@@ -61,8 +61,8 @@ pub async fn join(
         .context("joining the cluster")?;
     api.join_cluster(std::sync::Arc::new(View(membership.clone())));
     warn!(
-        "cluster mode shares messages, read marks and discovery; presence and typing \
-         are not yet shared between nodes (docs/cluster.md, \"Built so far\")"
+        "cluster mode: push notifications are decided by the node that took a send, \
+         which counts only its own devices as online (docs/cluster.md, \"Built so far\")"
     );
     Ok(ClusterService {
         membership,
@@ -134,6 +134,13 @@ impl Service for ClusterService {
             }
             Ok(())
         })
+    }
+}
+
+impl ClusterService {
+    /// The node's membership and its entry, for the relay.
+    pub fn member(&self) -> (Membership, NodeInfo) {
+        (self.membership.clone(), self.me.clone())
     }
 }
 

@@ -463,6 +463,12 @@ impl Roles {
 
         let ws_addr = settings.ws_addr;
         let admission = settings.admission.clone();
+        let (relay_port, relay) = if config.cluster.enabled() {
+            let (port, relay) = crate::cluster_relay::relay(bus.clone(), config.cluster.ttl());
+            (Some(port), Some(relay))
+        } else {
+            (None, None)
+        };
         let gateway = Gateway::start(
             settings,
             Parts {
@@ -476,6 +482,7 @@ impl Roles {
                 auth: Arc::new(TokenAuth(api.verifier().clone())),
                 push: push_sink,
                 registry: registry.clone(),
+                cluster: relay_port.map(|p| p as Arc<dyn confab_gateway::ports::ClusterPort>),
             },
             shutdown.clone(),
         )
@@ -552,6 +559,10 @@ impl Roles {
         if config.cluster.enabled() {
             let cluster =
                 crate::cluster::join(&config, &api, ws_addr, quic_addr, admission.clone()).await?;
+            if let Some(relay) = relay {
+                let (membership, me) = cluster.member();
+                services.push(Box::new(relay.joined(membership, me)));
+            }
             services.push(Box::new(cluster));
         }
         Ok(Started {

@@ -119,3 +119,25 @@ impl PushSink for NoPush {
     fn presence(&self, _user: UserId, _online: bool) {}
     fn delivered(&self, _job: PushJob, _found: Found) {}
 }
+
+/// What a shard tells the other nodes of a cluster: typing notices and
+/// read receipts made here, and this node's presence changes. Never
+/// stored; a lost one is what a lost typing notice is on one node.
+#[derive(Debug, Clone)]
+pub enum ClusterEvent {
+    /// A member of a channel types (members' devices elsewhere show it).
+    Typing(Arc<crate::shard::TypingNotice>),
+    /// A member read a channel up to a sequence.
+    Receipt(Arc<crate::shard::ReadReceipt>),
+    /// A user's first device connected to this node (`online`), or the
+    /// last one left and the grace period passed.
+    Presence(confab_protocol::frame::PresenceInfo),
+}
+
+/// The cluster, as the gateway sees it (absent on a single node).
+pub trait ClusterPort: Send + Sync + 'static {
+    /// Tells the other nodes. Must not block (called from a core).
+    fn publish(&self, event: ClusterEvent);
+    /// Whether `user` has a device on another live node.
+    fn online_elsewhere(&self, user: UserId) -> bool;
+}

@@ -15,7 +15,7 @@ use confab_storage::MessageLog;
 use tokio::sync::watch;
 
 use crate::metrics::GatewayMetrics;
-use crate::ports::{Authenticator, Directory, PushSink};
+use crate::ports::{Authenticator, ClusterPort, Directory, PushSink};
 use crate::settings::Settings;
 use crate::shard::{self, Bus, Core, CoreIo, ShardConfig, ShardState};
 use crate::transport::{listener, quic, runtime, IoMode};
@@ -42,6 +42,8 @@ pub struct Parts {
     pub push: Arc<dyn PushSink>,
     /// Where the gateway's metrics are registered.
     pub registry: prometheus::Registry,
+    /// The other nodes, in a cluster.
+    pub cluster: Option<Arc<dyn ClusterPort>>,
 }
 
 /// The mailboxes, and the wakers the storage writers call when a core has
@@ -112,6 +114,7 @@ impl Gateway {
             directory: parts.directory,
             auth: parts.auth,
             push: parts.push,
+            cluster: parts.cluster,
             metrics,
         });
         let cpus = core_affinity::get_core_ids().unwrap_or_default();
@@ -190,12 +193,15 @@ async fn core_main(
     peers: quic::routing::Peers,
     shutdown: ShutdownWatch,
 ) {
-    let state = ShardState::new(
+    let mut state = ShardState::new(
         shard_config(&io.settings, id),
         io.metrics.core(id),
         Instant::now(),
         confab_types::now_ms(),
     );
+    if let Some(cluster) = &io.cluster {
+        state.join_cluster(cluster.clone());
+    }
     let core = Core::new(id, io.clone(), state, producer);
     if *shutdown.borrow() {
         return;

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use confab_client::{InboxSeq, Target, Transport};
+use confab_client::{ClientEvent, InboxSeq, Target, Transport};
 use confab_cluster::log::record::Record;
 use confab_cluster::log::replicated::LOG_SUBJECT;
 use confab_cluster::{ClusterConfig, Membership, NodeInfo};
@@ -48,24 +48,34 @@ fn nats_server() -> PathBuf {
 impl Nats {
     fn start() -> Nats {
         let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
+        // The server picks its own port and writes it down: a port chosen
+        // here could be taken by a parallel test's server before it binds.
         let child = Command::new(nats_server())
-            .args(["--jetstream", "--addr", "127.0.0.1", "--port"])
-            .arg(port.to_string())
+            .args(["--jetstream", "--addr", "127.0.0.1", "--port", "-1"])
             .arg("--store_dir")
+            .arg(dir.path())
+            .arg("--ports_file_dir")
             .arg(dir.path())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
+        let ports = dir.path().join(format!("nats-server_{}.ports", child.id()));
         let deadline = Instant::now() + PATIENCE;
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        let url = loop {
+            let listed = std::fs::read_to_string(&ports)
+                .ok()
+                .and_then(|text| serde_json::from_str::<Value>(&text).ok())
+                .and_then(|v| v["nats"][0].as_str().map(str::to_owned));
+            if let Some(url) = listed {
+                break url;
+            }
             assert!(Instant::now() < deadline, "nats-server did not start");
             std::thread::sleep(Duration::from_millis(20));
-        }
+        };
         Nats {
             child,
-            url: format!("nats://127.0.0.1:{port}"),
+            url,
             _dir: dir,
         }
     }
@@ -123,6 +133,7 @@ fn sharing(nats: &Nats, node_id: &str, directory: &str, transport: Transport) ->
                 // The kill test's resends come all at once.
                 c.gateway.send_rate_per_s = 10_000;
                 c.gateway.send_burst = 10_000;
+                c.gateway.presence_grace_ms = 200;
             },
             |_| {},
             WriterConfig::default(),
@@ -564,5 +575,84 @@ fn a_send_stored_by_a_node_that_died_before_acking_it_is_acknowledged_once_on_re
         assert_eq!((third.seq, third.duplicate), (Seq(3), false));
         let m = message(&mut bob_events).await;
         assert_eq!((m.seq, m.text.to_string()), (Seq(3), "third".to_owned()));
+    });
+}
+
+/// Events until a presence entry for `user` with `online` comes (anything
+/// else is skipped); its last-seen time.
+async fn presence_of(
+    events: &mut confab_client::Events,
+    user: confab_client::UserId,
+    online: bool,
+) -> u64 {
+    loop {
+        if let ClientEvent::Presence(p) = next_event(events).await {
+            if let Some(p) = p.iter().find(|p| p.user_id == user && p.online == online) {
+                return p.last_seen_ms;
+            }
+        }
+    }
+}
+
+#[test]
+fn presence_typing_and_receipts_cross_nodes() {
+    let nats = Nats::start();
+    let directory = shared_directory();
+    let a = sharing(&nats, "a", &directory, Transport::Ws);
+    let b = sharing(&nats, "b", &directory, Transport::Ws);
+    let (alice, bob) = (a.user("alice"), a.user("bob"));
+    a.befriend(alice, bob);
+    block_on(async {
+        // Bob, on b, watches Alice.
+        let (bob_phone, mut bob_events) = start(b.config(bob, 1)).await;
+        let now = bob_phone.presence_subscribe(vec![alice]).await.unwrap();
+        assert!(!now[0].online);
+        // Alice comes online on a: Bob hears it, and asking b agrees.
+        let (alice_phone, mut alice_events) = start(a.config(alice, 1)).await;
+        presence_of(&mut bob_events, alice, true).await;
+        assert!(bob_phone.presence_query(vec![alice]).await.unwrap()[0].online);
+
+        // Typing on a reaches Bob's device on b (best effort: repeated, as
+        // an app does while its user types).
+        let first = alice_phone.send(Target::User(bob), "hi").await.unwrap();
+        let dm = first.channel_id;
+        assert_eq!(message(&mut bob_events).await.seq, first.seq);
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        let typing = loop {
+            assert!(tokio::time::Instant::now() < deadline, "no typing notice");
+            alice_phone.typing(dm).unwrap();
+            match tokio::time::timeout(Duration::from_millis(200), bob_events.recv()).await {
+                Ok(Some(ClientEvent::Typing(t))) => break t,
+                Ok(None) => panic!("bob's client closed"),
+                _ => {}
+            }
+        };
+        assert_eq!((typing.channel_id, typing.user_id), (dm, alice));
+        // Bob's read on b reaches Alice's device on a as a receipt.
+        bob_phone.read(dm, first.seq).unwrap();
+        let receipt = expect(&mut alice_events, "a receipt", |e| match e {
+            ClientEvent::Receipt(r) => Some(r.clone()),
+            _ => None,
+        })
+        .await;
+        assert_eq!((receipt.user_id, receipt.seq), (bob, first.seq));
+
+        // Alice's laptop joins on b, then her phone on a leaves: she is
+        // still online, so Bob hears nothing; when the laptop leaves too,
+        // Bob hears "offline" once the grace period has passed.
+        let (laptop, _laptop_events) = start(b.config(alice, 2)).await;
+        alice_phone.close().await;
+        let quiet = tokio::time::timeout(Duration::from_millis(800), async {
+            presence_of(&mut bob_events, alice, false).await
+        })
+        .await;
+        assert!(
+            quiet.is_err(),
+            "alice reported offline while her laptop is on"
+        );
+        assert!(bob_phone.presence_query(vec![alice]).await.unwrap()[0].online);
+        laptop.close().await;
+        let last_seen = presence_of(&mut bob_events, alice, false).await;
+        assert!(last_seen > 0);
     });
 }

@@ -96,6 +96,8 @@ pub struct CoreIo {
     pub auth: Arc<dyn Authenticator>,
     /// Where push jobs go.
     pub push: Arc<dyn PushSink>,
+    /// The other nodes, in a cluster.
+    pub cluster: Option<Arc<dyn crate::ports::ClusterPort>>,
     /// The gateway's metrics.
     pub metrics: GatewayMetrics,
 }

@@ -24,7 +24,7 @@ use super::state::ShardState;
 use super::timers::Timer;
 use super::users::UserSlot;
 use crate::fanout::{Delivery, Origin, OutFrame, Priority};
-use crate::ports::{Found, PushJob};
+use crate::ports::{ClusterEvent, Found, PushJob};
 
 /// Most entries one gap read asks for.
 const GAP_READ_LIMIT: u64 = 1000;
@@ -296,6 +296,9 @@ impl ShardState {
 
     /// Relays a typing notice to every shard holding a member.
     pub fn route_typing(&mut self, now: Instant, notice: Arc<TypingNotice>) {
+        if let Some(cluster) = &self.cluster {
+            cluster.publish(ClusterEvent::Typing(notice.clone()));
+        }
         for core in self.member_cores(&notice.members) {
             self.send_to_core(now, core, ShardMsg::Typing(notice.clone()));
         }
@@ -303,6 +306,9 @@ impl ShardState {
 
     /// Relays a read receipt to every shard holding a member.
     pub fn route_receipt(&mut self, now: Instant, receipt: Arc<ReadReceipt>) {
+        if let Some(cluster) = &self.cluster {
+            cluster.publish(ClusterEvent::Receipt(receipt.clone()));
+        }
         for core in self.member_cores(&receipt.members) {
             self.send_to_core(now, core, ShardMsg::Receipt(receipt.clone()));
         }
@@ -361,6 +367,32 @@ impl ShardState {
             let bytes = shared.get(c.encoding, frame);
             self.push_frame(id, OutFrame::Encoded(frame.frame_type(), bytes), priority);
         }
+    }
+}
+
+/// Delivers a typing notice or read receipt made on another node of a
+/// cluster to the cores holding its members here.
+pub fn deliver_event(bus: &super::Bus, event: ClusterEvent) {
+    let cores = bus.cores();
+    let (members, msg): (&[UserId], &dyn Fn() -> ShardMsg) = match &event {
+        ClusterEvent::Typing(t) => (&t.members, &|| ShardMsg::Typing(t.clone())),
+        ClusterEvent::Receipt(r) => (&r.members, &|| ShardMsg::Receipt(r.clone())),
+        ClusterEvent::Presence(info) => {
+            // Each core holds the connections that watch it.
+            for core in 0..cores {
+                bus.send_shard(core, ShardMsg::PresenceChanged(*info));
+            }
+            return;
+        }
+    };
+    let mut targets: SmallVec<[usize; 8]> = members
+        .iter()
+        .map(|u| super::owner_core(*u, cores))
+        .collect();
+    targets.sort_unstable();
+    targets.dedup();
+    for core in targets {
+        bus.send_shard(core, msg());
     }
 }
 

@@ -31,7 +31,7 @@ mod tests;
 pub use self::cache::Cache;
 pub use self::conns::ConnId;
 pub use self::core::{Bus, ConnIo, Core, CoreIo, CoreMsg, Remote};
-pub use self::deliver::deliver_stored;
+pub use self::deliver::{deliver_event, deliver_stored};
 pub use self::driver::{run, sleep_until};
 pub use self::mailbox::Mailbox;
 pub use self::msg::{Entries, Input, Output, PushEvent, ReadReceipt, ShardMsg, TypingNotice};

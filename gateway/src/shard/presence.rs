@@ -112,7 +112,10 @@ impl ShardState {
 
     /// Which of `users` are online here.
     pub fn online_here(&self, users: &[UserId]) -> Vec<(UserId, bool)> {
-        users.iter().map(|u| (*u, self.is_online(*u))).collect()
+        users
+            .iter()
+            .map(|u| (*u, self.is_online_anywhere(*u)))
+            .collect()
     }
 }
 

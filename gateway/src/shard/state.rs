@@ -6,6 +6,7 @@
 //! [`ShardState::handle_timeout`] at [`ShardState::poll_timeout`].
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use confab_protocol::frame::{self, Frame, FrameType};
@@ -22,6 +23,7 @@ use super::users::UserSlot;
 use super::watchers::Watchers;
 use crate::fanout::{CloseReason, OutFrame, Priority, Pushed};
 use crate::metrics::{CoreMetrics, Transport};
+use crate::ports::{ClusterEvent, ClusterPort};
 
 /// What a shard is configured with.
 #[derive(Debug, Clone)]
@@ -84,6 +86,8 @@ pub struct ShardState {
     /// the `now` it is given.
     anchor: (Instant, u64),
     stopping: bool,
+    /// The other nodes of a cluster; `None` on a single node.
+    pub(crate) cluster: Option<Arc<dyn ClusterPort>>,
 }
 
 impl ShardState {
@@ -102,7 +106,15 @@ impl ShardState {
             start_reads: 0,
             anchor: (now, now_ms),
             stopping: false,
+            cluster: None,
         }
+    }
+
+    /// Makes this shard a part of a cluster: its presence changes, typing
+    /// notices and receipts go to the other nodes too, and a user online
+    /// on another node counts as online here.
+    pub fn join_cluster(&mut self, cluster: Arc<dyn ClusterPort>) {
+        self.cluster = Some(cluster);
     }
 
     /// The configuration.
@@ -173,14 +185,15 @@ impl ShardState {
             });
         }
         if came_online {
-            self.publish_presence(
-                now,
-                frame::PresenceInfo {
-                    user_id: o.user,
-                    online: true,
-                    last_seen_ms: 0,
-                },
-            );
+            let info = frame::PresenceInfo {
+                user_id: o.user,
+                online: true,
+                last_seen_ms: 0,
+            };
+            if let Some(cluster) = &self.cluster {
+                cluster.publish(ClusterEvent::Presence(info));
+            }
+            self.publish_presence(now, info);
         }
         if let Some(target) = start {
             self.start_replay(id, target);
@@ -250,6 +263,15 @@ impl ShardState {
     /// Whether `user` has a connection here.
     pub fn is_online(&self, user: UserId) -> bool {
         self.users.contains_key(&user)
+    }
+
+    /// Whether `user` is online here or, in a cluster, on another node.
+    pub fn is_online_anywhere(&self, user: UserId) -> bool {
+        self.is_online(user)
+            || self
+                .cluster
+                .as_ref()
+                .is_some_and(|c| c.online_elsewhere(user))
     }
 
     /// Queues an encoded frame to one connection.
@@ -389,7 +411,10 @@ impl ShardState {
             ShardMsg::Watch { target, core, add } => self.watchers.count(target, core, add),
             ShardMsg::PresenceChanged(info) => self.presence_local(info),
             ShardMsg::PresenceAsk { users, from, ask } => {
-                let online = users.iter().map(|u| (*u, self.is_online(*u))).collect();
+                let online = users
+                    .iter()
+                    .map(|u| (*u, self.is_online_anywhere(*u)))
+                    .collect();
                 self.send_to_core(now, from, ShardMsg::PresenceAnswer { ask, online });
             }
             ShardMsg::PresenceAnswer { ask, online } => {
@@ -588,14 +613,19 @@ impl ShardState {
         }
         let at_ms = self.wall_ms(now);
         self.outputs.push_back(Output::SaveLastSeen { user, at_ms });
-        self.publish_presence(
-            now,
-            frame::PresenceInfo {
-                user_id: user,
-                online: false,
-                last_seen_ms: at_ms,
-            },
-        );
+        let info = frame::PresenceInfo {
+            user_id: user,
+            online: false,
+            last_seen_ms: at_ms,
+        };
+        if let Some(cluster) = &self.cluster {
+            cluster.publish(ClusterEvent::Presence(info));
+            // Still online on another node: the watchers here see no change.
+            if cluster.online_elsewhere(user) {
+                return;
+            }
+        }
+        self.publish_presence(now, info);
     }
 }
 
