@@ -25,4 +25,11 @@ impl NodeInfo {
     pub fn key(node_id: &str) -> String {
         format!("node.{node_id}")
     }
+
+    /// This life of the node (`node@started_at_ms`): what its broadcasts
+    /// are signed with, so that a restarted node's are told from its
+    /// previous life's.
+    pub fn origin(&self) -> String {
+        format!("{}@{}", self.node_id, self.started_at_ms)
+    }
 }

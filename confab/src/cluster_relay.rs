@@ -83,11 +83,6 @@ impl Relay {
     }
 }
 
-/// The origin string of a node's life.
-fn origin_of(node: &NodeInfo) -> String {
-    format!("{}@{}", node.node_id, node.started_at_ms)
-}
-
 /// What the relay knows of presence.
 #[derive(Default)]
 struct Presence {
@@ -145,7 +140,7 @@ impl Service for Relay {
             let Some((membership, me)) = membership else {
                 return Ok(());
             };
-            let origin = origin_of(&me);
+            let origin = me.origin();
             let client = membership.client();
             let mut incoming = client
                 .subscribe(EVENTS_SUBJECT)
@@ -188,7 +183,7 @@ impl Service for Relay {
                     _ = tick.tick() => {
                         let now = Instant::now();
                         for node in membership.live() {
-                            presence.alive.insert(origin_of(&node), now);
+                            presence.alive.insert(node.origin(), now);
                         }
                         let dead: Vec<String> = presence
                             .alive

@@ -7,6 +7,7 @@
 pub mod admin;
 pub mod backup;
 pub mod cluster;
+mod cluster_directory;
 mod cluster_relay;
 pub mod config;
 pub mod heap_trim;

@@ -499,6 +499,7 @@ impl Roles {
                 confab_gateway::shard::deliver_stored(&bus, message, inbox)
             }));
         }
+        let cluster_bus = bus.clone();
         services.push(Box::new(EventForwarder {
             events: api.store().events().clone(),
             bus,
@@ -559,8 +560,16 @@ impl Roles {
         if config.cluster.enabled() {
             let cluster =
                 crate::cluster::join(&config, &api, ws_addr, quic_addr, admission.clone()).await?;
+            let (membership, me) = cluster.member();
+            services.push(Box::new(crate::cluster_directory::DirectoryRelay {
+                events: api.store().events().clone(),
+                bus: cluster_bus,
+                verifier: api.verifier().clone(),
+                access_token_ttl_secs: config.api.access_token_ttl_secs,
+                membership: membership.clone(),
+                origin: me.origin(),
+            }));
             if let Some(relay) = relay {
-                let (membership, me) = cluster.member();
                 services.push(Box::new(relay.joined(membership, me)));
             }
             services.push(Box::new(cluster));

@@ -156,42 +156,52 @@ impl PushSink for PushAdapter {
 /// bus closes or the node stops.
 pub async fn forward_events(events: EventBus, bus: Bus, mut shutdown: watch::Receiver<bool>) {
     let mut rx = events.subscribe();
-    let all = |inv: Invalidation| {
-        for core in 0..bus.cores() {
-            bus.send_shard(core, ShardMsg::Invalidate(inv.clone()));
-        }
-    };
     loop {
         let event = tokio::select! {
             e = rx.recv() => e,
             _ = shutdown.wait_for(|stop| *stop) => return,
         };
         match event {
-            Ok(DirectoryEvent::MembershipChanged { channel_id, .. }) => {
-                all(Invalidation::Channel(ChannelId(channel_id)))
-            }
-            Ok(DirectoryEvent::FriendshipChanged { a, b, .. }) => {
-                all(Invalidation::Friends(UserId(a)));
-                all(Invalidation::Friends(UserId(b)));
-            }
-            // A logout ends the session's open connections too.
-            Ok(DirectoryEvent::SessionRevoked {
-                user_id,
-                session_id,
-            }) => {
-                let user = UserId(user_id);
-                bus.send_shard(
-                    owner_core(user, bus.cores()),
-                    ShardMsg::Revoked {
-                        user,
-                        session: session_id,
-                    },
-                );
-            }
-            Ok(_) => {}
+            Ok(event) => apply_event(&bus, &event),
             // Missed events: nothing cached can be trusted.
-            Err(RecvError::Lagged(_)) => all(Invalidation::All),
+            Err(RecvError::Lagged(_)) => invalidate_all(&bus, Invalidation::All),
             Err(RecvError::Closed) => return,
         }
+    }
+}
+
+fn invalidate_all(bus: &Bus, inv: Invalidation) {
+    for core in 0..bus.cores() {
+        bus.send_shard(core, ShardMsg::Invalidate(inv.clone()));
+    }
+}
+
+/// What a directory change means to the cores: cached members or friends
+/// dropped, a revoked session's connections closed. Changes made on other
+/// nodes of a cluster come here too.
+pub fn apply_event(bus: &Bus, event: &DirectoryEvent) {
+    match *event {
+        DirectoryEvent::MembershipChanged { channel_id, .. } => {
+            invalidate_all(bus, Invalidation::Channel(ChannelId(channel_id)))
+        }
+        DirectoryEvent::FriendshipChanged { a, b, .. } => {
+            invalidate_all(bus, Invalidation::Friends(UserId(a)));
+            invalidate_all(bus, Invalidation::Friends(UserId(b)));
+        }
+        // A logout ends the session's open connections too.
+        DirectoryEvent::SessionRevoked {
+            user_id,
+            session_id,
+        } => {
+            let user = UserId(user_id);
+            bus.send_shard(
+                owner_core(user, bus.cores()),
+                ShardMsg::Revoked {
+                    user,
+                    session: session_id,
+                },
+            );
+        }
+        DirectoryEvent::DevicesChanged { .. } => {}
     }
 }

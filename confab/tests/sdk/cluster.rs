@@ -656,3 +656,50 @@ fn presence_typing_and_receipts_cross_nodes() {
         assert!(last_seen > 0);
     });
 }
+
+#[test]
+fn a_membership_change_on_one_node_is_heeded_on_another() {
+    let nats = Nats::start();
+    let directory = shared_directory();
+    let a = sharing(&nats, "a", &directory, Transport::Ws);
+    let b = sharing(&nats, "b", &directory, Transport::Ws);
+    let (alice, bob, carol) = (a.user("alice"), a.user("bob"), a.user("carol"));
+    let group = a.group(alice, &[bob]);
+    block_on(async {
+        let (bob_phone, _bob_events) = start(b.config(bob, 1)).await;
+        let (carol_phone, _carol_events) = start(b.config(carol, 1)).await;
+        // b learns the group's members (and caches them) from Bob's send.
+        bob_phone
+            .send(Target::Channel(group), "hello")
+            .await
+            .unwrap();
+        assert!(carol_phone
+            .send(Target::Channel(group), "let me in")
+            .await
+            .is_err());
+    });
+    // Alice adds Carol through a's directory.
+    let store = a.node.node.store().clone();
+    a.block_on(async move { store.add_members(group.0, alice.0, &[carol.0]).await })
+        .unwrap();
+    block_on(async {
+        let (carol_phone, _carol_events) = start(b.config(carol, 2)).await;
+        let (_bob_laptop, mut bob_events) = start(b.config(bob, 2)).await;
+        assert_eq!(message(&mut bob_events).await.text, "hello");
+        // b hears of the change and lets her in.
+        let since = Instant::now();
+        loop {
+            match carol_phone.send(Target::Channel(group), "in").await {
+                Ok(ack) => {
+                    assert_eq!(ack.seq, Seq(2));
+                    break;
+                }
+                Err(e) => {
+                    assert!(since.elapsed() < PATIENCE, "still refused: {e}");
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+        }
+        assert_eq!(message(&mut bob_events).await.text, "in");
+    });
+}
