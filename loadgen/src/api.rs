@@ -49,6 +49,21 @@ pub struct Discovery {
     pub secure_websocket_url: String,
     /// QUIC `host:port`.
     pub quic_addr: String,
+    /// In a cluster, every live node (least loaded first), each with the
+    /// same three fields; empty from a single node.
+    #[serde(default)]
+    pub gateways: Vec<Gateway>,
+}
+
+/// One node of a cluster, as discovery lists it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Gateway {
+    /// `ws://` (loopback) or `wss://` URL.
+    pub websocket_url: String,
+    /// `wss://` URL on the same port.
+    pub secure_websocket_url: String,
+    /// QUIC `host:port`.
+    pub quic_addr: String,
 }
 
 /// An HTTP/1.1 client for one API base URL.

@@ -73,20 +73,63 @@ pub(crate) fn run_tag() -> String {
         .collect()
 }
 
+/// The URLs devices connect to, in turn: every node discovery lists (one
+/// node unless the server is a cluster), each over the chosen transports,
+/// interleaved so that consecutive devices land on different nodes.
 pub(super) fn transport_urls(d: &Discovery, choice: TransportChoice) -> Result<Vec<String>> {
-    let ws = d.websocket_url.clone();
-    if choice == TransportChoice::Ws && !ws.starts_with("ws://") {
-        bail!("the server offers no plain ws:// to this client ({ws}); use --transport wss");
+    let nodes: Vec<(String, String, String)> = if d.gateways.is_empty() {
+        vec![(
+            d.websocket_url.clone(),
+            d.secure_websocket_url.clone(),
+            d.quic_addr.clone(),
+        )]
+    } else {
+        d.gateways
+            .iter()
+            .map(|g| {
+                (
+                    g.websocket_url.clone(),
+                    g.secure_websocket_url.clone(),
+                    g.quic_addr.clone(),
+                )
+            })
+            .collect()
+    };
+    let plain = nodes.iter().all(|(ws, _, _)| ws.starts_with("ws://"));
+    if choice == TransportChoice::Ws && !plain {
+        bail!(
+            "the server offers no plain ws:// to this client ({}); use --transport wss",
+            d.websocket_url
+        );
     }
-    let wss = d.secure_websocket_url.clone();
-    let quic = format!("quic://{}", d.quic_addr);
-    Ok(match choice {
-        TransportChoice::Ws => vec![ws],
-        TransportChoice::Wss => vec![wss],
-        TransportChoice::Quic => vec![quic],
-        TransportChoice::Mix if ws.starts_with("ws://") => vec![ws, wss, quic],
-        TransportChoice::Mix => vec![wss, quic],
-    })
+    let transports: &[usize] = match choice {
+        TransportChoice::Ws => &[0],
+        TransportChoice::Wss => &[1],
+        TransportChoice::Quic => &[2],
+        TransportChoice::Mix if plain => &[0, 1, 2],
+        TransportChoice::Mix => &[1, 2],
+    };
+    let mut urls = Vec::new();
+    for &t in transports {
+        for (ws, wss, quic) in &nodes {
+            urls.push(match t {
+                0 => ws.clone(),
+                1 => wss.clone(),
+                _ => format!("quic://{quic}"),
+            });
+        }
+    }
+    Ok(urls)
+}
+
+/// The other nodes' URLs of `url`'s transport: where a device goes when
+/// its node is gone.
+pub(super) fn fallbacks(urls: &[String], url: &str) -> Vec<String> {
+    let scheme = url.split("://").next().unwrap_or_default();
+    urls.iter()
+        .filter(|u| u.as_str() != url && u.split("://").next() == Some(scheme))
+        .cloned()
+        .collect()
 }
 
 pub(super) fn progress(quiet: bool, total: Duration) -> ProgressBar {

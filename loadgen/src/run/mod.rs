@@ -40,7 +40,9 @@ use crate::tokens::Tokens;
 mod helpers;
 mod tasks;
 
-use helpers::{current, error_name, pick_bucket, pick_devices, progress, transport_urls};
+use helpers::{
+    current, error_name, fallbacks, pick_bucket, pick_devices, progress, transport_urls,
+};
 pub(crate) use helpers::{raise_fd_limit, run_tag};
 use tasks::{churn, device_events, schedule, storms, sync_check};
 
@@ -334,6 +336,7 @@ pub async fn run(opts: RunOptions) -> Result<Report> {
             let url = &urls[index % urls.len()];
             transports_used.push(url.clone());
             let mut config = ClientConfig::new(url, tokens.access(u), DeviceId(d));
+            config.fallback_urls = fallbacks(&urls, url);
             config.tls = tls.clone();
             config.max_pending_sends = 1 << 20;
             if sources > 1 {

@@ -298,8 +298,9 @@ pub(super) async fn sync_check(
     let sync = Latency::default();
     for u in 0..users.len().min(n) {
         let expected = shared.inbox[u].load(Ordering::Relaxed);
-        let mut config =
-            ClientConfig::new(&urls[u % urls.len()], tokens.access(u), DeviceId(1_000_000));
+        let url = &urls[u % urls.len()];
+        let mut config = ClientConfig::new(url, tokens.access(u), DeviceId(1_000_000));
+        config.fallback_urls = super::helpers::fallbacks(urls, url);
         config.tls = tls.clone();
         let started = Instant::now();
         let Ok((client, mut events)) = Client::connect(config) else {
