@@ -63,14 +63,17 @@ bench: deps
 # twenty power cuts under `sync = batch` and twenty under `interval:100`
 # (the data directory on the power-cut filesystem: needs /dev/fuse and
 # root), then an hour of traffic with churn and reconnect storms whose
-# memory, descriptors and queues must stay flat (docs/testing.md); CI runs
-# five crash cycles and twenty power cuts in `make test`.
+# memory, descriptors and queues must stay flat (docs/testing.md); then
+# twenty node kills and the loss of one NATS server of three under load on
+# the loopback cluster of scripts/cluster.sh (docs/cluster.md). CI runs
+# five crash cycles, twenty power cuts and a node kill in `make test`.
 soak: deps
 	$(CARGO) build --release -p confab -p confab-loadgen
 	./target/release/confab-loadgen crash --confab ./target/release/confab --cycles 50 --json target/soak-crash.json
 	./target/release/confab-loadgen crash --confab ./target/release/confab --cycles 20 --power-cut --sync batch --json target/soak-power-batch.json
 	./target/release/confab-loadgen crash --confab ./target/release/confab --cycles 20 --power-cut --sync interval:100 --json target/soak-power-interval.json
 	./target/release/confab-loadgen soak --confab ./target/release/confab --minutes 60 --json target/soak.json
+	./scripts/cluster_soak.sh 20
 
 fuzz-build:
 	@./scripts/deps.sh --fuzz
