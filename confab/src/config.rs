@@ -177,6 +177,29 @@ impl Config {
         self.tls.validate()?;
         self.push.validate()?;
         self.cluster.validate()?;
+        // Every node of a cluster must see the same accounts and channels
+        // and accept the same tokens.
+        if self.cluster.enabled()
+            && !self
+                .api
+                .database_url
+                .as_deref()
+                .is_some_and(|u| u.starts_with("postgres://") || u.starts_with("postgresql://"))
+        {
+            return Err(InvalidConfig::new(
+                "api.database_url",
+                "a cluster's nodes share one PostgreSQL directory (postgres://…); \
+                 each node's SQLite would be a directory of its own",
+            )
+            .into());
+        }
+        if self.cluster.enabled() && self.api.token_secret.is_none() {
+            return Err(InvalidConfig::new(
+                "api.token_secret",
+                "a cluster's nodes must sign tokens with one shared key",
+            )
+            .into());
+        }
         if self.cluster.enabled()
             && self.gateway.ws_addr.ip().is_unspecified()
             && self.api.public_ws_url.is_none()
@@ -325,10 +348,28 @@ mod tests {
     fn a_cluster_node_must_say_where_it_is_reached() {
         let c = Config::from_toml(
             "[cluster]\nnats = [\"nats://10.0.0.1:4222\"]\nnode_id = \"n1\"\n\
-             [gateway]\nws_addr = \"0.0.0.0:8081\"\n",
+             [gateway]\nws_addr = \"0.0.0.0:8081\"\n\
+             [api]\ndatabase_url = \"postgres://db/confab\"\n\
+             token_secret = \"0123456789abcdef0123456789abcdef\"\n",
         )
         .unwrap();
         assert!(c.cluster.enabled());
+        let mut own_directory = c.clone();
+        own_directory.api.database_url = None;
+        match own_directory.validate() {
+            Err(ConfigError::Invalid(InvalidConfig { key, .. })) => {
+                assert_eq!(key, "api.database_url")
+            }
+            other => panic!("{other:?}"),
+        }
+        let mut own_key = c.clone();
+        own_key.api.token_secret = None;
+        match own_key.validate() {
+            Err(ConfigError::Invalid(InvalidConfig { key, .. })) => {
+                assert_eq!(key, "api.token_secret")
+            }
+            other => panic!("{other:?}"),
+        }
         match c.validate() {
             Err(ConfigError::Invalid(InvalidConfig { key, .. })) => {
                 assert_eq!(key, "api.public_ws_url")

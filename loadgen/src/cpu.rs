@@ -11,6 +11,15 @@ pub fn own_cpu_seconds() -> Option<f64> {
     Some((stat.utime + stat.stime) as f64 / procfs::ticks_per_second() as f64)
 }
 
+/// Another local process's user plus system CPU so far, in seconds.
+pub fn process_cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = procfs::process::Process::new(pid as i32)
+        .ok()?
+        .stat()
+        .ok()?;
+    Some((stat.utime + stat.stime) as f64 / procfs::ticks_per_second() as f64)
+}
+
 /// CPU used by both sides at one instant, and the server's fsync
 /// histogram then (empty when it could not be read).
 #[derive(Debug, Clone)]
@@ -19,6 +28,8 @@ pub struct CpuMark {
     /// None when the server's metrics could not be read.
     pub server_s: Option<f64>,
     pub loadgen_s: Option<f64>,
+    /// The other processes charged to the deployment (`--pids`), summed.
+    pub others_s: Option<f64>,
     pub fsync_buckets: Vec<(f64, f64)>,
 }
 
@@ -37,6 +48,8 @@ pub struct CpuCost {
     pub server_cpu_us_per_delivery: Option<f64>,
     /// Load generator CPU per acked message, µs.
     pub loadgen_cpu_us_per_msg: Option<f64>,
+    /// The other processes' (`--pids`) CPU per acked message, µs.
+    pub others_cpu_us_per_msg: Option<f64>,
 }
 
 impl CpuCost {
@@ -47,6 +60,7 @@ impl CpuCost {
         let used = |a: Option<f64>, b: Option<f64>| Some((b? - a?).max(0.0));
         let server = used(from.server_s, to.server_s);
         let loadgen = used(from.loadgen_s, to.loadgen_s);
+        let others = used(from.others_s, to.others_s);
         let per = |cpu: Option<f64>, n: u64| cpu.filter(|_| n > 0).map(|c| c * 1e6 / n as f64);
         let cores = |cpu: Option<f64>| cpu.filter(|_| cpu_window_s > 0.0).map(|c| c / cpu_window_s);
         CpuCost {
@@ -58,6 +72,7 @@ impl CpuCost {
             server_cpu_us_per_msg: per(server, msgs),
             server_cpu_us_per_delivery: per(server, deliveries),
             loadgen_cpu_us_per_msg: per(loadgen, msgs),
+            others_cpu_us_per_msg: per(others, msgs),
         }
     }
 }
@@ -83,12 +98,14 @@ mod tests {
             at: t,
             server_s: Some(10.0),
             loadgen_s: Some(3.0),
+            others_s: None,
             fsync_buckets: Vec::new(),
         };
         let b = CpuMark {
             at: t + Duration::from_secs(10),
             server_s: Some(15.0),
             loadgen_s: Some(4.0),
+            others_s: None,
             fsync_buckets: Vec::new(),
         };
         let c = CpuCost::between(&a, &b, 20_000, 40_000);
@@ -107,12 +124,14 @@ mod tests {
             at: t,
             server_s: None,
             loadgen_s: Some(1.0),
+            others_s: None,
             fsync_buckets: Vec::new(),
         };
         let b = CpuMark {
             at: t + Duration::from_secs(1),
             server_s: Some(2.0),
             loadgen_s: Some(1.5),
+            others_s: None,
             fsync_buckets: Vec::new(),
         };
         let c = CpuCost::between(&a, &b, 0, 0);

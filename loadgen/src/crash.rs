@@ -273,6 +273,7 @@ pub async fn crash(opts: CrashOptions) -> Result<CrashReport> {
     let report = run::run(RunOptions {
         api: format!("http://127.0.0.1:{api}"),
         metrics: format!("http://127.0.0.1:{metrics}/metrics"),
+        pids: Vec::new(),
         profile: opts.profile,
         transport: TransportChoice::Ws,
         scale: opts.scale,

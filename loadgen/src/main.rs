@@ -273,13 +273,20 @@ struct RunArgs {
         default_value = "http://127.0.0.1:8080"
     )]
     api: String,
-    /// The server's Prometheus endpoint (for its memory).
+    /// The server's Prometheus endpoint (for its memory and CPU); for a
+    /// cluster, every node's, comma-separated: their CPU is summed, the
+    /// memory is the first's.
     #[arg(
         long,
         env = "CONFAB_LOADGEN_METRICS",
         default_value = "http://127.0.0.1:9090/metrics"
     )]
     metrics: String,
+    /// Other local processes whose CPU the deployment spends too (a
+    /// cluster's NATS servers), comma-separated pids, read from /proc over
+    /// the same window as the server's.
+    #[arg(long, value_delimiter = ',')]
+    pids: Vec<u32>,
     /// A built-in profile (dau50m, smoke, fanout, idle, burst) or a TOML
     /// file.
     #[arg(long, default_value = "smoke")]
@@ -655,6 +662,7 @@ fn run_command(args: RunArgs) -> Result<ExitCode> {
     let opts = RunOptions {
         api: args.api,
         metrics: args.metrics,
+        pids: args.pids,
         transport: args.transport,
         scale,
         duration,

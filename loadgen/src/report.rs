@@ -346,6 +346,13 @@ impl Report {
             cores(c.server_cores),
             cores(c.loadgen_cores)
         );
+        if c.others_cpu_us_per_msg.is_some() {
+            let _ = writeln!(
+                o,
+                "CPU µs per message of the other processes (--pids): {}",
+                us(c.others_cpu_us_per_msg)
+            );
+        }
         if let Some(f) = self.server_fsync_p99_us {
             let _ = writeln!(o, "server fsync p99 {f} µs");
         }

@@ -184,6 +184,7 @@ pub async fn soak(opts: SoakOptions) -> Result<SoakReport> {
     let run = run::run(RunOptions {
         api: api_url,
         metrics: metrics.clone(),
+        pids: Vec::new(),
         profile: opts.profile,
         transport: TransportChoice::Ws,
         scale: opts.scale,

@@ -98,11 +98,16 @@ impl Drop for Nats {
     }
 }
 
-fn member(nats: &Nats, node_id: &str, ttl_ms: u64) -> TestNode {
+fn member(nats: &Nats, node_id: &str, ttl_ms: u64, directory: &str) -> TestNode {
     let cluster = nats.config(node_id, ttl_ms);
+    let directory = directory.to_owned();
     TestNode::start_configured(
         IoMode::Epoll,
-        move |c| c.cluster = cluster,
+        move |c| {
+            c.cluster = cluster;
+            c.api.database_url = Some(directory);
+            c.api.token_secret = Some(SECRET.into());
+        },
         |_| {},
         WriterConfig::default(),
     )
@@ -188,8 +193,9 @@ fn until(what: &str, mut check: impl FnMut() -> bool) -> Duration {
 #[test]
 fn nodes_find_each_other_and_discovery_sends_clients_to_the_least_loaded() {
     let nats = Nats::start();
-    let a = member(&nats, "a", 2_000);
-    let b = member(&nats, "b", 2_000);
+    let directory = shared_directory();
+    let a = member(&nats, "a", 2_000, &directory);
+    let b = member(&nats, "b", 2_000, &directory);
     for node in [&a, &b] {
         until("both nodes listed", || listed(node).len() == 2);
     }
@@ -231,8 +237,9 @@ fn nodes_find_each_other_and_discovery_sends_clients_to_the_least_loaded() {
 fn a_node_that_stops_leaves_at_once_and_a_silent_one_goes_after_the_ttl() {
     const TTL_MS: u64 = 3_000;
     let nats = Nats::start();
-    let a = member(&nats, "a", TTL_MS);
-    let b = member(&nats, "b", TTL_MS);
+    let directory = shared_directory();
+    let a = member(&nats, "a", TTL_MS, &directory);
+    let b = member(&nats, "b", TTL_MS, &directory);
     until("both nodes listed", || listed(&a).len() == 2);
 
     // A clean stop deletes b's entry: well before its TTL.

@@ -45,6 +45,7 @@ impl Bench<'_> {
         let opts = RunOptions {
             api: format!("http://127.0.0.1:{}", server.api),
             metrics: format!("http://127.0.0.1:{}/metrics", server.metrics),
+            pids: Vec::new(),
             profile: profile.clone(),
             transport,
             scale,

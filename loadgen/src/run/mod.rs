@@ -70,8 +70,10 @@ pub enum TransportChoice {
 pub struct RunOptions {
     /// The API's base URL.
     pub api: String,
-    /// The server's Prometheus endpoint.
+    /// The server's Prometheus endpoint; a cluster's, comma-separated.
     pub metrics: String,
+    /// Other processes charged to the deployment (a cluster's NATS servers).
+    pub pids: Vec<u32>,
     /// The profile (already loaded).
     pub profile: Profile,
     /// Transports.
@@ -427,7 +429,7 @@ pub async fn run(opts: RunOptions) -> Result<Report> {
     let mut timeline = Timeline::new(&shared.counters);
     let mut warm_timeline = 0;
     let mut cpu_from = if opts.warmup.is_zero() {
-        Some(cpu_mark(&api, &opts.metrics).await)
+        Some(cpu_mark(&api, &opts.metrics, &opts.pids).await)
     } else {
         None
     };
@@ -443,7 +445,7 @@ pub async fn run(opts: RunOptions) -> Result<Report> {
         }
         // The measured window starts at the tick that ends the warm-up.
         if cpu_from.is_none() && Duration::from_secs(s) >= opts.warmup {
-            cpu_from = Some(cpu_mark(&api, &opts.metrics).await);
+            cpu_from = Some(cpu_mark(&api, &opts.metrics, &opts.pids).await);
         }
         bar.set_position(s);
         bar.set_message(format!(
@@ -455,7 +457,7 @@ pub async fn run(opts: RunOptions) -> Result<Report> {
             second.connections
         ));
     }
-    let cpu_to = cpu_mark(&api, &opts.metrics).await;
+    let cpu_to = cpu_mark(&api, &opts.metrics, &opts.pids).await;
     let cpu_from = cpu_from.unwrap_or_else(|| cpu_to.clone());
     sender.await?;
     churner.await?;
@@ -678,17 +680,39 @@ async fn history_check(
 }
 
 async fn server_rss(api: &Api, metrics: &str) -> Option<u64> {
-    api.server_process(metrics).await.ok().map(|p| p.rss_bytes)
+    let first = metrics.split(',').next().unwrap_or(metrics);
+    api.server_process(first).await.ok().map(|p| p.rss_bytes)
 }
 
 /// Both sides' CPU now. The server's is read over HTTP, which costs it a
-/// scrape: two per run.
-async fn cpu_mark(api: &Api, metrics: &str) -> CpuMark {
-    let server = api.server_process(metrics).await.ok();
+/// scrape: two per run. A cluster's nodes are summed (none counts if one
+/// cannot be read), and so are the other processes charged to it.
+async fn cpu_mark(api: &Api, metrics: &str, pids: &[u32]) -> CpuMark {
+    let mut server_s = Some(0.0);
+    let mut fsync_buckets = Vec::new();
+    for (i, endpoint) in metrics.split(',').enumerate() {
+        match api.server_process(endpoint.trim()).await {
+            Ok(p) => {
+                server_s = server_s.map(|s| s + p.cpu_seconds);
+                if i == 0 {
+                    fsync_buckets = p.fsync_buckets;
+                }
+            }
+            Err(_) => server_s = None,
+        }
+    }
+    let others_s = if pids.is_empty() {
+        None
+    } else {
+        pids.iter()
+            .map(|&pid| crate::cpu::process_cpu_seconds(pid))
+            .sum::<Option<f64>>()
+    };
     CpuMark {
         at: Instant::now(),
-        server_s: server.as_ref().map(|p| p.cpu_seconds),
+        server_s,
         loadgen_s: own_cpu_seconds(),
-        fsync_buckets: server.map(|p| p.fsync_buckets).unwrap_or_default(),
+        others_s,
+        fsync_buckets,
     }
 }
