@@ -31,6 +31,9 @@ pub(crate) async fn connect(
         CONNECT_TIMEOUT,
         async_nats::ConnectOptions::new()
             .name(format!("confab {node_id}"))
+            // A node's broadcasts (events, directory changes) are for the
+            // others: the server need not send them back.
+            .no_echo()
             .connect(addrs),
     )
     .await

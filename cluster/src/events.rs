@@ -125,6 +125,7 @@ impl Batch {
         let origin = String::from_utf8(b.split_to(len).to_vec())
             .map_err(|_| BatchError("origin is not UTF-8"))?;
         let count = b.try_get_u32_le().map_err(|_| short())? as usize;
+        // Each event takes at least 18 bytes (a presence change).
         if count > b.remaining() / 18 {
             return Err(BatchError("event count beyond the batch"));
         }
@@ -158,19 +159,55 @@ impl Batch {
     }
 }
 
+/// Member lists are most of a batch (a receipt in a group of 100 carries
+/// 100 ids), and ids of one channel's members are close to each other:
+/// each id goes as the zigzag varint of its difference from the one before,
+/// one or two bytes instead of eight for most.
 fn put_users(out: &mut BytesMut, users: &[UserId]) {
-    out.put_u16_le(users.len().min(u16::MAX as usize) as u16);
-    for u in users.iter().take(u16::MAX as usize) {
-        out.put_u64_le(u.0);
+    let users = &users[..users.len().min(u16::MAX as usize)];
+    out.put_u16_le(users.len() as u16);
+    let mut prev = 0u64;
+    for u in users {
+        let delta = u.0.wrapping_sub(prev) as i64;
+        put_varint(out, ((delta << 1) ^ (delta >> 63)) as u64);
+        prev = u.0;
     }
 }
 
 fn take_users(b: &mut Bytes) -> Result<Vec<UserId>, BatchError> {
     let n = b.try_get_u16_le().map_err(|_| BatchError("truncated"))? as usize;
-    if n * 8 > b.remaining() {
+    if n > b.remaining() {
         return Err(BatchError("user list beyond the batch"));
     }
-    Ok((0..n).map(|_| UserId(b.get_u64_le())).collect())
+    let mut users = Vec::with_capacity(n);
+    let mut prev = 0u64;
+    for _ in 0..n {
+        let z = take_varint(b)?;
+        let delta = ((z >> 1) as i64) ^ -((z & 1) as i64);
+        prev = prev.wrapping_add(delta as u64);
+        users.push(UserId(prev));
+    }
+    Ok(users)
+}
+
+fn put_varint(out: &mut BytesMut, mut v: u64) {
+    while v >= 0x80 {
+        out.put_u8((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.put_u8(v as u8);
+}
+
+fn take_varint(b: &mut Bytes) -> Result<u64, BatchError> {
+    let mut v = 0u64;
+    for shift in (0..64).step_by(7) {
+        let byte = b.try_get_u8().map_err(|_| BatchError("truncated"))?;
+        v |= u64::from(byte & 0x7f) << shift;
+        if byte & 0x80 == 0 {
+            return Ok(v);
+        }
+    }
+    Err(BatchError("varint too long"))
 }
 
 #[cfg(test)]
@@ -185,7 +222,13 @@ mod tests {
                 Event::Typing {
                     channel: ChannelId(3),
                     user: UserId(1),
-                    members: vec![UserId(1), UserId(2)],
+                    members: vec![
+                        UserId(1),
+                        UserId(2),
+                        UserId(u64::MAX),
+                        UserId(0),
+                        UserId(77),
+                    ],
                 },
                 Event::Receipt {
                     channel: ChannelId(3),

@@ -154,6 +154,15 @@ impl Membership {
         live
     }
 
+    /// How many live nodes there are, this one included.
+    pub fn live_count(&self) -> usize {
+        let now = Instant::now();
+        let view = self.inner.view.read().expect("view");
+        view.values()
+            .filter(|(_, seen)| now.duration_since(*seen) < self.inner.ttl)
+            .count()
+    }
+
     /// Rewrites this node's entry (with its current load): the heartbeat.
     pub async fn beat(&self, me: NodeInfo) -> Result<(), MembershipError> {
         self.write(&me).await?;

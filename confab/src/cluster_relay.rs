@@ -147,6 +147,9 @@ impl Service for Relay {
                 .await
                 .map_err(|e| anyhow::anyhow!("subscribing to {EVENTS_SUBJECT}: {e}"))?;
             let mut presence = Presence::default();
+            let mut announce = false;
+            // Every other node's life seen in the membership so far.
+            let mut known: HashSet<String> = HashSet::new();
             let mut out = Vec::new();
             let mut tick = tokio::time::interval(membership.heartbeat());
             let stop = stopped(shutdown);
@@ -158,10 +161,16 @@ impl Service for Relay {
                         if n == 0 {
                             break;
                         }
-                        let events = out.drain(..).map(|e| outgoing(e, &mut presence)).collect();
-                        let batch = Batch { origin: origin.clone(), events }.encode();
-                        if let Err(e) = client.publish(EVENTS_SUBJECT, batch).await {
-                            warn!(error = %e, "publishing cluster events");
+                        let events: Vec<Event> =
+                            out.drain(..).map(|e| outgoing(e, &mut presence)).collect();
+                        // Alone, there is nobody to tell (a node that joins
+                        // later asks nothing of the past: presence is
+                        // re-announced as devices connect).
+                        if membership.live_count() > 1 {
+                            let batch = Batch { origin: origin.clone(), events }.encode();
+                            if let Err(e) = client.publish(EVENTS_SUBJECT, batch).await {
+                                warn!(error = %e, "publishing cluster events");
+                            }
                         }
                     }
                     Some(message) = incoming.next() => {
@@ -182,8 +191,28 @@ impl Service for Relay {
                     }
                     _ = tick.tick() => {
                         let now = Instant::now();
+                        // A node that joined since the last tick heard
+                        // nothing of the users already online here: they
+                        // are announced again, a tick later, once it
+                        // surely listens.
+                        if announce && !presence.here.is_empty() {
+                            let events = presence
+                                .here
+                                .iter()
+                                .map(|&user| Event::Presence { user, online: true, last_seen_ms: 0 })
+                                .collect();
+                            let batch = Batch { origin: origin.clone(), events }.encode();
+                            if let Err(e) = client.publish(EVENTS_SUBJECT, batch).await {
+                                warn!(error = %e, "announcing presence to a new node");
+                            }
+                        }
+                        announce = false;
                         for node in membership.live() {
-                            presence.alive.insert(node.origin(), now);
+                            let o = node.origin();
+                            if o != origin && known.insert(o.clone()) {
+                                announce = true;
+                            }
+                            presence.alive.insert(o, now);
                         }
                         let dead: Vec<String> = presence
                             .alive
@@ -193,6 +222,7 @@ impl Service for Relay {
                             .collect();
                         for o in dead {
                             presence.alive.remove(&o);
+                            known.remove(&o);
                             forget_node(&o, &mut presence, &elsewhere, &bus);
                         }
                     }

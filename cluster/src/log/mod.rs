@@ -198,14 +198,30 @@ fn origin_of(node_id: &str) -> u64 {
     h.finish()
 }
 
-/// Publishes the marks set on this node, batched, retrying until the
-/// stream takes them.
+/// How long the marks publisher gathers after the first mark before it
+/// appends them as one record. Nobody waits on a mark (this node applied it
+/// already), and each record is an append replicated three times and
+/// applied by every node: read marks come with most deliveries.
+const MARKS_GATHER: Duration = Duration::from_millis(50);
+
+/// Most marks in one record.
+const MAX_MARKS: usize = 4096;
+
+/// Publishes the marks set on this node, gathered and batched, retrying
+/// until the stream takes them.
 async fn publish_marks(js: jetstream::Context, origin: u64, mut rx: mpsc::UnboundedReceiver<Mark>) {
     let mut batch = Vec::new();
-    while rx.recv_many(&mut batch, 4096).await > 0 {
+    while rx.recv_many(&mut batch, MAX_MARKS).await > 0 {
+        let until = tokio::time::Instant::now() + MARKS_GATHER;
+        while batch.len() < MAX_MARKS {
+            match tokio::time::timeout_at(until, rx.recv()).await {
+                Ok(Some(mark)) => batch.push(mark),
+                _ => break,
+            }
+        }
         let payload = Record::Marks {
             origin,
-            marks: std::mem::take(&mut batch),
+            marks: coalesce(std::mem::take(&mut batch)),
         }
         .encode();
         let mut backoff = Duration::from_millis(50);
@@ -227,5 +243,113 @@ async fn publish_marks(js: jetstream::Context, origin: u64, mut rx: mpsc::Unboun
                 }
             }
         }
+    }
+}
+
+/// Keeps one mark per key, the furthest: each applies as a maximum, so
+/// the others change nothing.
+fn coalesce(marks: Vec<Mark>) -> Vec<Mark> {
+    use std::collections::hash_map::Entry;
+    use std::collections::HashMap;
+    #[derive(PartialEq, Eq, Hash)]
+    enum Key {
+        Read(u64, u64),
+        LastSeen(u64),
+        Cursor(u64, u64),
+    }
+    let mut kept: HashMap<Key, usize> = HashMap::with_capacity(marks.len());
+    let mut out: Vec<Mark> = Vec::with_capacity(marks.len());
+    for mark in marks {
+        let key = match mark {
+            Mark::Read { channel, user, .. } => Key::Read(channel.0, user.0),
+            Mark::LastSeen { user, .. } => Key::LastSeen(user.0),
+            Mark::Cursor { user, device, .. } => Key::Cursor(user.0, device.0),
+        };
+        match kept.entry(key) {
+            Entry::Vacant(v) => {
+                v.insert(out.len());
+                out.push(mark);
+            }
+            Entry::Occupied(o) => {
+                let held = &mut out[*o.get()];
+                *held = match (*held, mark) {
+                    (
+                        Mark::Read {
+                            channel,
+                            user,
+                            seq: a,
+                        },
+                        Mark::Read { seq: b, .. },
+                    ) => Mark::Read {
+                        channel,
+                        user,
+                        seq: a.max(b),
+                    },
+                    (Mark::LastSeen { user, at_ms: a }, Mark::LastSeen { at_ms: b, .. }) => {
+                        Mark::LastSeen {
+                            user,
+                            at_ms: a.max(b),
+                        }
+                    }
+                    (
+                        Mark::Cursor {
+                            user,
+                            device,
+                            cursor: a,
+                        },
+                        Mark::Cursor { cursor: b, .. },
+                    ) => Mark::Cursor {
+                        user,
+                        device,
+                        cursor: confab_storage::Cursor {
+                            delivered: a.delivered.max(b.delivered),
+                            read: a.read.max(b.read),
+                        },
+                    },
+                    (held, _) => held,
+                };
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use confab_storage::{ChannelId, Seq, UserId};
+
+    #[test]
+    fn repeated_marks_coalesce_to_the_furthest() {
+        let read = |user, seq| Mark::Read {
+            channel: ChannelId(1),
+            user: UserId(user),
+            seq: Seq(seq),
+        };
+        let marks = vec![
+            read(1, 5),
+            read(2, 3),
+            read(1, 9),
+            read(1, 7),
+            Mark::LastSeen {
+                user: UserId(1),
+                at_ms: 10,
+            },
+            Mark::LastSeen {
+                user: UserId(1),
+                at_ms: 4,
+            },
+        ];
+        assert_eq!(
+            coalesce(marks),
+            vec![
+                read(1, 9),
+                read(2, 3),
+                Mark::LastSeen {
+                    user: UserId(1),
+                    at_ms: 10
+                }
+            ]
+        );
     }
 }

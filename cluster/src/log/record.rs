@@ -76,79 +76,85 @@ pub enum Mark {
 #[error("undecodable log record: {0}")]
 pub struct RecordError(pub &'static str);
 
+/// Encodes an `Appends` record straight from the writer's group, without
+/// copying it into a [`Record`] first.
+pub fn encode_appends(
+    origin: u64,
+    group: u64,
+    timestamp_ms: u64,
+    requests: &[AppendRequest],
+) -> Bytes {
+    let mut out = BytesMut::with_capacity(appends_len_hint(requests));
+    out.put_u8(VERSION);
+    out.put_u8(KIND_APPENDS);
+    out.put_u64_le(origin);
+    out.put_u64_le(group);
+    out.put_u64_le(timestamp_ms);
+    out.put_u32_le(requests.len() as u32);
+    for r in requests {
+        out.put_u64_le(r.channel.0);
+        out.put_u64_le(r.sender.0);
+        out.put_u64_le(r.device.0);
+        out.put_u64_le(r.client_msg_id);
+        put_users(&mut out, &r.recipients);
+        put_users(&mut out, &r.push_to);
+        out.put_u32_le(r.text.len() as u32);
+        out.put_slice(r.text.as_bytes());
+    }
+    out.freeze()
+}
+
+fn appends_len_hint(requests: &[AppendRequest]) -> usize {
+    30 + requests
+        .iter()
+        .map(|r| 40 + 8 * (r.recipients.len() + r.push_to.len()) + r.text.len())
+        .sum::<usize>()
+}
+
 impl Record {
     /// The bytes published.
     pub fn encode(&self) -> Bytes {
-        let mut out = BytesMut::with_capacity(self.encoded_len_hint());
-        out.put_u8(VERSION);
-        match self {
+        let (origin, marks) = match self {
             Record::Appends {
                 origin,
                 group,
                 timestamp_ms,
                 requests,
-            } => {
-                out.put_u8(KIND_APPENDS);
-                out.put_u64_le(*origin);
-                out.put_u64_le(*group);
-                out.put_u64_le(*timestamp_ms);
-                out.put_u32_le(requests.len() as u32);
-                for r in requests {
-                    out.put_u64_le(r.channel.0);
-                    out.put_u64_le(r.sender.0);
-                    out.put_u64_le(r.device.0);
-                    out.put_u64_le(r.client_msg_id);
-                    put_users(&mut out, &r.recipients);
-                    put_users(&mut out, &r.push_to);
-                    out.put_u32_le(r.text.len() as u32);
-                    out.put_slice(r.text.as_bytes());
+            } => return encode_appends(*origin, *group, *timestamp_ms, requests),
+            Record::Marks { origin, marks } => (origin, marks),
+        };
+        let mut out = BytesMut::with_capacity(16 + 33 * marks.len());
+        out.put_u8(VERSION);
+        out.put_u8(KIND_MARKS);
+        out.put_u64_le(*origin);
+        out.put_u32_le(marks.len() as u32);
+        for m in marks {
+            match *m {
+                Mark::Read { channel, user, seq } => {
+                    out.put_u8(MARK_READ);
+                    out.put_u64_le(channel.0);
+                    out.put_u64_le(user.0);
+                    out.put_u64_le(seq.into());
                 }
-            }
-            Record::Marks { origin, marks } => {
-                out.put_u8(KIND_MARKS);
-                out.put_u64_le(*origin);
-                out.put_u32_le(marks.len() as u32);
-                for m in marks {
-                    match *m {
-                        Mark::Read { channel, user, seq } => {
-                            out.put_u8(MARK_READ);
-                            out.put_u64_le(channel.0);
-                            out.put_u64_le(user.0);
-                            out.put_u64_le(seq.into());
-                        }
-                        Mark::LastSeen { user, at_ms } => {
-                            out.put_u8(MARK_LAST_SEEN);
-                            out.put_u64_le(user.0);
-                            out.put_u64_le(at_ms);
-                        }
-                        Mark::Cursor {
-                            user,
-                            device,
-                            cursor,
-                        } => {
-                            out.put_u8(MARK_CURSOR);
-                            out.put_u64_le(user.0);
-                            out.put_u64_le(device.0);
-                            out.put_u64_le(cursor.delivered.into());
-                            out.put_u64_le(cursor.read.into());
-                        }
-                    }
+                Mark::LastSeen { user, at_ms } => {
+                    out.put_u8(MARK_LAST_SEEN);
+                    out.put_u64_le(user.0);
+                    out.put_u64_le(at_ms);
+                }
+                Mark::Cursor {
+                    user,
+                    device,
+                    cursor,
+                } => {
+                    out.put_u8(MARK_CURSOR);
+                    out.put_u64_le(user.0);
+                    out.put_u64_le(device.0);
+                    out.put_u64_le(cursor.delivered.into());
+                    out.put_u64_le(cursor.read.into());
                 }
             }
         }
         out.freeze()
-    }
-
-    fn encoded_len_hint(&self) -> usize {
-        match self {
-            Record::Appends { requests, .. } => {
-                32 + requests
-                    .iter()
-                    .map(|r| 48 + 8 * (r.recipients.len() + r.push_to.len()) + r.text.len())
-                    .sum::<usize>()
-            }
-            Record::Marks { marks, .. } => 16 + 33 * marks.len(),
-        }
     }
 
     /// Decodes a stream message; texts share `bytes` rather than copy it.

@@ -20,7 +20,7 @@ use confab_storage::{
 };
 use tokio::sync::mpsc;
 
-use super::record::{Mark, Record};
+use super::record::{encode_appends, Mark};
 
 /// The stream every node appends to and applies.
 pub const LOG_STREAM: &str = "CONFAB_LOG";
@@ -146,13 +146,7 @@ impl<L: MessageLog> ReplicatedLog<L> {
             return Err(self.unavailable(why));
         }
         let group = self.next_group.fetch_add(1, Ordering::Relaxed);
-        let payload = Record::Appends {
-            origin: self.origin,
-            group,
-            timestamp_ms: confab_types::now_ms(),
-            requests: requests.to_vec(),
-        }
-        .encode();
+        let payload = encode_appends(self.origin, group, confab_types::now_ms(), requests);
         self.shared
             .waiting
             .lock()

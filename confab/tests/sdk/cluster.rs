@@ -710,3 +710,29 @@ fn a_membership_change_on_one_node_is_heeded_on_another() {
         assert_eq!(message(&mut bob_events).await.text, "in");
     });
 }
+
+#[test]
+fn a_node_that_joins_later_learns_who_is_already_online() {
+    let nats = Nats::start();
+    let directory = shared_directory();
+    let a = sharing(&nats, "a", &directory, Transport::Ws);
+    let (alice, bob) = (a.user("alice"), a.user("bob"));
+    a.befriend(alice, bob);
+    block_on(async {
+        // Alice is online on a while a is alone.
+        let (_alice_phone, _alice_events) = start(a.config(alice, 1)).await;
+        // Started on a thread of its own: a node blocks on its own runtime
+        // while starting, which this one is not allowed to.
+        let b = std::thread::scope(|s| {
+            s.spawn(|| sharing(&nats, "b", &directory, Transport::Ws))
+                .join()
+                .unwrap()
+        });
+        let (bob_phone, _bob_events) = start(b.config(bob, 1)).await;
+        let since = Instant::now();
+        while !bob_phone.presence_query(vec![alice]).await.unwrap()[0].online {
+            assert!(since.elapsed() < PATIENCE, "b never learnt alice is online");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    });
+}
