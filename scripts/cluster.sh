@@ -85,7 +85,7 @@ start_nats() {
       echo "  routes: [$(IFS=,; echo "${routes[*]}")]"
       echo "}"
     } >"$conf"
-    nohup "$(nats_bin)" -c "$conf" >"$STATE/nats-$j.log" 2>&1 &
+    GOMAXPROCS="${CONFAB_NATS_GOMAXPROCS:-$(nproc)}" nohup "$(nats_bin)" -c "$conf" >"$STATE/nats-$j.log" 2>&1 &
     echo $! >"$STATE/nats-$j.pid"
   done
   for j in $(seq 1 $NATS_SERVERS); do

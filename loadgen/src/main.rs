@@ -10,6 +10,7 @@
 
 mod api;
 mod bench;
+mod cluster_plan;
 mod cpu;
 mod crash;
 mod criterion;
@@ -415,16 +416,22 @@ fn main_result() -> Result<ExitCode> {
                 scale.unwrap_or(profile.run.scale),
                 profile.run.rate,
             );
+            let cluster = cluster_plan::ClusterPlan::new(
+                &plan,
+                profile.mean_message_chars(),
+                node.node_cores,
+            );
             if json {
                 println!(
                     "{}",
                     serde_json::to_string_pretty(
-                        &serde_json::json!({"plan": plan, "slice": slice, "node_connections": holds})
+                        &serde_json::json!({"plan": plan, "slice": slice, "node_connections": holds, "cluster": cluster})
                     )?
                 );
             } else {
                 print!("{}", holds.render(node.conn_transport));
                 print!("{}", plan.render(&profile, Some(&slice)));
+                print!("{}", cluster.render());
             }
             Ok(ExitCode::SUCCESS)
         }
