@@ -32,13 +32,19 @@ fi
 ./scripts/cluster.sh up
 trap './scripts/cluster.sh down' EXIT
 
-duration=$((KILLS * (DOWN + UP) + 20))
+# A restart waits for the node to be ready, so a kill cycle takes longer
+# than DOWN + UP: the load runs long enough for every kill to land in it.
+duration=$((KILLS * (DOWN + UP + 5) + 20))
 "$LOADGEN" run --api http://127.0.0.1:8180 --metrics http://127.0.0.1:8190/metrics \
   --profile smoke --duration "$duration" --transport ws \
   --json "$STATE/soak.json" &
 loadgen=$!
 sleep 8
 for k in $(seq 1 "$KILLS"); do
+  if ! kill -0 "$loadgen" 2>/dev/null; then
+    log "FAILED: the load ended before kill $k; only $((k - 1)) kills were under load"
+    exit 1
+  fi
   node=$(( (k - 1) % (NODES - 1) + 2 ))
   ./scripts/cluster.sh kill "$node"
   if [ "$k" -eq $((KILLS / 2)) ]; then

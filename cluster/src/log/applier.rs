@@ -22,6 +22,14 @@ use super::replicated::Shared;
 /// a restart replays.
 const SAVE_EVERY: Duration = Duration::from_secs(1);
 
+/// How often the applier checks that it keeps up with what the stream
+/// acknowledged to this node.
+const STALL_CHECK: Duration = Duration::from_millis(250);
+
+/// Checks in a row without progress while behind before the consumer is
+/// replaced.
+const STALLED_CHECKS: u32 = 4;
+
 /// What the applier needs.
 pub(crate) struct Applier<L: MessageLog> {
     pub inner: Arc<L>,
@@ -38,6 +46,8 @@ impl<L: MessageLog> Applier<L> {
         let mut saved = self.shared.applied.load(Ordering::Acquire);
         let mut tick = tokio::time::interval(SAVE_EVERY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut watch = tokio::time::interval(STALL_CHECK);
+        watch.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let from = self.shared.applied.load(Ordering::Acquire) + 1;
             let messages = async {
@@ -63,6 +73,8 @@ impl<L: MessageLog> Applier<L> {
                     continue;
                 }
             };
+            let mut still = 0u32;
+            let mut seen = self.shared.applied.load(Ordering::Acquire);
             loop {
                 tokio::select! {
                     next = messages.next() => match next {
@@ -88,6 +100,20 @@ impl<L: MessageLog> Applier<L> {
                         None => break,
                     },
                     _ = tick.tick() => saved = self.save(saved),
+                    // The stream took appends this consumer has not brought:
+                    // its server is gone or its leader moved, and the
+                    // client would only notice after missed heartbeats.
+                    // A new consumer resumes at once from where this stopped.
+                    _ = watch.tick() => {
+                        let applied = self.shared.applied.load(Ordering::Acquire);
+                        let behind = self.shared.acked.load(Ordering::Acquire) > applied;
+                        still = if behind && applied == seen { still + 1 } else { 0 };
+                        seen = applied;
+                        if still >= STALLED_CHECKS {
+                            warn!(applied, "the replicated log's consumer stalled; resuming");
+                            break;
+                        }
+                    }
                 }
             }
         }

@@ -48,6 +48,9 @@ pub(crate) struct Shared {
     pub done: Condvar,
     /// The last stream sequence applied.
     pub applied: AtomicU64,
+    /// The highest stream sequence the stream acknowledged to this node:
+    /// beyond `applied` for long, the applier's consumer is stuck.
+    pub acked: AtomicU64,
     /// Set when the applier stopped for good (a record that does not
     /// decode, a store that fails): the node must not acknowledge more.
     pub failed: OnceLock<String>,
@@ -60,6 +63,7 @@ impl Shared {
             waiting: Mutex::new(HashMap::new()),
             done: Condvar::new(),
             applied: AtomicU64::new(0),
+            acked: AtomicU64::new(0),
             failed: OnceLock::new(),
             foreign: OnceLock::new(),
         }
@@ -170,7 +174,10 @@ impl<L: MessageLog> ReplicatedLog<L> {
             }
         });
         let result = match acked {
-            Ok(_) => self.wait_applied(group, deadline),
+            Ok(seq) => {
+                self.shared.acked.fetch_max(seq, Ordering::AcqRel);
+                self.wait_applied(group, deadline)
+            }
             Err(e) => Err(self.unavailable(format!("appending to {LOG_STREAM}: {e}"))),
         };
         if result.is_err() {
