@@ -73,8 +73,8 @@ pub async fn join(
     };
     api.join_cluster(std::sync::Arc::new(View(membership.clone())));
     warn!(
-        "cluster mode: push notifications are decided by the node that took a send, \
-         which counts only its own devices as online (docs/cluster.md, \"Not built yet\")"
+        "cluster mode: a node's pending push jobs wait for it to restart \
+         (docs/cluster.md, \"Not built yet\")"
     );
     Ok(ClusterService {
         membership,

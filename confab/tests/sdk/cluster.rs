@@ -736,3 +736,45 @@ fn a_node_that_joins_later_learns_who_is_already_online() {
         }
     });
 }
+
+#[test]
+fn a_member_online_only_on_another_node_gets_no_push_and_one_offline_everywhere_does() {
+    let nats = Nats::start();
+    let directory = shared_directory();
+    let a = sharing(&nats, "a", &directory, Transport::Ws);
+    let b = sharing(&nats, "b", &directory, Transport::Ws);
+    let (alice, bob) = (a.user("alice"), a.user("bob"));
+    a.befriend(alice, bob);
+    block_on(async {
+        let (alice_phone, _alice_events) = start(a.config(alice, 1)).await;
+        let (bob_phone, mut bob_events) = start(b.config(bob, 1)).await;
+        let since = Instant::now();
+        while !alice_phone.presence_query(vec![bob]).await.unwrap()[0].online {
+            assert!(since.elapsed() < PATIENCE, "a never learnt bob is online");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // Bob has no device on a, but b delivers it to his phone.
+        let first = alice_phone.send(Target::User(bob), "on b").await.unwrap();
+        assert_eq!(message(&mut bob_events).await.seq, first.seq);
+
+        // Bob leaves everywhere: the next message wakes him.
+        bob_phone.close().await;
+        let since = Instant::now();
+        while alice_phone.presence_query(vec![bob]).await.unwrap()[0].online {
+            assert!(since.elapsed() < PATIENCE, "a never learnt bob left");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let second = alice_phone.send(Target::User(bob), "gone").await.unwrap();
+        until("bob's push job", || !a.node.push.for_user(bob).is_empty());
+        let jobs = a.node.push.for_user(bob);
+        assert_eq!(jobs.len(), 1, "{jobs:?}");
+        assert_eq!(jobs[0].seq, second.seq);
+    });
+    // Nothing was raised or settled for the first message: a found bob
+    // online on b when it was sent.
+    assert!(
+        a.node.push.found(bob).len() == 1,
+        "{:?}",
+        a.node.push.found(bob)
+    );
+}

@@ -389,12 +389,16 @@ impl Core {
     ) -> Result<(), ErrorCode> {
         // Decided now so the job rides the message's batch: a crash after
         // the commit cannot lose it. Empty (no allocation) in the common
-        // case where everyone is online.
+        // case where everyone is online. A member online only on another
+        // node is delivered there, so gets no job.
         let push = &self.io.push;
+        let cluster = self.io.cluster.as_deref();
         let push_to: Vec<UserId> = members
             .iter()
             .copied()
-            .filter(|&m| m != sender && push.wants_job(m))
+            .filter(|&m| {
+                m != sender && push.wants_job(m) && !cluster.is_some_and(|c| c.online_elsewhere(m))
+            })
             .collect();
         let request = AppendRequest {
             channel,

@@ -147,10 +147,15 @@ impl ShardState {
         entries: &[(UserId, InboxSeq)],
     ) {
         for &(user, seq) in entries {
-            // No device connected (a user in the offline grace period has
-            // none either): the push service may wake them.
-            let connected = self.users.get(&user).is_some_and(|s| !s.conns.is_empty());
             if let Some(durable) = d.push_job(user) {
+                // No device connected here (a user in the offline grace
+                // period has none either) nor on another node, which
+                // delivers its own copy: the push service may wake them.
+                let connected = self.users.get(&user).is_some_and(|s| !s.conns.is_empty())
+                    || self
+                        .cluster
+                        .as_ref()
+                        .is_some_and(|c| c.online_elsewhere(user));
                 let found = if !connected {
                     self.metrics.push_jobs.inc();
                     Some(Found::Offline { durable })
