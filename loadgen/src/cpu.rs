@@ -7,8 +7,7 @@ use serde::Serialize;
 
 /// This process's user plus system CPU so far, in seconds (all threads).
 pub fn own_cpu_seconds() -> Option<f64> {
-    let stat = procfs::process::Process::myself().ok()?.stat().ok()?;
-    Some((stat.utime + stat.stime) as f64 / procfs::ticks_per_second() as f64)
+    process_cpu_seconds(std::process::id())
 }
 
 /// Another local process's user plus system CPU so far, in seconds.

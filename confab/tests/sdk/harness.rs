@@ -141,6 +141,28 @@ pub async fn message(events: &mut Events) -> Message {
     .await
 }
 
+/// Sends typing in `channel` from `typist` until `watcher` shows a typing
+/// notice; the notice. Typing notices are best effort: one sent while the
+/// watcher's session is still being set up (Welcome comes before live
+/// delivery starts), or before another node has it, is not delivered.
+/// Repeated, as a typing user's app does.
+pub async fn typing_seen(
+    typist: &Client,
+    channel: confab_client::ChannelId,
+    watcher: &mut Events,
+) -> confab_client::TypingEvent {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        assert!(tokio::time::Instant::now() < deadline, "no typing notice");
+        typist.typing(channel).unwrap();
+        match tokio::time::timeout(std::time::Duration::from_millis(200), watcher.recv()).await {
+            Ok(Some(ClientEvent::Typing(t))) => return t,
+            Ok(None) => panic!("the watcher's client closed"),
+            _ => {}
+        }
+    }
+}
+
 /// Starts a client and waits for its session.
 pub async fn start(config: ClientConfig) -> (Client, Events) {
     let (client, mut events) = Client::connect(config).unwrap();

@@ -239,19 +239,7 @@ fn typing_and_read_receipts_reach_the_other_members(transport: Transport) {
     block_on(async {
         let (a, mut a_events) = start(node.config(alice, 1)).await;
         let (b, mut b_events) = start(node.config(bob, 1)).await;
-        // Typing notices are best effort: one sent while bob's session is
-        // still being set up (Welcome comes before live delivery starts)
-        // is simply not delivered. Repeat it, as a typing user's app does.
-        let deadline = tokio::time::Instant::now() + PATIENCE;
-        let typing = loop {
-            assert!(tokio::time::Instant::now() < deadline, "no typing notice");
-            a.typing(group).unwrap();
-            match tokio::time::timeout(Duration::from_millis(200), b_events.recv()).await {
-                Ok(Some(ClientEvent::Typing(t))) => break t,
-                Ok(None) => panic!("bob's client closed"),
-                _ => {}
-            }
-        };
+        let typing = typing_seen(&a, group, &mut b_events).await;
         assert_eq!((typing.channel_id, typing.user_id), (group, alice));
         let ack = a.send(Target::Channel(group), "read me").await.unwrap();
         assert_eq!(message(&mut b_events).await.seq, ack.seq);

@@ -17,7 +17,7 @@ use smallvec::SmallVec;
 
 use super::conns::{ConnId, Mode};
 use super::encoded::encoded;
-use super::msg::{Entries, Output, PushEvent, ReadReceipt, ShardMsg, TypingNotice};
+use super::msg::{Output, PushEvent, ReadReceipt, ShardMsg, TypingNotice};
 use super::pending::PendingSend;
 use super::presence::Encoded;
 use super::state::ShardState;
@@ -117,15 +117,7 @@ impl ShardState {
 
     /// Sends every shard the entries of its own users.
     fn route(&mut self, now: Instant, delivery: &Arc<Delivery>, inbox: &[(UserId, InboxSeq)]) {
-        let mut by_core: SmallVec<[(usize, Entries); 4]> = SmallVec::new();
-        for &(user, seq) in inbox {
-            let core = self.owner(user);
-            match by_core.iter_mut().find(|(c, _)| *c == core) {
-                Some((_, entries)) => entries.push((user, seq)),
-                None => by_core.push((core, smallvec::smallvec![(user, seq)])),
-            }
-        }
-        for (core, entries) in by_core {
+        for (core, entries) in super::entries_by_core(inbox, self.config.cores) {
             if core == self.config.core {
                 self.deliver_local(now, delivery, &entries);
             } else {
@@ -304,7 +296,7 @@ impl ShardState {
         if let Some(cluster) = &self.cluster {
             cluster.publish(ClusterEvent::Typing(notice.clone()));
         }
-        for core in self.member_cores(&notice.members) {
+        for core in super::owner_cores(&notice.members, self.config.cores) {
             self.send_to_core(now, core, ShardMsg::Typing(notice.clone()));
         }
     }
@@ -314,16 +306,9 @@ impl ShardState {
         if let Some(cluster) = &self.cluster {
             cluster.publish(ClusterEvent::Receipt(receipt.clone()));
         }
-        for core in self.member_cores(&receipt.members) {
+        for core in super::owner_cores(&receipt.members, self.config.cores) {
             self.send_to_core(now, core, ShardMsg::Receipt(receipt.clone()));
         }
-    }
-
-    fn member_cores(&self, members: &[UserId]) -> SmallVec<[usize; 8]> {
-        let mut cores: SmallVec<[usize; 8]> = members.iter().map(|u| self.owner(*u)).collect();
-        cores.sort_unstable();
-        cores.dedup();
-        cores
     }
 
     pub(crate) fn typing_local(&mut self, t: &TypingNotice) {
@@ -390,13 +375,7 @@ pub fn deliver_event(bus: &super::Bus, event: ClusterEvent) {
             return;
         }
     };
-    let mut targets: SmallVec<[usize; 8]> = members
-        .iter()
-        .map(|u| super::owner_core(*u, cores))
-        .collect();
-    targets.sort_unstable();
-    targets.dedup();
-    for core in targets {
+    for core in super::owner_cores(members, cores) {
         bus.send_shard(core, msg());
     }
 }
@@ -409,15 +388,7 @@ pub fn deliver_event(bus: &super::Bus, event: ClusterEvent) {
 pub fn deliver_stored(bus: &super::Bus, message: StoredMessage, inbox: &[(UserId, InboxSeq)]) {
     let cores = bus.cores();
     let delivery = Arc::new(Delivery::new(message, Origin::Refill, Instant::now()));
-    let mut by_core: SmallVec<[(usize, Entries); 4]> = SmallVec::new();
-    for &(user, seq) in inbox {
-        let core = super::owner_core(user, cores);
-        match by_core.iter_mut().find(|(c, _)| *c == core) {
-            Some((_, entries)) => entries.push((user, seq)),
-            None => by_core.push((core, smallvec::smallvec![(user, seq)])),
-        }
-    }
-    for (core, entries) in by_core {
+    for (core, entries) in super::entries_by_core(inbox, cores) {
         bus.send_shard(
             core,
             ShardMsg::Deliver {

@@ -40,10 +40,36 @@ pub use self::signal::Signal;
 pub use self::state::{decode_error_frame, error_frame, Opening, ShardConfig, ShardState};
 
 use confab_types::UserId;
+use smallvec::SmallVec;
 
 /// The core that owns `user`. A multiplicative hash spreads sequential ids
 /// evenly.
 pub fn owner_core(user: UserId, cores: usize) -> usize {
     let h = user.0.wrapping_mul(0x9E37_79B9_7F4A_7C15);
     ((h >> 32) % cores as u64) as usize
+}
+
+/// The cores owning `users`, each once, in order.
+pub(crate) fn owner_cores(users: &[UserId], cores: usize) -> SmallVec<[usize; 8]> {
+    let mut owners: SmallVec<[usize; 8]> = users.iter().map(|u| owner_core(*u, cores)).collect();
+    owners.sort_unstable();
+    owners.dedup();
+    owners
+}
+
+/// A message's inbox entries split by the core owning each user (few
+/// cores per message: a linear search beats a map).
+pub(crate) fn entries_by_core(
+    inbox: &[(UserId, confab_types::InboxSeq)],
+    cores: usize,
+) -> SmallVec<[(usize, msg::Entries); 4]> {
+    let mut by_core: SmallVec<[(usize, msg::Entries); 4]> = SmallVec::new();
+    for &(user, seq) in inbox {
+        let core = owner_core(user, cores);
+        match by_core.iter_mut().find(|(c, _)| *c == core) {
+            Some((_, entries)) => entries.push((user, seq)),
+            None => by_core.push((core, smallvec::smallvec![(user, seq)])),
+        }
+    }
+    by_core
 }
