@@ -28,7 +28,16 @@ const STALL_CHECK: Duration = Duration::from_millis(250);
 
 /// Checks in a row without progress while behind before the consumer is
 /// replaced.
-const STALLED_CHECKS: u32 = 4;
+const STALLED_CHECKS: u32 = 2;
+
+/// How long one request for a consumer waits. A request sent to a server
+/// that died is never answered, and the client's own timeout (5 s) would
+/// hold every send of this node that long; JetStream answers in
+/// milliseconds when it can.
+const CREATE_ATTEMPT: Duration = Duration::from_secs(1);
+
+/// The wait before asking again after a refusal (no stream leader yet).
+const CREATE_PAUSE: Duration = Duration::from_millis(200);
 
 /// What the applier needs.
 pub(crate) struct Applier<L: MessageLog> {
@@ -50,7 +59,7 @@ impl<L: MessageLog> Applier<L> {
         watch.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let from = self.shared.applied.load(Ordering::Acquire) + 1;
-            let messages = async {
+            let messages = tokio::time::timeout(CREATE_ATTEMPT, async {
                 stream
                     .create_consumer(pull::OrderedConfig {
                         deliver_policy: DeliverPolicy::ByStartSequence {
@@ -63,13 +72,17 @@ impl<L: MessageLog> Applier<L> {
                     .messages()
                     .await
                     .map_err(|e| e.to_string())
-            }
+            })
             .await;
             let mut messages = match messages {
-                Ok(m) => m,
-                Err(e) => {
+                Ok(Ok(m)) => m,
+                Ok(Err(e)) => {
                     warn!(error = %e, "following the replicated log; retrying");
-                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    tokio::time::sleep(CREATE_PAUSE).await;
+                    continue;
+                }
+                Err(_) => {
+                    warn!("following the replicated log: no answer in time; retrying");
                     continue;
                 }
             };

@@ -6,10 +6,12 @@
 //! - [`replicated`]: the [`confab_storage::MessageLog`] the node's writers
 //!   and readers use; appends go to the stream, reads to the local store.
 //! - `applier`: follows the stream into the local store.
+//! - `publish`: one record appended, sent again until the stream takes it.
 //! - [`position`]: how far the local store has applied it.
 
 mod applier;
 pub mod position;
+mod publish;
 pub mod record;
 pub mod replicated;
 
@@ -230,6 +232,7 @@ const MAX_MARKS: usize = 4096;
 /// until the stream takes them.
 async fn publish_marks(js: jetstream::Context, origin: u64, mut rx: mpsc::UnboundedReceiver<Mark>) {
     let mut batch = Vec::new();
+    let mut published = 0u64;
     while rx.recv_many(&mut batch, MAX_MARKS).await > 0 {
         let until = tokio::time::Instant::now() + MARKS_GATHER;
         while batch.len() < MAX_MARKS {
@@ -243,23 +246,13 @@ async fn publish_marks(js: jetstream::Context, origin: u64, mut rx: mpsc::Unboun
             marks: coalesce(std::mem::take(&mut batch)),
         }
         .encode();
-        let mut backoff = Duration::from_millis(50);
+        let id = format!("m{origin:x}-{published}");
+        published += 1;
         loop {
-            let acked = async {
-                js.publish(LOG_SUBJECT, payload.clone())
-                    .await
-                    .map_err(|e| e.to_string())?
-                    .await
-                    .map_err(|e| e.to_string())
-            }
-            .await;
-            match acked {
+            let deadline = tokio::time::Instant::now() + ACK_TIMEOUT;
+            match publish::append(&js, &id, &payload, deadline).await {
                 Ok(_) => break,
-                Err(e) => {
-                    warn!(error = %e, "publishing read marks and cursors; retrying");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(2));
-                }
+                Err(e) => warn!(error = %e, "publishing read marks and cursors; retrying"),
             }
         }
     }

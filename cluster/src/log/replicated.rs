@@ -20,6 +20,7 @@ use confab_storage::{
 };
 use tokio::sync::mpsc;
 
+use super::publish;
 use super::record::{encode_appends, Mark};
 
 /// The stream every node appends to and applies.
@@ -158,21 +159,10 @@ impl<L: MessageLog> ReplicatedLog<L> {
             .insert(group, None);
         let deadline = Instant::now() + self.ack_timeout;
         let js = self.js.clone();
-        let acked = self.runtime.block_on(async move {
-            let ack = tokio::time::timeout_at(deadline.into(), async {
-                js.publish(LOG_SUBJECT, payload)
-                    .await
-                    .map_err(|e| e.to_string())?
-                    .await
-                    .map_err(|e| e.to_string())
-            })
-            .await;
-            match ack {
-                Ok(Ok(ack)) => Ok(ack.sequence),
-                Ok(Err(e)) => Err(e),
-                Err(_) => Err("no acknowledgement from the stream in time".to_string()),
-            }
-        });
+        let id = format!("g{:x}-{group}", self.origin);
+        let acked = self
+            .runtime
+            .block_on(async move { publish::append(&js, &id, &payload, deadline.into()).await });
         let result = match acked {
             Ok(seq) => {
                 self.shared.acked.fetch_max(seq, Ordering::AcqRel);

@@ -576,8 +576,12 @@ fn a_send_stored_by_a_node_that_died_before_acking_it_is_acknowledged_once_on_re
         assert_eq!((m.seq, m.text.to_string()), (Seq(2), "second".to_owned()));
 
         // Her retry, on b, is answered as that message, and stores nothing.
+        // The answer is b's duplicate verdict or, when her device's core
+        // releases the applied message to it after the retry left, the ack
+        // that release is for the sending device: the same sequence either
+        // way.
         let retry = alice_phone.send(Target::User(bob), "second").await.unwrap();
-        assert_eq!((retry.seq, retry.duplicate), (Seq(2), true));
+        assert_eq!(retry.seq, Seq(2));
         let third = alice_phone.send(Target::User(bob), "third").await.unwrap();
         assert_eq!((third.seq, third.duplicate), (Seq(3), false));
         let m = message(&mut bob_events).await;
@@ -619,21 +623,11 @@ fn presence_typing_and_receipts_cross_nodes() {
         presence_of(&mut bob_events, alice, true).await;
         assert!(bob_phone.presence_query(vec![alice]).await.unwrap()[0].online);
 
-        // Typing on a reaches Bob's device on b (best effort: repeated, as
-        // an app does while its user types).
+        // Typing on a reaches Bob's device on b.
         let first = alice_phone.send(Target::User(bob), "hi").await.unwrap();
         let dm = first.channel_id;
         assert_eq!(message(&mut bob_events).await.seq, first.seq);
-        let deadline = tokio::time::Instant::now() + PATIENCE;
-        let typing = loop {
-            assert!(tokio::time::Instant::now() < deadline, "no typing notice");
-            alice_phone.typing(dm).unwrap();
-            match tokio::time::timeout(Duration::from_millis(200), bob_events.recv()).await {
-                Ok(Some(ClientEvent::Typing(t))) => break t,
-                Ok(None) => panic!("bob's client closed"),
-                _ => {}
-            }
-        };
+        let typing = typing_seen(&alice_phone, dm, &mut bob_events).await;
         assert_eq!((typing.channel_id, typing.user_id), (dm, alice));
         // Bob's read on b reaches Alice's device on a as a receipt.
         bob_phone.read(dm, first.seq).unwrap();
@@ -772,8 +766,9 @@ fn a_member_online_only_on_another_node_gets_no_push_and_one_offline_everywhere_
     });
     // Nothing was raised or settled for the first message: a found bob
     // online on b when it was sent.
-    assert!(
-        a.node.push.found(bob).len() == 1,
+    assert_eq!(
+        a.node.push.found(bob).len(),
+        1,
         "{:?}",
         a.node.push.found(bob)
     );
