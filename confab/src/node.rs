@@ -145,6 +145,14 @@ impl Node {
         if config.cluster.enabled() {
             log_config.clock = clock.clone();
         }
+        if fresh && config.cluster.enabled() {
+            // Before the store exists: one killed while this node waits
+            // for JetStream is still a cluster node's when it restarts.
+            use confab_cluster::log::position::{Position, PositionFile};
+            PositionFile::new(&config.data_dir)
+                .save(Position::UNBOUND)
+                .context("writing the cluster log position")?;
+        }
         let log = RocksLog::open(&log_dir, log_config)
             .with_context(|| format!("opening message log {}", log_dir.display()))?;
         info!(path = %log_dir.display(), sync = %config.storage.sync,
@@ -193,6 +201,10 @@ impl Node {
         settings.quic = Some(QuicSettings {
             addr: config.gateway.quic_addr,
             tls: tls::quic_config(&identity).context("TLS for QUIC")?,
+            reset_key: Some(Arc::new(
+                confab_gateway::transport::quic::reset_key::load_or_create(&config.data_dir)
+                    .context("the QUIC stateless reset key")?,
+            )),
         });
         if let Some(tweak) = b.gateway {
             tweak(&mut settings);

@@ -124,6 +124,10 @@ pub struct QuicSettings {
     pub addr: SocketAddr,
     /// TLS (ALPN `confab/1`, TLS 1.3).
     pub tls: Arc<rustls::ServerConfig>,
+    /// The stateless reset key ([`crate::transport::quic::reset_key`]);
+    /// `None`: a new one per start, so clients of a previous process
+    /// notice only at their idle timeout.
+    pub reset_key: Option<Arc<[u8; crate::transport::quic::reset_key::RESET_KEY_LEN]>>,
 }
 
 /// Which IO backend the cores use.

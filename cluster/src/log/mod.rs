@@ -25,7 +25,7 @@ use tokio::sync::mpsc;
 use tracing::{info, warn};
 
 use self::applier::Applier;
-use self::position::PositionFile;
+use self::position::{Position, PositionFile};
 use self::record::{Mark, Record};
 use self::replicated::{RuntimeOwner, Shared, LOG_STREAM, LOG_SUBJECT};
 use crate::{ClusterConfig, MembershipError};
@@ -137,6 +137,7 @@ pub fn open<L: MessageLog>(
 
     let position = PositionFile::new(data_dir);
     let start = match position.load()? {
+        Some(Position::UNBOUND) => 0,
         Some(p) if p.stream_created_ns != created => {
             return Err(LogError::OtherStream {
                 mine: p.stream_created_ns,
@@ -147,6 +148,14 @@ pub fn open<L: MessageLog>(
         None if !fresh => return Err(LogError::NotFromStream),
         None => 0,
     };
+    if start == 0 {
+        // Bound to this stream at once: a node killed before its first
+        // save must find its store its own when it comes back.
+        position.save(Position {
+            stream_created_ns: created,
+            applied: 0,
+        })?;
+    }
     let shared = Arc::new(Shared::new());
     shared.applied.store(start, Ordering::Release);
     let origin = origin_of(node_id);

@@ -23,6 +23,16 @@ pub struct Position {
     pub applied: u64,
 }
 
+impl Position {
+    /// Written before a cluster node creates its store, so that a store
+    /// killed before it applied anything is still known as a cluster's:
+    /// no stream yet, nothing applied.
+    pub const UNBOUND: Position = Position {
+        stream_created_ns: 0,
+        applied: 0,
+    };
+}
+
 /// The position file of one data directory.
 #[derive(Debug, Clone)]
 pub struct PositionFile {

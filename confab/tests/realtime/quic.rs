@@ -36,6 +36,7 @@ fn quic_node(io: IoMode, id: &confab_gateway::transport::tls::Identity) -> TestN
         s.quic = Some(confab_gateway::transport::quic::QuicSettings {
             addr: ([127, 0, 0, 1], 0).into(),
             tls: quic.clone(),
+            reset_key: None,
         })
     })
 }

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use confab_client::{ClientEvent, InboxSeq, Target, Transport};
+use confab_client::{ClientConfig, ClientEvent, InboxSeq, Target, TlsOptions, Transport};
 use confab_cluster::log::record::Record;
 use confab_cluster::log::replicated::LOG_SUBJECT;
 use confab_cluster::{ClusterConfig, Membership, NodeInfo};
@@ -387,13 +387,16 @@ fn users_on_different_nodes_talk_and_every_node_stores_the_same() {
 struct NodeProcess {
     child: Child,
     ws_addr: std::net::SocketAddr,
-    _dir: tempfile::TempDir,
+    quic_addr: std::net::SocketAddr,
+    config: PathBuf,
+    dir: tempfile::TempDir,
 }
 
 impl NodeProcess {
     fn start(nats: &Nats, node_id: &str, directory: &str) -> NodeProcess {
         let dir = tempfile::tempdir().unwrap();
         let ws_addr: std::net::SocketAddr = ([127, 0, 0, 1], free_port()).into();
+        let quic_addr: std::net::SocketAddr = ([127, 0, 0, 1], free_port()).into();
         let config = format!(
             r#"data_dir = "{data}"
 [api]
@@ -402,7 +405,7 @@ database_url = "{directory}"
 token_secret = "{SECRET}"
 [gateway]
 ws_addr = "{ws_addr}"
-quic_addr = "127.0.0.1:0"
+quic_addr = "{quic_addr}"
 cores = 1
 send_rate_per_s = 10000
 send_burst = 10000
@@ -422,10 +425,20 @@ replicas = 1
         );
         let file = dir.path().join("confab.toml");
         std::fs::write(&file, config).unwrap();
+        NodeProcess {
+            child: Self::spawn(&file, ws_addr),
+            ws_addr,
+            quic_addr,
+            config: file,
+            dir,
+        }
+    }
+
+    fn spawn(config: &std::path::Path, ws_addr: std::net::SocketAddr) -> Child {
         let child = Command::new(env!("CARGO_BIN_EXE_confab"))
             .arg("serve")
             .arg("--config")
-            .arg(&file)
+            .arg(config)
             .env("CONFAB_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
@@ -436,17 +449,29 @@ replicas = 1
             assert!(Instant::now() < deadline, "confab serve did not start");
             std::thread::sleep(Duration::from_millis(20));
         }
-        NodeProcess {
-            child,
-            ws_addr,
-            _dir: dir,
-        }
+        child
     }
 
     /// `kill -9`.
     fn kill(&mut self) {
         self.child.kill().unwrap();
         self.child.wait().unwrap();
+    }
+
+    /// Starts it again on its data directory and addresses.
+    fn restart(&mut self) {
+        self.child = Self::spawn(&self.config, self.ws_addr);
+    }
+
+    /// A QUIC client configuration for a device, trusting the node's
+    /// self-signed certificate.
+    fn quic_config(&self, b: &SdkNode, user: confab_client::UserId, device: u64) -> ClientConfig {
+        let url = format!("quic://localhost:{}", self.quic_addr.port());
+        let mut config = b.config_at(&url, user, device);
+        config.tls = TlsOptions::new()
+            .without_system_roots()
+            .add_root_pem_file(self.dir.path().join("data/tls/self-signed.crt"));
+        config
     }
 }
 
@@ -772,4 +797,37 @@ fn a_member_online_only_on_another_node_gets_no_push_and_one_offline_everywhere_
         "{:?}",
         a.node.push.found(bob)
     );
+}
+
+#[test]
+fn a_quic_device_of_a_node_killed_and_restarted_is_reset_and_reconnects_at_once() {
+    let nats = Nats::start();
+    let directory = shared_directory();
+    let b = sharing(&nats, "b", &directory, Transport::Ws);
+    let mut a = NodeProcess::start(&nats, "a", &directory);
+    let (alice, bob) = (b.user("alice"), b.user("bob"));
+    block_on(async {
+        let (alice_phone, _alice_events) = start(a.quic_config(&b, alice, 1)).await;
+        let (_bob_phone, mut bob_events) = start(b.config(bob, 1)).await;
+        let before = alice_phone.send(Target::User(bob), "before").await.unwrap();
+        assert_eq!(message(&mut bob_events).await.seq, before.seq);
+
+        // The process dies without a word to its QUIC clients, within a
+        // second of its first message (before the applier first saved its
+        // position), and comes back on the same address and data. Alice's next packet is answered with
+        // a stateless reset her client accepts (the new process has the
+        // old one's reset key), so she reconnects at once rather than at
+        // her QUIC idle timeout (30 s), and the send goes through.
+        a.kill();
+        a.restart();
+        let after = tokio::time::timeout(
+            Duration::from_secs(10),
+            alice_phone.send(Target::User(bob), "after"),
+        )
+        .await
+        .expect("the send waited for the QUIC idle timeout: no stateless reset")
+        .unwrap();
+        let m = message(&mut bob_events).await;
+        assert_eq!((m.seq, m.text.to_string()), (after.seq, "after".to_owned()));
+    });
 }

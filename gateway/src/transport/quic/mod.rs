@@ -9,6 +9,7 @@
 pub mod carrier;
 pub mod home;
 pub mod link;
+pub mod reset_key;
 pub mod routing;
 
 use std::cell::{Cell, RefCell};
@@ -143,7 +144,15 @@ pub fn endpoint(
     let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
     server.transport_config(Arc::new(transport_config(heartbeat)));
     server.migration(true);
-    let mut endpoint_config = quinn::EndpointConfig::default();
+    let mut endpoint_config = match &quic.reset_key {
+        // Every core alike: a packet of the previous process is routed
+        // by its connection id to whichever core made it.
+        Some(key) => quinn::EndpointConfig::new(Arc::new(ring::hmac::Key::new(
+            ring::hmac::HMAC_SHA256,
+            &key[..],
+        ))),
+        None => quinn::EndpointConfig::default(),
+    };
     endpoint_config.cid_generator(move || Box::new(routing::CoreCids::new(core)));
     quinn::Endpoint::new_with_abstract_socket(endpoint_config, Some(server), routed, runtime)
 }
