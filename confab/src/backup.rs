@@ -3,12 +3,12 @@
 //!
 //! A backup is a directory: the message log as a RocksDB checkpoint
 //! (`log/`), the directory store as one consistent SQLite file, the
-//! token-signing key and the generated TLS pair, and a manifest written
-//! last (a directory without one is not a backup). The log is copied
-//! first and the directory store after it, so everything the copied log
-//! names (users, channels, members) is in the copied store: a message
-//! never refers to a channel the restored node does not know. The store
-//! may hold a little more (a user who signed up meanwhile), which is
+//! token-signing key, the generated TLS pair and the QUIC reset key, and a
+//! manifest written last (a directory without one is not a backup). The
+//! log is copied first and the directory store after it, so everything the
+//! copied log names (users, channels, members) is in the copied store: a
+//! message never refers to a channel the restored node does not know. The
+//! store may hold a little more (a user who signed up meanwhile), which is
 //! harmless. With PostgreSQL as the directory store only the log and the
 //! keys are copied; `pg_dump` after the backup keeps the same order.
 
@@ -19,6 +19,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use anyhow::{bail, Context};
 use confab_directory::auth::TOKEN_KEY_FILE;
 use confab_directory::store::{Store, SQLITE_FILE};
+use confab_gateway::transport::quic::reset_key::RESET_KEY_FILE;
 use confab_storage::RocksLog;
 use serde::{Deserialize, Serialize};
 
@@ -49,6 +50,10 @@ pub struct Manifest {
     /// The generated TLS pair, when the node had one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<String>,
+    /// The QUIC stateless reset key: a node restored on the same address
+    /// resets the connections of the process it replaces.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quic_reset_key: Option<String>,
 }
 
 /// Writes a backup of the node whose log, store and data directory these
@@ -81,6 +86,8 @@ pub async fn create(
         .then(|| TOKEN_KEY_FILE.to_owned());
     let tls =
         copy_if_present(&data_dir.join(TLS_DIR), &to.join(TLS_DIR))?.then(|| TLS_DIR.to_owned());
+    let quic_reset_key = copy_if_present(&data_dir.join(RESET_KEY_FILE), &to.join(RESET_KEY_FILE))?
+        .then(|| RESET_KEY_FILE.to_owned());
     let manifest = Manifest {
         confab_version: env!("CARGO_PKG_VERSION").to_owned(),
         created_unix_ms,
@@ -88,6 +95,7 @@ pub async fn create(
         directory,
         token_key,
         tls,
+        quic_reset_key,
     };
     write_manifest(to, &manifest)?;
     Ok(manifest)
@@ -124,6 +132,7 @@ pub fn restore(from: &Path, data_dir: &Path) -> anyhow::Result<Manifest> {
         manifest.directory.as_ref(),
         manifest.token_key.as_ref(),
         manifest.tls.as_ref(),
+        manifest.quic_reset_key.as_ref(),
     ];
     for part in parts.into_iter().flatten() {
         let (src, dst) = (from.join(part), data_dir.join(part));

@@ -128,6 +128,13 @@ fn a_backup_of_a_serving_node_restores_into_a_fresh_node_with_every_message() {
     let why = refused(run_restore(work.path(), &work.path().join("elsewhere")));
     assert!(why.contains("not a confab backup"), "{why}");
 
+    // The QUIC reset key too: the restored node resets the connections of
+    // the process it replaces.
+    let key = "quic-reset.key";
+    assert_eq!(
+        std::fs::read(restored.join(key)).unwrap(),
+        std::fs::read(data.join(key)).unwrap()
+    );
     let node = node_on(&restored);
     block_on(async {
         // The same users, signed in with the restored token key.
