@@ -14,6 +14,7 @@ pub mod events;
 pub mod log;
 mod membership;
 mod node_info;
+mod patience;
 
 pub use config::ClusterConfig;
 pub use log::{open as open_log, ForeignSink, LogError, ReplicatedLog};

@@ -76,7 +76,21 @@ impl Membership {
     /// Connects to NATS, makes sure the bucket exists, writes this node's
     /// entry and starts following the others'. Call it on the runtime that
     /// is to carry the heartbeats.
+    /// A bucket JetStream cannot serve yet (while it elects a leader) is
+    /// waited for.
     pub async fn join(config: &ClusterConfig, me: NodeInfo) -> Result<Membership, MembershipError> {
+        crate::patience::patiently(
+            "joining the cluster",
+            |e| matches!(e, MembershipError::Bucket { .. }),
+            || Self::join_once(config, me.clone()),
+        )
+        .await
+    }
+
+    async fn join_once(
+        config: &ClusterConfig,
+        me: NodeInfo,
+    ) -> Result<Membership, MembershipError> {
         let client = crate::connect::connect(config, &me.node_id).await?;
         let js = async_nats::jetstream::new(client.clone());
         let store = match js.get_key_value(NODES_BUCKET).await {
@@ -143,7 +157,7 @@ impl Membership {
         let view = self.inner.view.read().expect("view");
         let mut live: Vec<NodeInfo> = view
             .values()
-            .filter(|(_, seen)| now.duration_since(*seen) < self.inner.ttl)
+            .filter(|(_, seen)| self.alive(*seen, now))
             .map(|(info, _)| info.clone())
             .collect();
         live.sort_by(|a, b| {
@@ -159,8 +173,13 @@ impl Membership {
         let now = Instant::now();
         let view = self.inner.view.read().expect("view");
         view.values()
-            .filter(|(_, seen)| now.duration_since(*seen) < self.inner.ttl)
+            .filter(|(_, seen)| self.alive(*seen, now))
             .count()
+    }
+
+    /// Whether a node whose entry was last written at `seen` is alive.
+    fn alive(&self, seen: Instant, now: Instant) -> bool {
+        now.duration_since(seen) < self.inner.ttl
     }
 
     /// Rewrites this node's entry (with its current load): the heartbeat.

@@ -56,21 +56,9 @@ pub async fn join(
             .map(|d| d.as_millis() as u64)
             .unwrap_or(0),
     };
-    // JetStream answers nothing while its servers elect a leader (one of
-    // three just lost): a node starting then waits for it.
-    let began = std::time::Instant::now();
-    let membership = loop {
-        match Membership::join(&config.cluster, me.clone()).await {
-            Ok(m) => break m,
-            Err(e @ confab_cluster::MembershipError::Bucket { .. })
-                if began.elapsed() < std::time::Duration::from_secs(60) =>
-            {
-                warn!("joining the cluster: {e}; retrying");
-                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-            }
-            Err(e) => return Err(e).context("joining the cluster"),
-        }
-    };
+    let membership = Membership::join(&config.cluster, me.clone())
+        .await
+        .context("joining the cluster")?;
     api.join_cluster(std::sync::Arc::new(View(membership.clone())));
     warn!(
         "cluster mode: a node's pending push jobs wait for it to restart \

@@ -37,9 +37,6 @@ pub use self::replicated::{ForeignSink, ReplicatedLog};
 /// the client with the same id).
 const ACK_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// How long a starting node waits for JetStream to answer.
-const OPEN_PATIENCE: Duration = Duration::from_secs(60);
-
 /// Why the replicated log could not be opened.
 #[derive(Debug, thiserror::Error)]
 pub enum LogError {
@@ -95,12 +92,10 @@ pub fn open<L: MessageLog>(
     let (js, stream, created, last) = runtime.block_on(async {
         let client = crate::connect::connect(config, node_id).await?;
         let js = jetstream::new(client);
-        // JetStream answers nothing while its servers elect a leader (a
-        // server of three just lost): a node starting then waits for it.
-        let began = Instant::now();
-        let mut backoff = Duration::from_millis(200);
-        loop {
-            let opened = async {
+        let (stream, created, last) = crate::patience::patiently(
+            &format!("opening {LOG_STREAM}"),
+            |_| true,
+            || async {
                 let mut stream = js
                     .get_or_create_stream(stream::Config {
                         name: LOG_STREAM.to_owned(),
@@ -121,18 +116,11 @@ pub fn open<L: MessageLog>(
                     info.state.last_sequence,
                 );
                 Ok::<_, String>((stream, created, last))
-            }
-            .await;
-            match opened {
-                Ok((stream, created, last)) => return Ok((js, stream, created, last)),
-                Err(e) if began.elapsed() < OPEN_PATIENCE => {
-                    warn!(error = %e, "opening {LOG_STREAM}; retrying");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(2));
-                }
-                Err(e) => return Err(LogError::Stream(e)),
-            }
-        }
+            },
+        )
+        .await
+        .map_err(LogError::Stream)?;
+        Ok::<_, LogError>((js, stream, created, last))
     })?;
 
     let position = PositionFile::new(data_dir);

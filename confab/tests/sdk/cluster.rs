@@ -630,14 +630,41 @@ async fn presence_of(
     }
 }
 
+/// Asks `asker`'s node about `user` until it answers `online`.
+async fn until_asked(asker: &confab_client::Client, user: confab_client::UserId, online: bool) {
+    let since = Instant::now();
+    while asker.presence_query(vec![user]).await.unwrap()[0].online != online {
+        assert!(
+            since.elapsed() < PATIENCE,
+            "the node never learnt {user:?} is {}",
+            if online { "online" } else { "offline" }
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Nodes a and b of one cluster, and two friends, Alice and Bob.
+fn friends_on_two_nodes(
+    nats: &Nats,
+    directory: &str,
+) -> (
+    SdkNode,
+    SdkNode,
+    confab_client::UserId,
+    confab_client::UserId,
+) {
+    let a = sharing(nats, "a", directory, Transport::Ws);
+    let b = sharing(nats, "b", directory, Transport::Ws);
+    let (alice, bob) = (a.user("alice"), a.user("bob"));
+    a.befriend(alice, bob);
+    (a, b, alice, bob)
+}
+
 #[test]
 fn presence_typing_and_receipts_cross_nodes() {
     let nats = Nats::start();
     let directory = shared_directory();
-    let a = sharing(&nats, "a", &directory, Transport::Ws);
-    let b = sharing(&nats, "b", &directory, Transport::Ws);
-    let (alice, bob) = (a.user("alice"), a.user("bob"));
-    a.befriend(alice, bob);
+    let (a, b, alice, bob) = friends_on_two_nodes(&nats, &directory);
     block_on(async {
         // Bob, on b, watches Alice.
         let (bob_phone, mut bob_events) = start(b.config(bob, 1)).await;
@@ -748,11 +775,7 @@ fn a_node_that_joins_later_learns_who_is_already_online() {
                 .unwrap()
         });
         let (bob_phone, _bob_events) = start(b.config(bob, 1)).await;
-        let since = Instant::now();
-        while !bob_phone.presence_query(vec![alice]).await.unwrap()[0].online {
-            assert!(since.elapsed() < PATIENCE, "b never learnt alice is online");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        until_asked(&bob_phone, alice, true).await;
     });
 }
 
@@ -760,29 +783,18 @@ fn a_node_that_joins_later_learns_who_is_already_online() {
 fn a_member_online_only_on_another_node_gets_no_push_and_one_offline_everywhere_does() {
     let nats = Nats::start();
     let directory = shared_directory();
-    let a = sharing(&nats, "a", &directory, Transport::Ws);
-    let b = sharing(&nats, "b", &directory, Transport::Ws);
-    let (alice, bob) = (a.user("alice"), a.user("bob"));
-    a.befriend(alice, bob);
+    let (a, b, alice, bob) = friends_on_two_nodes(&nats, &directory);
     block_on(async {
         let (alice_phone, _alice_events) = start(a.config(alice, 1)).await;
         let (bob_phone, mut bob_events) = start(b.config(bob, 1)).await;
-        let since = Instant::now();
-        while !alice_phone.presence_query(vec![bob]).await.unwrap()[0].online {
-            assert!(since.elapsed() < PATIENCE, "a never learnt bob is online");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        until_asked(&alice_phone, bob, true).await;
         // Bob has no device on a, but b delivers it to his phone.
         let first = alice_phone.send(Target::User(bob), "on b").await.unwrap();
         assert_eq!(message(&mut bob_events).await.seq, first.seq);
 
         // Bob leaves everywhere: the next message wakes him.
         bob_phone.close().await;
-        let since = Instant::now();
-        while alice_phone.presence_query(vec![bob]).await.unwrap()[0].online {
-            assert!(since.elapsed() < PATIENCE, "a never learnt bob left");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        until_asked(&alice_phone, bob, false).await;
         let second = alice_phone.send(Target::User(bob), "gone").await.unwrap();
         until("bob's push job", || !a.node.push.for_user(bob).is_empty());
         let jobs = a.node.push.for_user(bob);
